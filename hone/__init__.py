@@ -1,0 +1,48 @@
+"""hone: turn a general pre-trained language model into a domain specialist.
+
+The public Python API.  Everything here is a re-export of the core the CLI and REST API use;
+``__all__`` is pinned by a test.
+"""
+
+from hone.config import RunConfig, load_config
+from hone.data.check import DataReport
+from hone.data.records import Record
+from hone.errors import ArtifactError, ConfigError, DataError, HoneError, ModelError
+
+__version__ = "0.1.0"
+
+
+def check_data(path: str, **data_options) -> DataReport:
+    """Validate a data file without keeping it in memory; returns the DataReport (never raises on bad rows)."""
+    from hone.data.check import validate
+    from hone.data.read import read_rows
+
+    cfg = load_config({"data": {"path": str(path), **data_options}})
+    d = cfg.data
+    problems: list = []
+    report = DataReport(files=[str(path)])
+    rows = read_rows(path, problems, fmt=d.format, encoding=d.encoding, txt_mode=d.txt_mode,
+                     text_column=d.text_column, label_column=d.label_column, multi_label_sep=d.multi_label_sep)
+    validate(rows, report, schema=d.schema_, read_problems=problems, keep=False, min_examples=d.min_examples)
+    return report
+
+
+def prepare_data(config: RunConfig | dict | str, out_dir: str, *, overwrite: bool = False):
+    """Run ``hone data prepare``: returns a Prepared (splits, report, metadata); raises DataError on bad input."""
+    from hone.data.prepare import prepare
+
+    cfg = config if isinstance(config, RunConfig) else load_config(config)
+    return prepare(cfg, out_dir, overwrite=overwrite)
+
+
+def redact(text: str) -> str:
+    """Redact PII from one text with hone's default redactor."""
+    from hone.data.pii import redact as _redact
+
+    return _redact(text)
+
+
+__all__ = [
+    "ArtifactError", "ConfigError", "DataError", "DataReport", "HoneError", "ModelError", "Record",
+    "RunConfig", "__version__", "check_data", "load_config", "prepare_data", "redact",
+]

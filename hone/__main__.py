@@ -1,0 +1,3 @@
+from hone.cli import main
+
+main()

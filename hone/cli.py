@@ -1,0 +1,185 @@
+"""The ``hone`` command line: one command per stage, the same core calls as the Python API.
+
+Errors are translated once, here: a HoneError prints one line (or its list of problems) and
+exits with code 2; nothing else is printed as a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+
+from hone.errors import HoneError
+
+app = typer.Typer(help="hone: turn a general pre-trained language model into a domain specialist.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+config_app = typer.Typer(help="Validate and show run configurations.", no_args_is_help=True)
+data_app = typer.Typer(help="Check and prepare datasets.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(data_app, name="data")
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def guarded(fn):
+    """Translate HoneError into one clear message on stderr and exit code 2."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except HoneError as e:
+            err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(e.exit_code) from None
+    return wrapper
+
+
+Overrides = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="Override a config key: KEY=VALUE (dotted), repeatable.")]
+Schema = Annotated[Optional[str], typer.Option(help="classification | chat | sharegpt | prompt_completion | instruction | preference | text (default: detected).")]
+Fmt = Annotated[Optional[str], typer.Option("--format", help="jsonl | json | csv | tsv | parquet | txt (default: from the extension).")]
+TextCol = Annotated[Optional[str], typer.Option(help="Column holding the text (CSV/TSV/Parquet/JSONL).")]
+LabelCol = Annotated[Optional[str], typer.Option(help="Column holding the label.")]
+Encoding = Annotated[Optional[str], typer.Option(help="Input encoding (default utf-8; e.g. cp1252, latin-1 only when you know).")]
+TxtMode = Annotated[Optional[str], typer.Option(help="txt input: 'line' (one example per line) or 'document' (one per file).")]
+LabelSep = Annotated[Optional[str], typer.Option(help="Split the label column on this separator (multi-label CSV).")]
+GroupCol = Annotated[Optional[str], typer.Option(help="Group id column (conversation / customer): no group spans two splits.")]
+Tokenizer = Annotated[Optional[str], typer.Option(help="Tokenizer for token-length statistics (e.g. minilm, a local dir, a hub id).")]
+MaxLen = Annotated[Optional[int], typer.Option(help="Max length in tokens to compare against.")]
+
+
+def _data_flags(**flags: Any) -> dict[str, Any]:
+    names = {"schema": "schema", "format": "format", "text_column": "text_column", "label_column": "label_column",
+             "encoding": "encoding", "txt_mode": "txt_mode", "multi_label_sep": "multi_label_sep",
+             "tokenizer": "tokenizer", "max_length": "max_length"}
+    out = {names[k]: v for k, v in flags.items() if k in names and v is not None}
+    if flags.get("group_column"):
+        out["split"] = {"group_column": flags["group_column"]}
+    return out
+
+
+def _build_config(source: Optional[Path], data_flags: dict[str, Any], overrides: list[str] | None,
+                  seed: Optional[int] = None, extra: dict[str, Any] | None = None):
+    """A config from a YAML file or a data file, CLI flags, then ``--set`` overrides."""
+    from hone.config import load_config
+
+    flat = [f"data.{k}={json.dumps(v)}" for k, v in data_flags.items() if k != "split"]
+    if "split" in data_flags:
+        flat.append(f"data.split.group_column={json.dumps(data_flags['split']['group_column'])}")
+    if seed is not None:
+        flat.append(f"seed={seed}")
+    flat += [f"{k}={json.dumps(v)}" for k, v in (extra or {}).items()]
+    if source is not None and source.suffix.lower() in (".yaml", ".yml"):
+        return load_config(source, [*flat, *(overrides or [])])
+    base = {"data": {"path": str(source)}} if source is not None else {}
+    return load_config(base, [*flat, *(overrides or [])])
+
+
+@app.command()
+def version() -> None:
+    """Print hone's version and the versions of the libraries it uses."""
+    from hone.artifacts import library_versions
+
+    for k, v in library_versions().items():
+        console.print(f"{k} {v}", highlight=False)
+
+
+@config_app.command("check")
+@guarded
+def config_check(file: Path, overrides: Overrides = None,
+                 show: Annotated[bool, typer.Option(help="Print the resolved config as YAML.")] = False) -> None:
+    """Validate a run config (YAML + --set overrides); every error is listed with its dotted key."""
+    from hone.config import load_config
+
+    cfg = load_config(file, overrides or [])
+    if show:
+        console.print(cfg.to_yaml(), highlight=False, end="")
+    else:
+        console.print(f"[green]ok[/] {file}: valid config (method {cfg.method.name}, model {cfg.model.name})")
+
+
+@data_app.command("check")
+@guarded
+def data_check(file: Path, schema: Schema = None, format: Fmt = None, text_column: TextCol = None,
+               label_column: LabelCol = None, encoding: Encoding = None, txt_mode: TxtMode = None,
+               multi_label_sep: LabelSep = None, tokenizer: Tokenizer = None, max_length: MaxLen = None,
+               json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the report as JSON here.")] = None,
+               ) -> None:
+    """Validate a data file and print statistics; exit code 2 if any row is invalid."""
+    from hone.artifacts import atomic_write_json
+    from hone.data.check import DataReport, validate
+    from hone.data.prepare import load_tokenizer
+    from hone.data.read import read_rows
+    from hone.data.show import render
+
+    cfg = _build_config(file, _data_flags(**locals()), None)
+    d = cfg.data
+    problems: list = []
+    report = DataReport(files=[str(file)])
+    rows = read_rows(file, problems, fmt=d.format, encoding=d.encoding, txt_mode=d.txt_mode,
+                     text_column=d.text_column, label_column=d.label_column, multi_label_sep=d.multi_label_sep)
+    validate(rows, report, schema=d.schema_, read_problems=problems, keep=False, min_examples=d.min_examples,
+             tokenizer=load_tokenizer(d.tokenizer), max_length=d.max_length)
+    render(report, console)
+    if json_out:
+        atomic_write_json(json_out, report.to_dict())
+    if not report.ok:
+        err_console.print(f"[bold red]error:[/] {report.error_count} error(s) in {file}", highlight=False)
+        raise typer.Exit(2)
+
+
+@data_app.command("prepare")
+@guarded
+def data_prepare(source: Annotated[Path, typer.Argument(help="A run config (YAML) or a data file.")],
+                 out: Annotated[Path, typer.Option("--out", "-o", help="Output directory (created atomically).")],
+                 schema: Schema = None, format: Fmt = None, text_column: TextCol = None,
+                 label_column: LabelCol = None, encoding: Encoding = None, txt_mode: TxtMode = None,
+                 multi_label_sep: LabelSep = None, group_column: GroupCol = None,
+                 tokenizer: Tokenizer = None, max_length: MaxLen = None,
+                 no_pii: Annotated[bool, typer.Option("--no-pii", help="Do not redact PII (on by default).")] = False,
+                 augment: Annotated[bool, typer.Option(help="Augment the training split (data.augment).")] = False,
+                 balance: Annotated[Optional[str], typer.Option(help="none | class_weights | oversample | undersample")] = None,
+                 seed: Annotated[Optional[int], typer.Option(help="Random seed (splits, augmentation, sampling).")] = None,
+                 overwrite: Annotated[bool, typer.Option(help="Replace an existing output directory.")] = False,
+                 overrides: Overrides = None) -> None:
+    """Validate, clean, redact PII, de-duplicate, split (and optionally augment / balance) a dataset."""
+    from hone.data.prepare import prepare
+    from hone.data.show import render
+
+    extra: dict[str, Any] = {}
+    if no_pii:
+        extra["data.pii.enabled"] = False
+    if augment:
+        extra["data.augment.enabled"] = True
+    if balance:
+        extra["data.balance.strategy"] = balance
+    cfg = _build_config(source, _data_flags(**locals()), overrides, seed, extra)
+    prep = prepare(cfg, out, overwrite=overwrite, log=lambda m: console.print(f"[dim]•[/] {m}", highlight=False))
+    render(prep.report, console)
+    console.print(f"[green]wrote[/] {out}/ (train/validation/test.jsonl, data_report.json, metadata.json, manifest.json)")
+
+
+@data_app.command("redact")
+@guarded
+def data_redact(texts: Annotated[list[str], typer.Argument(help="Text(s) to redact; '-' reads lines from stdin.")]) -> None:
+    """Show what PII redaction does to some text (one pseudonym scope for all arguments)."""
+    from hone.data.pii import Redactor
+
+    red = Redactor()
+    scope = red.scope()
+    lines = sys.stdin.read().splitlines() if texts == ["-"] else texts
+    for t in lines:
+        console.print(red.redact(t, scope), highlight=False, markup=False)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

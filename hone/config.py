@@ -1,0 +1,311 @@
+"""Every run setting, defined and validated once: ``RunConfig{data, model, method, train, eval}``.
+
+YAML files, dotted CLI overrides (``data.split.test=0.2``), the Python API and REST payloads
+all go through :func:`load_config`.  Models use ``extra="forbid"`` so a typo is an error, and
+all errors are reported together with their dotted key.  Configs are data only: no import
+paths or code, since they may arrive over HTTP.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+
+from hone.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# ---------------------------------------------------------------- data
+
+class SplitConfig(_Section):
+    """Train / validation / test split by ratio, or taken from existing split files."""
+
+    train: float = Field(0.8, ge=0, le=1)
+    validation: float = Field(0.1, ge=0, le=1)
+    test: float = Field(0.1, ge=0, le=1)
+    stratify: bool = True
+    group_column: str | None = None  # conversation / customer id: no group spans two splits
+    leakage: Literal["report", "drop"] = "report"  # near-duplicates across splits
+    leakage_threshold: float = Field(0.8, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> SplitConfig:
+        total = self.train + self.validation + self.test
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"train + validation + test must sum to 1, got {total:g}")
+        if self.train <= 0:
+            raise ValueError("train must be > 0")
+        return self
+
+
+class CleanConfig(_Section):
+    """Text cleaning; each step is optional and reported with counts."""
+
+    unicode: bool = True  # ftfy mojibake repair + NFC
+    html: bool = True  # strip tags, unescape entities
+    signatures: bool = True  # e-mail signatures and "Sent from my iPhone"
+    boilerplate: list[str] = Field(default_factory=list)  # extra regexes to delete
+    whitespace: bool = True
+    normalize: dict[str, str] = Field(default_factory=dict)  # domain spelling map: "srvce": "service"
+    min_chars: int = Field(1, ge=0)
+    max_chars: int | None = Field(None, gt=0)
+    languages: list[str] | None = None  # ISO 639-1 codes to keep, e.g. ["en"]; None = no filter
+
+    @field_validator("boilerplate")
+    @classmethod
+    def _regexes(cls, v: list[str]) -> list[str]:
+        for i, pat in enumerate(v):
+            try:
+                re.compile(pat)
+            except re.error as e:
+                raise ValueError(f"boilerplate[{i}] is not a valid regular expression: {e}") from None
+        return v
+
+
+class DedupeConfig(_Section):
+    exact: bool = True  # normalized-text hash
+    near: bool = True  # MinHash LSH
+    threshold: float = Field(0.85, gt=0, le=1)  # estimated Jaccard similarity of character shingles
+    num_perm: int = Field(128, ge=16, le=1024)
+    shingle: int = Field(5, ge=1, le=20)  # character n-gram size
+
+
+class PiiConfig(_Section):
+    enabled: bool = True
+    entities: list[str] | None = None  # None = every type hone knows
+    patterns: dict[str, str] = Field(default_factory=dict)  # extra TYPE: regex (account / order numbers)
+
+    @field_validator("patterns")
+    @classmethod
+    def _patterns(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, pat in v.items():
+            if not re.fullmatch(r"[A-Z][A-Z0-9_]*", name):
+                raise ValueError(f"pattern name {name!r} must be an upper-case entity type like ORDER_ID")
+            try:
+                re.compile(pat)
+            except re.error as e:
+                raise ValueError(f"pattern {name} is not a valid regular expression: {e}") from None
+        return v
+
+
+class AugmentConfig(_Section):
+    enabled: bool = False
+    methods: list[Literal["synonym", "neighbour", "swap", "delete", "insert", "paraphrase"]] = Field(
+        default_factory=lambda: ["synonym", "swap"])
+    per_example: int = Field(1, ge=1, le=20)  # cap of new rows made from one example
+    p: float = Field(0.1, gt=0, le=1)  # share of words touched by word-level methods
+    model: str = "smollm2"  # causal LM for paraphrasing
+    max_new_tokens: int = Field(48, ge=4, le=512)
+
+
+class BalanceConfig(_Section):
+    strategy: Literal["none", "class_weights", "oversample", "undersample"] = "none"
+
+
+class DataConfig(_Section):
+    path: str | None = None  # one input file (or a folder of .txt documents)
+    files: dict[Literal["train", "validation", "test"], str] | None = None  # existing split files
+    format: Literal["auto", "jsonl", "json", "csv", "tsv", "parquet", "txt"] = "auto"
+    schema_: Literal["auto", "classification", "chat", "sharegpt", "prompt_completion", "instruction",
+                     "preference", "text"] = Field("auto", alias="schema")
+    text_column: str | None = None
+    label_column: str | None = None
+    encoding: str = "utf-8"  # cp1252 / latin-1 only when asked
+    txt_mode: Literal["line", "document"] = "line"
+    multi_label_sep: str | None = None  # CSV: split the label column on this separator
+    min_examples: int = Field(10, ge=1)  # OpenAI's floor
+    tokenizer: str | None = None  # token-length statistics when given
+    max_length: int = Field(512, ge=8)
+    clean: CleanConfig = Field(default_factory=CleanConfig)
+    dedupe: DedupeConfig = Field(default_factory=DedupeConfig)
+    pii: PiiConfig = Field(default_factory=PiiConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    balance: BalanceConfig = Field(default_factory=BalanceConfig)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataConfig:
+        if self.path and self.files:
+            raise ValueError("give either data.path or data.files, not both")
+        if self.files is not None and "train" not in self.files:
+            raise ValueError("data.files needs a train file")
+        return self
+
+
+# ---------------------------------------------------------------- model, method, train, eval
+
+class ModelConfig(_Section):
+    name: str = "minilm"  # embedded default, local directory or hub id
+    revision: str | None = None
+    trust_remote_code: bool = False
+
+
+class FullMethod(_Section):
+    name: Literal["full"] = "full"
+
+
+class FreezeMethod(_Section):
+    name: Literal["freeze"] = "freeze"
+    layers: int = Field(2, ge=0)  # lower layers frozen (plus the embeddings)
+
+
+class LoraMethod(_Section):
+    name: Literal["lora"] = "lora"
+    r: int = Field(8, ge=1)
+    alpha: int = Field(16, ge=1)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] | None = None
+
+
+Method = Annotated[FullMethod | FreezeMethod | LoraMethod, Field(discriminator="name")]
+
+
+class TrainConfig(_Section):
+    epochs: float = Field(3, gt=0)
+    max_steps: int | None = Field(None, gt=0)
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(5e-5, gt=0)
+    warmup_steps: int = Field(0, ge=0)
+
+    @field_validator("warmup_steps")
+    @classmethod
+    def _warmup(cls, v: int, info: ValidationInfo) -> int:
+        max_steps = info.data.get("max_steps")
+        if max_steps is not None and v >= max_steps:
+            raise ValueError("must be < max_steps")
+        return v
+
+
+class EvalConfig(_Section):
+    metrics: list[str] = Field(default_factory=lambda: ["accuracy", "macro_f1"])
+
+
+class RunConfig(_Section):
+    seed: int = 42
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    method: Method = Field(default_factory=FullMethod)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+
+
+# ---------------------------------------------------------------- loading
+
+def _format_errors(err: ValidationError, method_tags: set[str]) -> list[str]:
+    lines = []
+    for e in err.errors():
+        loc = [str(p) for p in e["loc"]]
+        # drop discriminated-union tags ("method.lora.r" -> "method.r") and validator labels
+        loc = [p for i, p in enumerate(loc) if not (i > 0 and loc[i - 1] == "method" and p in method_tags)]
+        loc = [p for p in loc if not p.startswith("function-")]
+        key = ".".join(loc) or "(root)"
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"{key}: {msg}")
+    return lines
+
+
+def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = tree
+    for p in parts[:-1]:
+        nxt = node.get(p)
+        if nxt is None:
+            nxt = node[p] = {}
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"{key}: cannot set a key inside {p!r}, which is not a section")
+        node = nxt
+    node[parts[-1]] = value
+
+
+def parse_overrides(overrides: list[str] | tuple[str, ...]) -> list[tuple[str, Any]]:
+    """``["data.split.test=0.2", "method.name=lora"]`` -> typed (key, value) pairs (values as YAML)."""
+    out = []
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key or not re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*", key):
+            raise ConfigError(f"override {item!r}: expected KEY=VALUE with a dotted key, e.g. data.split.test=0.2")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as e:
+            raise ConfigError(f"override {item!r}: value is not valid YAML: {e}") from None
+        out.append((key, value))
+    return out
+
+
+def load_config(source: str | Path | dict[str, Any] | None = None,
+                overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """Build a validated RunConfig from a YAML file, a dict or nothing (defaults), then overrides.
+
+    Relative ``data.path`` / ``data.files`` in a YAML file are resolved against the file's folder.
+    Raises ConfigError listing every problem with its dotted key.
+    """
+    base_dir: Path | None = None
+    if source is None:
+        tree: dict[str, Any] = {}
+    elif isinstance(source, dict):
+        tree = _deepcopy(source)
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}" if mark else str(path)
+            raise ConfigError(f"{where}: invalid YAML: {getattr(e, 'problem', e)}") from None
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: a config must be a mapping of sections, got {type(loaded).__name__}")
+        tree, base_dir = loaded, path.parent
+    for key, value in parse_overrides(overrides):
+        _set_dotted(tree, key, value)
+    try:
+        cfg = RunConfig.model_validate(tree)
+    except ValidationError as e:
+        tags = {"full", "freeze", "lora"}
+        lines = _format_errors(e, tags)
+        label = f"{source}" if isinstance(source, (str, Path)) else "config"
+        raise ConfigError(f"{label}: {len(lines)} error(s)\n  " + "\n  ".join(lines)) from None
+    if base_dir is not None:
+        _resolve_paths(cfg.data, base_dir)
+    return cfg
+
+
+def _resolve_paths(data: DataConfig, base: Path) -> None:
+    def res(p: str) -> str:
+        q = Path(p).expanduser()
+        return str(q if q.is_absolute() else (base / q))
+    if data.path:
+        data.path = res(data.path)
+    if data.files:
+        data.files = {k: res(v) for k, v in data.files.items()}
+
+
+def _deepcopy(d: Any) -> Any:
+    if isinstance(d, dict):
+        return {k: _deepcopy(v) for k, v in d.items()}
+    if isinstance(d, list):
+        return [_deepcopy(v) for v in d]
+    return d

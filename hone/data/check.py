@@ -1,0 +1,181 @@
+"""Validation and statistics: raw rows -> canonical Records + a DataReport.
+
+All problems are collected before anything fails, each with file, line and field.  Errors
+make the dataset unusable (exit code 2, nothing written); warnings are oddities a user
+should see (a label with one example, duplicate rows, a trailing user turn).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from itertools import chain, islice
+from typing import Any
+
+from hone.data.read import RawRow
+from hone.data.records import (
+    INPUT_SCHEMAS, META_KEY, Problem, Record, detect_schema, joined_text, labels_of, normalize, output_schema,
+)
+
+MAX_LISTED = 200  # problems listed in the report; the totals are always exact
+_SNIFF = 50  # rows looked at to auto-detect the schema
+
+
+@dataclass
+class DataReport:
+    """What ``hone data check`` / ``prepare`` found. Serialized to data_report.json."""
+
+    files: list[str]
+    schema: str | None = None
+    rows: int = 0
+    valid: int = 0
+    errors: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+    error_count: int = 0
+    warning_count: int = 0
+    labels: dict[str, int] = field(default_factory=dict)
+    multi_label: bool = False
+    imbalance_ratio: float | None = None  # largest / smallest class
+    length_chars: dict[str, float] = field(default_factory=dict)
+    length_tokens: dict[str, Any] | None = None
+    steps: dict[str, Any] = field(default_factory=dict)  # filled by prepare: clean, dedupe, pii, ...
+    splits: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.error_count == 0
+
+    def add(self, p: Problem) -> None:
+        if p.severity == "error":
+            self.error_count += 1
+            if len(self.errors) < MAX_LISTED:
+                self.errors.append(p)
+        else:
+            self.warning_count += 1
+            if len(self.warnings) < MAX_LISTED:
+                self.warnings.append(p)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "files": self.files, "schema": self.schema, "rows": self.rows, "valid": self.valid,
+            "error_count": self.error_count, "warning_count": self.warning_count,
+            "errors": [p.to_dict() for p in self.errors], "warnings": [p.to_dict() for p in self.warnings],
+            "labels": dict(sorted(self.labels.items(), key=lambda kv: (-kv[1], kv[0]))),
+            "n_labels": len(self.labels), "multi_label": self.multi_label,
+            "imbalance_ratio": self.imbalance_ratio, "length_chars": self.length_chars,
+            "length_tokens": self.length_tokens, "steps": self.steps, "splits": self.splits,
+        }
+
+
+def distribution(values: list[int]) -> dict[str, float]:
+    """min / mean / percentiles / max of a list of lengths (nearest-rank percentiles)."""
+    if not values:
+        return {}
+    v = sorted(values)
+
+    def pct(q: float) -> int:
+        return v[min(len(v) - 1, max(0, math.ceil(q * len(v)) - 1))]
+    return {"min": v[0], "mean": round(sum(v) / len(v), 1), "p50": pct(0.5), "p90": pct(0.9),
+            "p99": pct(0.99), "max": v[-1]}
+
+
+def label_stats(records: Iterable[Record]) -> tuple[dict[str, int], bool, float | None]:
+    counts: Counter[str] = Counter()
+    multi = False
+    for r in records:
+        labs = labels_of(r.data)
+        multi = multi or isinstance(r.data.get("label"), list)
+        counts.update(labs)
+    ratio = round(max(counts.values()) / min(counts.values()), 2) if counts else None
+    return dict(counts), multi, ratio
+
+
+def _sniff_schema(rows: Iterator[RawRow]) -> tuple[str | None, Iterator[RawRow]]:
+    head = list(islice(rows, _SNIFF))
+    votes = Counter(s for s in (detect_schema(r.obj) for r in head) if s)
+    return (votes.most_common(1)[0][0] if votes else None), chain(head, rows)
+
+
+def validate(rows: Iterator[RawRow], report: DataReport, *, schema: str = "auto",
+             read_problems: list[Problem] | None = None, keep: bool = True, min_examples: int = 10,
+             tokenizer: Any = None, max_length: int = 512) -> list[Record]:
+    """Normalize and check every row, filling ``report``; returns the valid Records if ``keep``.
+
+    ``read_problems`` is the list the reader appends to; it is drained into the report as
+    rows stream by, so problems stay in file order and memory stays flat for ``keep=False``.
+    """
+    read_problems = read_problems if read_problems is not None else []
+    if schema == "auto":
+        schema, rows = _sniff_schema(rows)
+        if schema is None:
+            schema = "text"
+    elif schema not in INPUT_SCHEMAS:
+        raise ValueError(f"unknown schema {schema!r}")
+    report.schema = output_schema(schema)
+    out: list[Record] = []
+    char_lengths: list[int] = []
+    token_lengths: list[int] = []
+    label_counts: Counter[str] = Counter()
+    seen_hashes: dict[int, int] = {}
+    multi = False
+    for raw in rows:
+        _drain(read_problems, report)
+        report.rows += 1
+        data, issues = normalize(raw.obj, schema)
+        for fld, msg in issues:
+            report.add(Problem("error", raw.source, raw.line, fld, msg))
+        if data is None:
+            continue
+        meta = raw.obj.get(META_KEY) if isinstance(raw.obj, dict) else None
+        rec = Record(data, raw.source, raw.line, dict(meta) if isinstance(meta, dict) else {})
+        report.valid += 1
+        text = joined_text(report.schema, data)
+        char_lengths.append(len(text))
+        if tokenizer is not None:
+            token_lengths.append(len(tokenizer(text, add_special_tokens=True)["input_ids"]))
+        label_counts.update(labels_of(data))
+        multi = multi or isinstance(data.get("label"), list)
+        _row_warnings(rec, report, seen_hashes, text)
+        if keep:
+            out.append(rec)
+    _drain(read_problems, report)
+    if report.valid < min_examples:
+        report.add(Problem("error", ", ".join(report.files), None, "(dataset)",
+                           f"only {report.valid} valid example(s); at least {min_examples} are needed"))
+    report.labels = dict(label_counts)
+    report.multi_label = multi
+    if label_counts:
+        report.imbalance_ratio = round(max(label_counts.values()) / min(label_counts.values()), 2)
+        for lab, n in sorted(label_counts.items()):
+            if n == 1:
+                report.add(Problem("warning", ", ".join(report.files), None, "label",
+                                   f"label {lab!r} has a single example; it is kept out of stratification"))
+    report.length_chars = distribution(char_lengths)
+    if tokenizer is not None:
+        report.length_tokens = {**distribution(token_lengths), "max_length": max_length,
+                                "over_max_length": sum(t > max_length for t in token_lengths),
+                                "tokenizer": getattr(tokenizer, "name_or_path", str(tokenizer))}
+    return out
+
+
+def _drain(problems: list[Problem], report: DataReport) -> None:
+    for p in problems:
+        report.add(p)
+    problems.clear()
+
+
+def _row_warnings(rec: Record, report: DataReport, seen: dict[int, int], text: str) -> None:
+    key = hash(" ".join(text.split()).casefold())
+    if key in seen:
+        report.add(Problem("warning", rec.source, rec.line, "(row)",
+                           f"duplicate of line {seen[key]} (removed by dedupe in prepare)"))
+    else:
+        seen[key] = rec.line
+    msgs = rec.data.get("messages")
+    if msgs and msgs[-1]["role"] != "assistant":
+        report.add(Problem("warning", rec.source, rec.line, f"messages[{len(msgs) - 1}]",
+                           "conversation ends with a user turn, which is never trained on"))
+    if msgs and all(m.get("weight", 1) == 0 for m in msgs if m["role"] == "assistant"):
+        report.add(Problem("warning", rec.source, rec.line, "messages", "every assistant turn has weight 0"))

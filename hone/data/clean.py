@@ -1,0 +1,170 @@
+"""Text cleaning: Unicode repair, HTML, signatures, boilerplate, whitespace, a domain spelling
+map, length and language filters.  Each step is optional and counted.
+
+Steps act on every free-text field of a canonical row (via ``records.map_texts``); filters
+drop whole records.  Everything is deterministic.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Callable
+from functools import lru_cache
+
+from hone.config import CleanConfig
+from hone.data.records import Record, joined_text, map_texts
+
+_TAG = re.compile(r"<\s*(br|p|div|li|tr)\b[^>]*>|<\s*/\s*(p|div|li|tr)\s*>", re.I)
+_ANY_TAG = re.compile(r"</?[a-zA-Z][a-zA-Z0-9]*(\s+[^<>]*)?/?>")
+_ENTITY = re.compile(r"&(#\d+|#x[0-9a-fA-F]+|[a-zA-Z]{2,8});")
+_SIGNATURE_CUTS = [
+    re.compile(r"\n--\s*\n.*\Z", re.S),  # RFC 3676 signature delimiter
+    re.compile(r"\s*\bSent from my (iPhone|iPad|Android|Samsung[\w ]*|Galaxy[\w ]*|mobile( device)?|phone)\b.*\Z",
+               re.S | re.I),
+    re.compile(r"\s*\bGet Outlook for (iOS|Android)\b.*\Z", re.S | re.I),
+]
+_DEFAULT_BOILERPLATE = [
+    re.compile(r"\s*\b(This (e-?mail|message)( and any attachments)? (is|are) (strictly )?confidential)[^\n]*",
+               re.I),
+    re.compile(r"\s*\bPlease consider the environment before printing[^\n]*", re.I),
+]
+_HSPACE = re.compile(r"[ \t\u00a0\u2000-\u200b\u3000]+")
+_BLANKS = re.compile(r"\n\s*\n(\s*\n)+")
+_PLACEHOLDER = re.compile(r"<[A-Z][A-Z0-9_]*_\d+>")  # PII placeholders are not HTML
+
+
+def fix_unicode(text: str) -> str:
+    import ftfy
+
+    return unicodedata.normalize("NFC", ftfy.fix_text(text, normalization="NFC"))
+
+
+def strip_html(text: str) -> str:
+    if "<" not in text and "&" not in text:
+        return text
+    keep = {m.group(0): f"\x00{i}\x00" for i, m in enumerate(_PLACEHOLDER.finditer(text))}
+    for k, v in keep.items():
+        text = text.replace(k, v)
+    text = _TAG.sub("\n", text)
+    text = _ANY_TAG.sub(" ", text)
+    if _ENTITY.search(text):
+        text = html.unescape(text)
+    for k, v in keep.items():
+        text = text.replace(v, k)
+    return text
+
+
+def strip_signatures(text: str) -> str:
+    for pat in _SIGNATURE_CUTS:
+        cut = pat.sub("", text)
+        if cut.strip():  # never strip a message down to nothing
+            text = cut
+    return text
+
+
+def strip_patterns(text: str, patterns: list[re.Pattern[str]]) -> str:
+    for pat in patterns:
+        cut = pat.sub("", text)
+        if cut.strip():
+            text = cut
+    return text
+
+
+def normalize_whitespace(text: str) -> str:
+    lines = [_HSPACE.sub(" ", ln).strip() for ln in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
+    return _BLANKS.sub("\n\n", "\n".join(lines)).strip()
+
+
+def spelling_map(mapping: dict[str, str]) -> Callable[[str], str]:
+    """Whole-word, case-insensitive replacement of domain spelling variants (``srvce`` -> ``service``).
+
+    Longer keys win over shorter ones; internal spaces in a key match any run of spaces, so
+    ``"5 G": "5G"`` also fixes ``5  G``.
+    """
+    if not mapping:
+        return lambda t: t
+    keys = sorted(mapping, key=len, reverse=True)
+    alts = "|".join(r"\s+".join(map(re.escape, k.split())) for k in keys)
+    pat = re.compile(rf"(?<!\w)(?:{alts})(?!\w)", re.I)
+    folded = {" ".join(k.split()).casefold(): v for k, v in mapping.items()}
+    return lambda t: pat.sub(lambda m: folded[" ".join(m.group(0).split()).casefold()], t)
+
+
+@lru_cache(maxsize=1)
+def _langdetect():  # imported lazily: langdetect loads ~50 language profiles
+    from langdetect import DetectorFactory, detect_langs
+
+    DetectorFactory.seed = 0  # langdetect is random unless seeded
+    return detect_langs
+
+
+def detect_language(text: str, min_chars: int = 20) -> str | None:
+    """ISO 639-1 code, or None when the text is too short or unclear to tell."""
+    letters = sum(c.isalpha() for c in text)
+    if letters < min_chars:
+        return None
+    from langdetect.lang_detect_exception import LangDetectException
+
+    try:
+        best = _langdetect()(text)[0]
+    except LangDetectException:
+        return None
+    return best.lang if best.prob >= 0.80 else None
+
+
+def clean_records(records: list[Record], schema: str, cfg: CleanConfig) -> tuple[list[Record], dict]:
+    """Apply the enabled steps; returns the kept records and per-step counts."""
+    steps: list[tuple[str, Callable[[str], str]]] = []
+    if cfg.unicode:
+        steps.append(("unicode", fix_unicode))
+    if cfg.html:
+        steps.append(("html", strip_html))
+    if cfg.signatures:
+        steps.append(("signatures", strip_signatures))
+    extra = [re.compile(p, re.I | re.M) for p in cfg.boilerplate]
+    steps.append(("boilerplate", lambda t: strip_patterns(t, _DEFAULT_BOILERPLATE + extra)))
+    if cfg.normalize:
+        steps.append(("normalize", spelling_map(cfg.normalize)))
+    if cfg.whitespace:
+        steps.append(("whitespace", normalize_whitespace))
+    changed: Counter[str] = Counter()
+    dropped: Counter[str] = Counter()
+    langs: Counter[str] = Counter()
+    kept: list[Record] = []
+    for rec in records:
+        data = rec.data
+        for name, fn in steps:
+            new = map_texts(schema, data, fn)
+            if new != data:
+                changed[name] += 1
+            data = new
+        text = joined_text(schema, data)
+        reason = _drop_reason(text, cfg, langs)
+        if reason:
+            dropped[reason] += 1
+            continue
+        kept.append(Record(data, rec.source, rec.line, dict(rec.meta)))
+    counts = {"records_changed": {name: changed[name] for name, _ in steps},
+              "dropped": dict(dropped), "kept": len(kept)}
+    if cfg.languages is not None:
+        counts["languages"] = dict(langs.most_common())
+    return kept, counts
+
+
+def _drop_reason(text: str, cfg: CleanConfig, langs: Counter[str]) -> str | None:
+    n = len(text.strip())
+    if n == 0:
+        return "empty_after_cleaning"
+    if n < cfg.min_chars:
+        return "too_short"
+    if cfg.max_chars is not None and n > cfg.max_chars:
+        return "too_long"
+    if cfg.languages is not None:
+        lang = detect_language(text)
+        langs[lang or "undetermined"] += 1
+        if lang is not None and lang not in cfg.languages:
+            return "language"
+    return None

@@ -1,0 +1,278 @@
+"""Readers: JSONL, JSON array, CSV/TSV, Parquet and plain text -> raw rows with file:line.
+
+Everything is streamed (line by line, or Parquet record batches), so reading a 1 GB file
+does not need 1 GB of RAM.  Problems (bad JSON, bad encoding, missing columns) are appended
+to a caller-supplied list with file, line and field, and reading goes on where it can, so
+the user sees every problem at once.  Decoding is strict UTF-8 (a BOM is tolerated);
+cp1252 / latin-1 only when the caller asks for that encoding.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hone.data.records import Problem
+from hone.errors import DataError
+
+FORMATS = ("jsonl", "json", "csv", "tsv", "parquet", "txt")
+_EXT = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "tsv",
+        ".tab": "tsv", ".parquet": "parquet", ".pq": "parquet", ".txt": "txt", ".text": "txt", ".md": "txt"}
+_MAX_JSON_ELEMENT = 64 << 20  # characters one JSON-array element may span before we give up
+
+
+@dataclass
+class RawRow:
+    obj: Any
+    source: str
+    line: int
+
+
+def detect_format(path: Path) -> str:
+    if path.is_dir():
+        return "txt"
+    fmt = _EXT.get(path.suffix.lower())
+    if fmt is None:
+        raise DataError(f"{path}: cannot tell the format from the extension {path.suffix!r}; "
+                        f"pass --format ({', '.join(FORMATS)})")
+    if fmt == "json":  # a .json file may hold JSON lines; look at its first character
+        with open(path, "rb") as fh:
+            head = fh.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
+        fmt = "json" if head.startswith(b"[") else "jsonl"
+    return fmt
+
+
+class _Lines:
+    """Decoded lines of a file with their 1-based numbers; bad bytes become problems."""
+
+    def __init__(self, path: Path, encoding: str, problems: list[Problem], keepends: bool = False):
+        self.path, self.encoding, self.problems, self.keepends = path, encoding, problems, keepends
+        self.lineno = 0
+
+    def __iter__(self) -> Iterator[str]:
+        enc = self.encoding.lower().replace("_", "-")
+        with open(self.path, "rb") as fh:
+            for raw in fh:
+                self.lineno += 1
+                if self.lineno == 1:
+                    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+                        self._bad("UTF-16 text is not supported; re-save the file as UTF-8")
+                        return
+                    if raw.startswith(b"\xef\xbb\xbf") and enc in ("utf-8", "utf8"):
+                        raw = raw[3:]
+                try:
+                    text = raw.decode(self.encoding)
+                except UnicodeDecodeError as e:
+                    bad = raw[e.start:e.start + 1].hex()
+                    hint = "" if enc not in ("utf-8", "utf8") else \
+                        " (if the file is Windows-1252 or Latin-1, pass --encoding cp1252 or --encoding latin-1)"
+                    self._bad(f"not valid {self.encoding}: byte 0x{bad} at column {e.start + 1}{hint}")
+                    continue
+                except LookupError:
+                    raise DataError(f"unknown encoding {self.encoding!r}") from None
+                if not self.keepends:
+                    text = text.rstrip("\r\n")
+                elif text.endswith("\r\n"):
+                    text = text[:-2] + "\n"
+                yield text
+
+    def _bad(self, msg: str) -> None:
+        self.problems.append(Problem("error", str(self.path), self.lineno, "(encoding)", msg))
+
+
+def _jsonl(path: Path, encoding: str, problems: list[Problem]) -> Iterator[RawRow]:
+    lines = _Lines(path, encoding, problems)
+    for text in lines:
+        if not text.strip():
+            continue
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as e:
+            problems.append(Problem("error", str(path), lines.lineno, "(json)",
+                                    f"invalid JSON: {e.msg} at column {e.colno}"))
+            continue
+        yield RawRow(obj, str(path), lines.lineno)
+
+
+def _json_array(path: Path, encoding: str, problems: list[Problem]) -> Iterator[RawRow]:
+    """Stream the elements of a top-level JSON array without loading the whole file.
+
+    Lines are appended to a buffer until the next element decodes.  JSON strings cannot
+    contain raw newlines, so an error before the end of the buffered text is final; one at
+    the very end only means the element continues on the next line.
+    """
+    dec = json.JSONDecoder()
+    lines = _Lines(path, encoding, problems, keepends=True)
+    buf, buf_line, state = "", 1, "start"  # start -> elem -> sep -> ... -> end
+    it = iter(lines)
+
+    def fail(msg: str, offset: int) -> None:
+        problems.append(Problem("error", str(path), buf_line + buf.count("\n", 0, offset), "(json)", msg))
+
+    while True:
+        chunk = next(it, None)
+        if chunk is None and not buf.strip():
+            if state != "end":
+                fail("invalid JSON: the array is not closed with ']'" if state != "start"
+                     else "invalid JSON: expected a JSON array", len(buf))
+            return
+        if chunk is not None:
+            if not buf.strip():
+                buf, buf_line = "", lines.lineno
+            buf += chunk
+        while True:
+            stripped = len(buf) - len(buf.lstrip())
+            if stripped:
+                buf_line += buf.count("\n", 0, stripped)
+                buf = buf[stripped:]
+            if not buf:
+                break
+            if state == "start":
+                if buf[0] != "[":
+                    fail("invalid JSON: a .json file must hold one array of objects (or use .jsonl)", 0)
+                    return
+                buf, state = buf[1:], "elem"
+            elif state == "sep":
+                if buf[0] == ",":
+                    buf, state = buf[1:], "elem"
+                elif buf[0] == "]":
+                    buf, state = buf[1:], "end"
+                else:
+                    fail("invalid JSON: expected ',' or ']' between array elements", 0)
+                    return
+            elif state == "end":
+                fail("invalid JSON: extra data after the closing ']'", 0)
+                return
+            else:  # elem
+                if buf[0] == "]":
+                    buf, state = buf[1:], "end"
+                    continue
+                try:
+                    obj, end = dec.raw_decode(buf)
+                except json.JSONDecodeError as e:
+                    if e.pos < len(buf.rstrip()) or chunk is None or len(buf) > _MAX_JSON_ELEMENT:
+                        fail(f"invalid JSON: {e.msg}", e.pos)
+                        return
+                    break  # element continues on the next line
+                yield RawRow(obj, str(path), buf_line)
+                buf_line += buf.count("\n", 0, end)
+                buf, state = buf[end:], "sep"
+        if chunk is None:
+            if state != "end":
+                fail("invalid JSON: the array is not closed with ']'", len(buf))
+            return
+
+
+def _csv(path: Path, encoding: str, problems: list[Problem], delimiter: str) -> Iterator[RawRow]:
+    lines = _Lines(path, encoding, problems, keepends=True)
+    reader = csv.reader(iter(lines), delimiter=delimiter)
+    header: list[str] | None = None
+    consumed = 0
+    while True:
+        start = consumed + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            problems.append(Problem("error", str(path), start, "(csv)", f"malformed CSV: {e}"))
+            return
+        consumed = lines.lineno
+        if not row or all(not c.strip() for c in row):
+            continue
+        if header is None:
+            header = [h.strip() for h in row]
+            if len(set(header)) != len(header):
+                dup = next(h for h in header if header.count(h) > 1)
+                problems.append(Problem("error", str(path), start, dup, "duplicate column name in the header"))
+                return
+            continue
+        if len(row) != len(header):
+            if len(row) < len(header):
+                missing = header[len(row)]
+                msg = f"expected {len(header)} fields, got {len(row)} (no value for column {missing!r})"
+            else:
+                missing, msg = "(row)", f"expected {len(header)} fields, got {len(row)}"
+            problems.append(Problem("error", str(path), start, missing, msg))
+            continue
+        yield RawRow(dict(zip(header, row, strict=True)), str(path), start)
+
+
+def _parquet(path: Path) -> Iterator[RawRow]:
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(path)
+    except Exception as e:  # pyarrow raises several types for corrupt files
+        raise DataError(f"{path}: not a readable Parquet file: {e}") from None
+    n = 0
+    for batch in pf.iter_batches(batch_size=2048):
+        for row in batch.to_pylist():
+            n += 1
+            yield RawRow(row, str(path), n)
+
+
+def _txt(path: Path, encoding: str, problems: list[Problem], mode: str) -> Iterator[RawRow]:
+    if path.is_dir() or mode == "document":
+        files = sorted(p for p in path.rglob("*.txt")) if path.is_dir() else [path]
+        if not files:
+            raise DataError(f"{path}: no .txt documents found")
+        for f in files:
+            text = "\n".join(_Lines(f, encoding, problems))
+            yield RawRow({"text": text}, str(f), 1)
+        return
+    lines = _Lines(path, encoding, problems)
+    for text in lines:
+        if text.strip():
+            yield RawRow({"text": text}, str(path), lines.lineno)
+
+
+def _map_columns(rows: Iterator[RawRow], problems: list[Problem], text_column: str | None,
+                 label_column: str | None, multi_label_sep: str | None) -> Iterator[RawRow]:
+    """Rename user columns to hone's field names (``text``, ``label``); split multi-labels."""
+    checked = False
+    for r in rows:
+        if isinstance(r.obj, dict):
+            if not checked:
+                checked = True
+                for col in (text_column, label_column):
+                    if col is not None and col not in r.obj:
+                        problems.append(Problem("error", r.source, 1, col,
+                                                f"column {col!r} not found; columns are: {', '.join(map(str, r.obj))}"))
+                        return
+            obj = dict(r.obj)
+            if text_column and text_column != "text":
+                obj["text"] = obj.pop(text_column)
+            if label_column and label_column != "label":
+                obj["label"] = obj.pop(label_column)
+            if multi_label_sep and isinstance(obj.get("label"), str):
+                obj["label"] = [x.strip() for x in obj["label"].split(multi_label_sep)]
+            r = RawRow(obj, r.source, r.line)
+        yield r
+
+
+def read_rows(path: str | Path, problems: list[Problem], *, fmt: str = "auto", encoding: str = "utf-8",
+              txt_mode: str = "line", text_column: str | None = None, label_column: str | None = None,
+              multi_label_sep: str | None = None) -> Iterator[RawRow]:
+    """Stream the raw rows of one file (or a folder of .txt documents)."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    fmt = detect_format(path) if fmt == "auto" else fmt
+    if fmt == "jsonl":
+        rows = _jsonl(path, encoding, problems)
+    elif fmt == "json":
+        rows = _json_array(path, encoding, problems)
+    elif fmt in ("csv", "tsv"):
+        rows = _csv(path, encoding, problems, "," if fmt == "csv" else "\t")
+    elif fmt == "parquet":
+        rows = _parquet(path)
+    elif fmt == "txt":
+        rows = _txt(path, encoding, problems, txt_mode)
+    else:
+        raise DataError(f"{path}: unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    return _map_columns(rows, problems, text_column, label_column, multi_label_sep)
