@@ -1,0 +1,116 @@
+from hone.data.check import DataReport, validate
+from hone.data.read import RawRow
+from hone.data.records import detect_schema, map_texts, normalize
+
+
+def run(objs, schema="auto", **kw):
+    report = DataReport(files=["f.jsonl"])
+    recs = validate(iter(RawRow(o, "f.jsonl", i + 1) for i, o in enumerate(objs)), report, schema=schema, **kw)
+    return recs, report
+
+
+def chat(*turns, **extra):
+    return {"messages": [{"role": r, "content": c} for r, c in turns], **extra}
+
+
+def test_schema_detection():
+    assert detect_schema({"text": "a", "label": "b"}) == "classification"
+    assert detect_schema({"messages": []}) == "chat"
+    assert detect_schema({"conversations": []}) == "sharegpt"
+    assert detect_schema({"prompt": "a", "completion": "b"}) == "prompt_completion"
+    assert detect_schema({"instruction": "a", "output": "b"}) == "instruction"
+    assert detect_schema({"prompt": "a", "chosen": "b", "rejected": "c"}) == "preference"
+    assert detect_schema({"text": "a"}) == "text"
+
+
+def test_classification_stats_and_single_label_warning():
+    objs = [{"text": f"t{i}", "label": "a" if i < 8 else "b"} for i in range(11)] + [{"text": "x", "label": "c"}]
+    recs, rep = run(objs)
+    assert rep.ok and rep.schema == "classification" and len(recs) == 12
+    assert rep.labels == {"a": 8, "b": 3, "c": 1} and rep.imbalance_ratio == 8.0
+    assert any("single example" in w.message and "'c'" in w.message for w in rep.warnings)
+    assert rep.length_chars["min"] == 1 and rep.length_chars["max"] == 3
+
+
+def test_every_error_collected_with_line_and_field():
+    good = [{"text": f"t{i}", "label": "a"} for i in range(10)]
+    bad = [{"text": 5, "label": "a"}, {"text": "x"}, {"text": "  ", "label": "a"}, {"text": "x", "label": ""},
+           {"text": "x", "label": ["a", ""]}, {"text": "x", "label": True}]
+    _, rep = run(good + bad, schema="classification")
+    got = [(p.line, p.field) for p in rep.errors]
+    assert got == [(11, "text"), (12, "label"), (13, "text"), (14, "label"), (15, "label[1]"), (16, "label")]
+    assert rep.valid == 10 and not rep.ok
+
+
+def test_chat_rules():
+    ok = chat(("system", "s"), ("user", "u"), ("assistant", "a"))
+    cases = {
+        "unknown": (chat(("customer", "u"), ("assistant", "a")), "messages[0].role", "unknown role"),
+        "system_late": (chat(("user", "u"), ("system", "s"), ("assistant", "a")), "messages[1].role", "system"),
+        "double": (chat(("user", "u"), ("user", "u2"), ("assistant", "a")), "messages[1].role", "out of order"),
+        "starts_asst": (chat(("assistant", "a"), ("user", "u")), "messages[0].role", "start with a user"),
+        "no_asst": (chat(("user", "u"),), "messages", "no assistant turn"),
+        "empty": (chat(("user", ""), ("assistant", "a")), "messages[0].content", "empty"),
+        "content_list": ({"messages": [{"role": "user", "content": ["x"]}, {"role": "assistant", "content": "a"}]},
+                         "messages[0].content", "must be a string"),
+        "not_list": ({"messages": "hello"}, "messages", "must be a list"),
+    }
+    for name, (obj, field, msg) in cases.items():
+        data, issues = normalize(obj, "chat")
+        assert data is None, name
+        assert any(f == field and msg in m for f, m in issues), (name, issues)
+    data, issues = normalize(ok, "chat")
+    assert not issues and data == ok
+
+
+def test_chat_weights():
+    obj = chat(("user", "u"), ("assistant", "a"), ("user", "u2"), ("assistant", "b"))
+    obj["messages"][1]["weight"] = 0
+    data, issues = normalize(obj, "chat")
+    assert not issues and data["messages"][1]["weight"] == 0
+    obj["messages"][1]["weight"] = 0.5
+    assert normalize(obj, "chat")[1] == [("messages[1].weight", "must be 0 or 1, got 0.5")]
+    obj["messages"][1]["weight"] = 1
+    obj["messages"][0]["weight"] = 1
+    assert normalize(obj, "chat")[1] == [("messages[0].weight", "is only allowed on assistant messages")]
+
+
+def test_sharegpt_converted_to_chat():
+    obj = {"conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "hello"}]}
+    data, issues = normalize(obj, "sharegpt")
+    assert not issues and data == {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
+    bad = {"conversations": [{"from": "alien", "value": "hi"}, {"from": "gpt", "value": "x"}]}
+    assert ("conversations[0].from", "unknown role 'alien'") in normalize(bad, "sharegpt")[1]
+
+
+def test_other_schemas():
+    assert normalize({"prompt": "p"}, "prompt_completion")[1] == [("completion", "missing")]
+    assert normalize({"instruction": "i", "input": "", "output": "o"}, "instruction")[0]["input"] == ""
+    assert normalize({"instruction": "i"}, "instruction")[1] == [("output", "missing")]
+    assert normalize({"prompt": "p", "chosen": "c"}, "preference")[1] == [("rejected", "missing")]
+    assert normalize([1, 2], "classification")[1][0][0] == "(row)"
+
+
+def test_too_few_examples_is_an_error():
+    _, rep = run([{"text": "a", "label": "b"}] * 5)
+    assert not rep.ok and rep.errors[-1].field == "(dataset)" and rep.errors[-1].line is None
+
+
+def test_token_lengths_with_tokenizer():
+    class Tok:
+        name_or_path = "fake"
+
+        def __call__(self, text, add_special_tokens=True):
+            return {"input_ids": [0] * (len(text.split()) + 2)}
+
+    objs = [{"text": "word " * (i + 1), "label": "a"} for i in range(10)]
+    _, rep = run(objs, tokenizer=Tok(), max_length=8)
+    assert rep.length_tokens["max"] == 12 and rep.length_tokens["over_max_length"] == 4
+
+
+def test_map_texts_reading_order():
+    data = chat(("system", "s"), ("user", "u"), ("assistant", "a"))
+    seen = []
+    out = map_texts("chat", data, lambda t: seen.append(t) or t.upper())
+    assert seen == ["s", "u", "a"] and out["messages"][2]["content"] == "A"
+    assert data["messages"][2]["content"] == "a"  # input untouched

@@ -1,0 +1,98 @@
+import pytest
+
+from hone.config import CleanConfig, DedupeConfig, SplitConfig
+from hone.data.balance import balance_records, class_weights
+from hone.data.clean import clean_records, detect_language, spelling_map, strip_html, strip_signatures
+from hone.data.dedupe import dedupe_records, leakage
+from hone.data.records import Record
+from hone.data.split import split_records
+
+
+def recs(texts, labels=None, groups=None):
+    out = []
+    for i, t in enumerate(texts):
+        meta = {"group": groups[i]} if groups else {}
+        out.append(Record({"text": t, "label": labels[i] if labels else "x"}, "f", i + 1, meta))
+    return out
+
+
+def test_clean_steps_and_counts():
+    texts = ["donâ€™t <b>bill</b> me &amp; my srvce on 5 G",
+             "My phone is broken.\n\nSent from my iPhone",
+             "Hi,\n   router   down \n--\nJane Doe\nAnalyst",
+             "ok",
+             "Mi internet no funciona desde el lunes y necesito ayuda urgente por favor"]
+    cfg = CleanConfig(normalize={"srvce": "service", "5 G": "5G"}, min_chars=3, languages=["en"])
+    kept, counts = clean_records(recs(texts), "classification", cfg)
+    out = [r.data["text"] for r in kept]
+    assert out[0] == "don't bill me & my service on 5G"
+    assert out[1] == "My phone is broken."
+    assert out[2] == "Hi,\nrouter down"
+    assert counts["dropped"] == {"too_short": 1, "language": 1}
+    assert counts["records_changed"]["unicode"] == 1 and counts["records_changed"]["html"] == 1
+    assert counts["records_changed"]["signatures"] == 2 and counts["records_changed"]["normalize"] == 1
+
+
+def test_clean_keeps_placeholders_and_never_empties():
+    assert strip_html("call <PERSON_1> at <b>home</b>") == "call <PERSON_1> at  home "
+    assert strip_signatures("Sent from my iPhone") == "Sent from my iPhone"
+    assert spelling_map({"srvce": "service"})("SRVCE and srvces") == "service and srvces"
+
+
+def test_language_detection():
+    assert detect_language("The network has been down all day and I cannot make calls") == "en"
+    assert detect_language("hi") is None
+
+
+def test_exact_and_near_dedupe_keep_first_and_report_clusters():
+    texts = ["My bill is wrong this month", "my bill is WRONG this month!!", "Roaming does not work in Spain",
+             "Roaming does not work in Spian", "Totally unrelated question about 5G coverage"]
+    kept, rep = dedupe_records(recs(texts, ["a", "a", "b", "c", "d"]), "classification",
+                               DedupeConfig(threshold=0.7))
+    assert [r.line for r in kept] == [1, 3, 5]
+    assert rep["exact_removed"] == 1 and rep["near_removed"] == 1 and rep["clusters"] == 2
+    assert rep["label_conflicts"] == 1  # line 4 was labelled c, its representative b
+
+
+def test_stratified_seeded_split():
+    labels = ["a"] * 50 + ["b"] * 30 + ["c"] * 20 + ["solo"]
+    rs = recs([f"t{i}" for i in range(len(labels))], labels)
+    s1 = split_records(rs, SplitConfig(train=0.8, validation=0.1, test=0.1), seed=1)
+    s2 = split_records(rs, SplitConfig(train=0.8, validation=0.1, test=0.1), seed=1)
+    assert [r.line for r in s1["test"]] == [r.line for r in s2["test"]]
+    assert sorted(r.line for v in s1.values() for r in v) == list(range(1, 102))
+    for lab, n in (("a", 5), ("b", 3), ("c", 2)):
+        assert sum(r.data["label"] == lab for r in s1["test"]) == n
+    assert any(r.data["label"] == "solo" for r in s1["train"])
+    s3 = split_records(rs, SplitConfig(train=0.8, validation=0.1, test=0.1), seed=2)
+    assert [r.line for r in s3["test"]] != [r.line for r in s1["test"]]
+
+
+def test_group_aware_split_keeps_groups_together():
+    n = 120
+    rs = recs([f"t{i}" for i in range(n)], [("a", "b")[i % 2] for i in range(n)], [f"cust{i // 4}" for i in range(n)])
+    s = split_records(rs, SplitConfig(group_column="customer"), seed=3)
+    where = {}
+    for name, part in s.items():
+        for r in part:
+            assert where.setdefault(r.meta["group"], name) == name
+    assert len(s["test"]) > 0 and len(s["validation"]) > 0
+
+
+def test_leakage_report_and_drop():
+    train = recs(["my bill is wrong this month", "roaming in spain fails"])
+    test = recs(["my bill is wrong this month!", "how do I set up voicemail"])
+    out, rep = leakage({"train": train, "validation": [], "test": test}, "classification", 0.8, drop=False)
+    assert rep["pairs"] == {"validation": 0, "test": 1} and len(out["test"]) == 2
+    out, rep = leakage({"train": train, "validation": [], "test": test}, "classification", 0.8, drop=True)
+    assert [r.data["text"] for r in out["test"]] == ["how do I set up voicemail"] and rep["dropped"] == 1
+
+
+def test_balance_strategies():
+    rs = recs([f"t{i}" for i in range(12)], ["a"] * 8 + ["b"] * 3 + ["c"])
+    assert class_weights(rs) == {"a": 0.5, "b": pytest.approx(1.333333), "c": 4.0}
+    over, rep = balance_records(rs, "oversample", seed=0)
+    assert rep["rows_after"] == 24 and sum(r.meta.get("oversampled", False) for r in over) == 12
+    assert {lab: sum(r.data["label"] == lab for r in over) for lab in "abc"} == {"a": 8, "b": 8, "c": 8}
+    under, _ = balance_records(rs, "undersample", seed=0)
+    assert sorted(r.data["label"] for r in under) == ["a", "b", "c"]

@@ -1,0 +1,67 @@
+import pytest
+
+from hone.config import RunConfig, load_config, parse_overrides
+from hone.errors import ConfigError
+
+
+def test_defaults_and_overrides_are_typed():
+    cfg = load_config(None, ["data.split.test=0.2", "data.split.train=0.7", "method.name=lora", "method.r=4",
+                             "data.clean.normalize={srvce: service}", "seed=7"])
+    assert isinstance(cfg, RunConfig)
+    assert cfg.data.split.test == 0.2 and cfg.method.name == "lora" and cfg.method.r == 4
+    assert cfg.data.clean.normalize == {"srvce": "service"} and cfg.seed == 7
+
+
+def test_all_errors_reported_together_with_dotted_keys():
+    with pytest.raises(ConfigError) as e:
+        load_config({"data": {"split": {"test": 0.5}, "bogus": 1}, "method": {"name": "lora", "r": 0},
+                     "train": {"max_steps": 5, "warmup_steps": 9}})
+    msg = str(e.value)
+    assert "4 error(s)" in msg
+    assert "data.split: train + validation + test must sum to 1" in msg
+    assert "data.bogus: unknown key" in msg
+    assert "method.r:" in msg and "method.lora" not in msg
+    assert "train.warmup_steps: must be < max_steps" in msg
+
+
+def test_unknown_method_and_bad_regex():
+    with pytest.raises(ConfigError, match="method"):
+        load_config({"method": {"name": "nope"}})
+    with pytest.raises(ConfigError, match=r"data.clean.boilerplate: .*boilerplate\[0\] is not a valid regular"):
+        load_config({"data": {"clean": {"boilerplate": ["("]}}})
+
+
+def test_yaml_file_paths_resolved_relative_to_file(tmp_path):
+    (tmp_path / "sub").mkdir()
+    f = tmp_path / "sub" / "run.yaml"
+    f.write_text("data:\n  path: tickets.jsonl\n  split: {test: 0.2, validation: 0.0, train: 0.8}\n")
+    cfg = load_config(f)
+    assert cfg.data.path == str(tmp_path / "sub" / "tickets.jsonl")
+
+
+def test_yaml_errors_have_file_and_line(tmp_path):
+    f = tmp_path / "bad.yaml"
+    f.write_text("data:\n  path: x\n   split: [\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml:\d+: invalid YAML"):
+        load_config(f)
+    f.write_text("- just\n- a list\n")
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        load_config(f)
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_bad_override_syntax():
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        parse_overrides(["data.split.test"])
+    with pytest.raises(ConfigError, match="not a section"):
+        load_config({"seed": 3}, ["seed.x=1"])
+
+
+def test_roundtrip_yaml(tmp_path):
+    cfg = load_config(None, ["method.name=lora", "data.schema=chat"])
+    f = tmp_path / "c.yaml"
+    f.write_text(cfg.to_yaml())
+    again = load_config(f)
+    assert again.to_dict() == cfg.to_dict()
+    assert again.data.schema_ == "chat"

@@ -1,0 +1,129 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import hone
+from hone.cli import app
+from hone.config import load_config
+from hone.data.prepare import prepare
+from hone.errors import DataError
+
+from _util import clf_rows, read_jsonl, write_jsonl
+
+runner = CliRunner()
+
+
+def test_public_api_is_pinned():
+    assert sorted(hone.__all__) == sorted([
+        "ArtifactError", "ConfigError", "DataError", "DataReport", "HoneError", "ModelError", "Record",
+        "RunConfig", "__version__", "check_data", "load_config", "prepare_data", "redact"])
+    for name in hone.__all__:
+        assert hasattr(hone, name)
+
+
+def _cfg(path, **data):
+    return load_config({"data": {"path": str(path), **data}, "seed": 5})
+
+
+def test_prepare_writes_everything_and_is_byte_identical(tmp_path):
+    src = write_jsonl(tmp_path / "in.jsonl", clf_rows(60) + [clf_rows(60)[0]])  # one exact duplicate
+    cfg = _cfg(src, pii={"enabled": False}, balance={"strategy": "class_weights"})
+    p1 = prepare(cfg, tmp_path / "out1")
+    prepare(cfg, tmp_path / "out2")
+    names = sorted(f.name for f in (tmp_path / "out1").iterdir())
+    assert names == ["config.yaml", "data_report.json", "manifest.json", "metadata.json", "test.jsonl",
+                     "train.jsonl", "validation.jsonl"]
+    for n in names:
+        assert (tmp_path / "out1" / n).read_bytes() == (tmp_path / "out2" / n).read_bytes(), n
+    rows = {s: read_jsonl(tmp_path / "out1" / f"{s}.jsonl") for s in ("train", "validation", "test")}
+    assert sum(len(v) for v in rows.values()) == 60  # the duplicate is gone
+    assert p1.report.steps["dedupe"]["exact_removed"] == 1
+    meta = json.loads((tmp_path / "out1" / "metadata.json").read_text())
+    assert meta["labels"] == ["billing", "outage", "roaming"] and set(meta["class_weights"]) == set(meta["labels"])
+    man = json.loads((tmp_path / "out1" / "manifest.json").read_text())
+    from hone.artifacts import sha256_file
+    assert man["inputs"][0]["sha256"] == sha256_file(src)
+    assert man["outputs"]["train.jsonl"] == sha256_file(tmp_path / "out1" / "train.jsonl")
+    assert "torch" in man["versions"] and "transformers" in man["versions"]
+
+
+def test_invalid_input_writes_nothing(tmp_path):
+    src = write_jsonl(tmp_path / "in.jsonl", clf_rows(20) + [{"text": "", "label": "x"}])
+    with pytest.raises(DataError, match=r"in.jsonl:21: text: is empty"):
+        prepare(_cfg(src), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["in.jsonl"]  # no staging leftovers
+
+
+def test_failure_midway_keeps_existing_output(tmp_path, monkeypatch):
+    src = write_jsonl(tmp_path / "in.jsonl", clf_rows(30))
+    cfg = _cfg(src, pii={"enabled": False})
+    prepare(cfg, tmp_path / "out")
+    before = (tmp_path / "out" / "train.jsonl").read_bytes()
+    import hone.data.prepare as prep_mod
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+    monkeypatch.setattr(prep_mod.artifacts, "atomic_write_json", boom)
+    with pytest.raises(OSError):
+        prepare(cfg, tmp_path / "out", overwrite=True)
+    assert (tmp_path / "out" / "train.jsonl").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "out"]
+
+
+def test_existing_splits_and_group_column(tmp_path):
+    rows = [{**r, "customer": f"c{i // 3}"} for i, r in enumerate(clf_rows(60))]
+    src = write_jsonl(tmp_path / "in.jsonl", rows)
+    prep = prepare(_cfg(src, pii={"enabled": False}, split={"group_column": "customer"}), tmp_path / "o")
+    seen = {}
+    for name, recs in prep.splits.items():
+        for r in recs:
+            assert seen.setdefault(r.meta["group"], name) == name
+    out = read_jsonl(tmp_path / "o" / "train.jsonl")
+    assert all(r["_hone"]["group"].startswith("c") and "customer" not in r for r in out)
+    tr = write_jsonl(tmp_path / "tr.jsonl", clf_rows(40))
+    te = write_jsonl(tmp_path / "te.jsonl", clf_rows(9))
+    cfg = load_config({"data": {"files": {"train": str(tr), "test": str(te)}, "pii": {"enabled": False},
+                                "dedupe": {"near": False}}})
+    prep = prepare(cfg, tmp_path / "o2")
+    assert len(prep.splits["test"]) == 9 and len(prep.splits["validation"]) > 0
+
+
+def test_cli_data_check_ok_and_errors(tmp_path):
+    good = write_jsonl(tmp_path / "good.jsonl", clf_rows(12))
+    r = runner.invoke(app, ["data", "check", str(good), "--json", str(tmp_path / "rep.json")])
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "rep.json").read_text())["labels"] == {"billing": 4, "outage": 4, "roaming": 4}
+    bad = write_jsonl(tmp_path / "bad.jsonl", clf_rows(12) + [{"text": "x", "label": ""}])
+    r = runner.invoke(app, ["data", "check", str(bad)])
+    assert r.exit_code == 2 and "bad.jsonl:13: label: empty label" in r.output
+
+
+def test_cli_prepare_exit_code_and_nothing_written(tmp_path):
+    bad = write_jsonl(tmp_path / "bad.jsonl", clf_rows(12) + [{"text": "x"}])
+    r = runner.invoke(app, ["data", "prepare", str(bad), "-o", str(tmp_path / "out")])
+    assert r.exit_code == 2 and "bad.jsonl:13: label: missing" in r.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_config_check(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("data:\n  split: {train: 0.9, validation: 0.2, test: 0.1}\nmethod: {name: lora, r: 0}\n")
+    r = runner.invoke(app, ["config", "check", str(f)])
+    assert r.exit_code == 2 and "data.split:" in r.output and "method.r:" in r.output
+    r = runner.invoke(app, ["config", "check", str(f), "--set", "data.split.validation=0.0", "--set", "method.r=4",
+                            "--show"])
+    assert r.exit_code == 0 and "r: 4" in r.output
+
+
+def test_python_dash_m_and_hone_home(tmp_path):
+    env = {"HONE_HOME": str(tmp_path / "home"), "PATH": ""}
+    out = subprocess.run([sys.executable, "-c", "from hone.settings import get_settings; print(get_settings().runs_dir)"],
+                         capture_output=True, text=True, env=env)
+    assert out.stdout.strip() == str(tmp_path / "home" / "runs")
+    out = subprocess.run([sys.executable, "-m", "hone", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "data" in out.stdout
