@@ -8,6 +8,7 @@ paths or code, since they may arrive over HTTP.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -296,7 +297,7 @@ def load_config(source: str | Path | dict[str, Any] | None = None,
 def _resolve_paths(data: DataConfig, base: Path) -> None:
     def res(p: str) -> str:
         q = Path(p).expanduser()
-        return str(q if q.is_absolute() else (base / q))
+        return os.path.normpath(q if q.is_absolute() else (base / q))
     if data.path:
         data.path = res(data.path)
     if data.files:

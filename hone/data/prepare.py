@@ -154,10 +154,10 @@ def run_pipeline(cfg: RunConfig, *, log: Log = lambda _: None, tokenizer: Any = 
         return total if len(total) > 1 else next(iter(total.values()))
 
     report.steps["clean"] = each(lambda recs: clean_records(recs, schema, data.clean))
-    log(f"clean: {report.steps['clean']}")
+    log(f"clean: {_sum(report.steps['clean'], 'kept')} kept")
     if data.pii.enabled:
         report.steps["pii"] = each(lambda recs: _redact(recs, schema, data))
-        log(f"pii: {report.steps['pii']}")
+        log(f"pii: {_sum(report.steps['pii'], 'records_changed')} records redacted")
     else:
         report.steps["pii"] = {"enabled": False}
     if data.dedupe.exact or data.dedupe.near:
@@ -171,7 +171,7 @@ def run_pipeline(cfg: RunConfig, *, log: Log = lambda _: None, tokenizer: Any = 
         f"({report.steps['leakage']['action']})")
     if data.augment.enabled:
         splits["train"], report.steps["augment"] = _augment(splits["train"], schema, cfg)
-        log(f"augment: {report.steps['augment']}")
+        log(f"augment: {report.steps['augment']['added']} rows added to train")
     splits["train"], report.steps["balance"] = balance_records(splits["train"], data.balance.strategy, cfg.seed)
     for name in ("validation", "test"):  # guard: synthetic rows never reach evaluation
         assert not any("augmented" in r.meta or "oversampled" in r.meta for r in splits[name])

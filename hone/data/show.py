@@ -80,4 +80,10 @@ def _step(name: str, val: Any) -> str:
     if name == "pii" and "entities" in val:
         ents = ", ".join(f"{k} {v}" for k, v in val["entities"].items()) or "none found"
         return f"{val['records_changed']} records redacted; {ents}"
+    if name == "balance":
+        txt = f"{val['strategy']}: train rows {val['rows_before']} -> {val['rows_after']}"
+        if "class_weights" in val:
+            w = val["class_weights"]
+            txt += f"; {len(w)} class weights from {min(w.values()):.3g} to {max(w.values()):.3g} (in metadata.json)"
+        return txt
     return ", ".join(f"{k}: {v}" for k, v in val.items() if k != "largest_clusters")
