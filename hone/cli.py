@@ -136,7 +136,7 @@ def data_check(file: Path, schema: Schema = None, format: Fmt = None, text_colum
 @data_app.command("prepare")
 @guarded
 def data_prepare(source: Annotated[Path, typer.Argument(help="A run config (YAML) or a data file.")],
-                 out: Annotated[Path, typer.Option("--out", "-o", help="Output directory (created atomically).")],
+                 out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output directory, created atomically (default: $HONE_HOME/data/NAME).")] = None,
                  schema: Schema = None, format: Fmt = None, text_column: TextCol = None,
                  label_column: LabelCol = None, encoding: Encoding = None, txt_mode: TxtMode = None,
                  multi_label_sep: LabelSep = None, group_column: GroupCol = None,
@@ -159,6 +159,10 @@ def data_prepare(source: Annotated[Path, typer.Argument(help="A run config (YAML
     if balance:
         extra["data.balance.strategy"] = balance
     cfg = _build_config(source, _data_flags(**locals()), overrides, seed, extra)
+    if out is None:
+        from hone.settings import get_settings
+
+        out = get_settings().root / "data" / source.stem
     prep = prepare(cfg, out, overwrite=overwrite, log=lambda m: console.print(f"[dim]•[/] {m}", highlight=False))
     render(prep.report, console)
     console.print(f"[green]wrote[/] {out}/ (train/validation/test.jsonl, data_report.json, metadata.json, manifest.json)")

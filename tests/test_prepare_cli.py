@@ -127,3 +127,13 @@ def test_python_dash_m_and_hone_home(tmp_path):
     assert out.stdout.strip() == str(tmp_path / "home" / "runs")
     out = subprocess.run([sys.executable, "-m", "hone", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "data" in out.stdout
+
+
+def test_cli_prepare_defaults_under_hone_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("HONE_HOME", str(tmp_path / "home"))
+    src = write_jsonl(tmp_path / "tickets.jsonl", clf_rows(30))
+    r = runner.invoke(app, ["data", "prepare", str(src), "--no-pii"])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "home" / "data" / "tickets" / "train.jsonl").exists()
+    r = runner.invoke(app, ["data", "prepare", str(src), "--no-pii"])
+    assert r.exit_code == 2 and "--overwrite" in r.output

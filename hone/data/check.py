@@ -122,12 +122,20 @@ def validate(rows: Iterator[RawRow], report: DataReport, *, schema: str = "auto"
     char_lengths, token_lengths = array("q"), array("q")
     row_hashes, row_lines = array("q"), array("q")
     label_counts: Counter[str] = Counter()
+    missing_columns: set[str] = set()
     multi = False
     for raw in rows:
         _drain(read_problems, report)
         report.rows += 1
         data, issues = normalize(raw.obj, schema)
         for fld, msg in issues:
+            if raw.tabular and msg == "missing":  # a column absent from the header: say it once, at line 1
+                if fld not in missing_columns:
+                    missing_columns.add(fld)
+                    cols = ", ".join(map(str, raw.obj))
+                    report.add(Problem("error", raw.source, 1, fld, f"no {fld!r} column in the header (columns: "
+                                       f"{cols}); map one with --{'label' if fld == 'label' else 'text'}-column"))
+                continue
             report.add(Problem("error", raw.source, raw.line, fld, msg))
         if data is None:
             continue

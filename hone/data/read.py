@@ -30,6 +30,7 @@ class RawRow:
     obj: Any
     source: str
     line: int
+    tabular: bool = False  # CSV/TSV/Parquet: every row has the header's columns
 
 
 def detect_format(path: Path) -> str:
@@ -199,7 +200,7 @@ def _csv(path: Path, encoding: str, problems: list[Problem], delimiter: str) -> 
                 missing, msg = "(row)", f"expected {len(header)} fields, got {len(row)}"
             problems.append(Problem("error", str(path), start, missing, msg))
             continue
-        yield RawRow(dict(zip(header, row, strict=True)), str(path), start)
+        yield RawRow(dict(zip(header, row, strict=True)), str(path), start, tabular=True)
 
 
 def _parquet(path: Path) -> Iterator[RawRow]:
@@ -213,7 +214,7 @@ def _parquet(path: Path) -> Iterator[RawRow]:
     for batch in pf.iter_batches(batch_size=2048):
         for row in batch.to_pylist():
             n += 1
-            yield RawRow(row, str(path), n)
+            yield RawRow(row, str(path), n, tabular=True)
 
 
 def _txt(path: Path, encoding: str, problems: list[Problem], mode: str) -> Iterator[RawRow]:
@@ -251,7 +252,7 @@ def _map_columns(rows: Iterator[RawRow], problems: list[Problem], text_column: s
                 obj["label"] = obj.pop(label_column)
             if multi_label_sep and isinstance(obj.get("label"), str):
                 obj["label"] = [x.strip() for x in obj["label"].split(multi_label_sep)]
-            r = RawRow(obj, r.source, r.line)
+            r = RawRow(obj, r.source, r.line, r.tabular)
         yield r
 
 
