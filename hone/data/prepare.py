@@ -106,9 +106,11 @@ def _merge(into: DataReport, sub: DataReport) -> None:
 def _redact(records: list[Record], schema: str, data: DataConfig) -> tuple[list[Record], dict]:
     from hone.data.pii import Redactor
 
+    from rich.progress import track
+
     red = Redactor(entities=data.pii.entities, patterns=data.pii.patterns)
     out, changed = [], 0
-    for r in records:
+    for r in track(records, description="redacting PII", transient=True, disable=len(records) < 200):
         scope = red.scope()  # one pseudonym scope per record / conversation
         new = map_texts(schema, r.data, lambda t, s=scope: red.redact(t, s))
         changed += new != r.data
