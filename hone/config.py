@@ -46,6 +46,13 @@ class SplitConfig(_Section):
         return self
 
 
+def _check_regex(pattern: str, label: str) -> None:
+    try:
+        re.compile(pattern)
+    except re.error as e:
+        raise ValueError(f"{label} is not a valid regular expression: {e}") from None
+
+
 class CleanConfig(_Section):
     """Text cleaning; each step is optional and reported with counts."""
 
@@ -63,10 +70,7 @@ class CleanConfig(_Section):
     @classmethod
     def _regexes(cls, v: list[str]) -> list[str]:
         for i, pat in enumerate(v):
-            try:
-                re.compile(pat)
-            except re.error as e:
-                raise ValueError(f"boilerplate[{i}] is not a valid regular expression: {e}") from None
+            _check_regex(pat, f"boilerplate[{i}]")
         return v
 
 
@@ -89,10 +93,7 @@ class PiiConfig(_Section):
         for name, pat in v.items():
             if not re.fullmatch(r"[A-Z][A-Z0-9_]*", name):
                 raise ValueError(f"pattern name {name!r} must be an upper-case entity type like ORDER_ID")
-            try:
-                re.compile(pat)
-            except re.error as e:
-                raise ValueError(f"pattern {name} is not a valid regular expression: {e}") from None
+            _check_regex(pat, f"pattern {name}")
         return v
 
 
