@@ -116,3 +116,11 @@ def test_streaming_does_not_load_whole_file(tmp_path):
     first = next(it)
     assert first.line == 1  # a generator: nothing else has been read yet
     assert sum(1 for _ in it) == 19999
+
+
+def test_multi_label_csv_separator(tmp_path):
+    f = tmp_path / "m.csv"
+    f.write_text('text,labels\n"roaming and bill",roaming; billing\nonly outage,outage\n')
+    out, problems = rows(f, label_column="labels", multi_label_sep=";")
+    assert not problems
+    assert [r.obj["label"] for r in out] == [["roaming", "billing"], ["outage"]]
