@@ -169,8 +169,9 @@ def run_pipeline(cfg: RunConfig, *, log: Log = lambda _: None, tokenizer: Any = 
     splits = _make_splits(parts, cfg, carve, split_records)
     splits, report.steps["leakage"] = leakage(splits, schema, data.split.leakage_threshold,
                                               drop=data.split.leakage == "drop")
-    log(f"leakage: {report.steps['leakage']['pairs']} near-duplicate(s) of train in eval splits "
-        f"({report.steps['leakage']['action']})")
+    pairs = report.steps["leakage"]["pairs"]
+    log(f"leakage: {pairs.get('validation', 0)} validation + {pairs.get('test', 0)} test rows are near-duplicates "
+        f"of train ({'dropped' if data.split.leakage == 'drop' else 'reported'})")
     if data.augment.enabled:
         splits["train"], report.steps["augment"] = _augment(splits["train"], schema, cfg)
         log(f"augment: {report.steps['augment']['added']} rows added to train")
