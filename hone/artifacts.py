@@ -29,6 +29,13 @@ DATA_METADATA = "metadata.json"
 MANIFEST = "manifest.json"
 RESOLVED_CONFIG = "config.yaml"
 
+# Run directory layout.
+RUN_DATA = "data"  # the prepared dataset (the layout above)
+RUN_ARTIFACT = "artifact"  # transformers / PEFT format, loads without hone
+RUN_METRICS = "metrics.jsonl"
+RUN_TRAIN_RESULT = "train_result.json"
+ADAPTER_CONFIG = "adapter_config.json"
+
 _TRACKED_PACKAGES = (
     "hone", "torch", "transformers", "tokenizers", "peft", "accelerate", "safetensors",
     "pydantic", "presidio-analyzer", "datasketch", "ftfy", "numpy",

@@ -149,15 +149,34 @@ class ModelConfig(_Section):
     name: str = "minilm"  # embedded default, local directory or hub id
     revision: str | None = None
     trust_remote_code: bool = False
+    max_length: int = Field(128, ge=8, le=8192)  # tokens; longer inputs are truncated
 
 
 class FullMethod(_Section):
+    """Every weight trains."""
+
     name: Literal["full"] = "full"
 
 
+class HeadMethod(_Section):
+    """Linear probe: the body is frozen; the classification head (and pooler) train."""
+
+    name: Literal["head"] = "head"
+
+
 class FreezeMethod(_Section):
+    """Embeddings and the lower ``layers`` transformer layers are frozen."""
+
     name: Literal["freeze"] = "freeze"
-    layers: int = Field(2, ge=0)  # lower layers frozen (plus the embeddings)
+    layers: int = Field(2, ge=0)
+
+
+class ProgressiveMethod(_Section):
+    """Start with the head only; unfreeze one more layer group, from the top, every ``every`` steps/epochs."""
+
+    name: Literal["progressive"] = "progressive"
+    every: int = Field(50, ge=1)
+    unit: Literal["steps", "epochs"] = "steps"
 
 
 class LoraMethod(_Section):
@@ -165,18 +184,47 @@ class LoraMethod(_Section):
     r: int = Field(8, ge=1)
     alpha: int = Field(16, ge=1)
     dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] | None = None  # None = peft's default for the architecture
+
+
+class Ia3Method(_Section):
+    name: Literal["ia3"] = "ia3"
     target_modules: list[str] | None = None
+    feedforward_modules: list[str] | None = None
 
 
-Method = Annotated[FullMethod | FreezeMethod | LoraMethod, Field(discriminator="name")]
+METHOD_NAMES = ("full", "head", "freeze", "progressive", "lora", "ia3")
+Method = Annotated[FullMethod | HeadMethod | FreezeMethod | ProgressiveMethod | LoraMethod | Ia3Method,
+                   Field(discriminator="name")]
+
+
+class EarlyStopping(_Section):
+    patience: int = Field(3, ge=1)  # evaluations without improvement before stopping
+    metric: Literal["accuracy", "macro_f1", "loss"] = "macro_f1"
+    min_delta: float = Field(0.0, ge=0)
 
 
 class TrainConfig(_Section):
     epochs: float = Field(3, gt=0)
-    max_steps: int | None = Field(None, gt=0)
+    max_steps: int | None = Field(None, gt=0)  # overrides epochs
     batch_size: int = Field(32, ge=1)
+    grad_accum: int = Field(1, ge=1)
     lr: float = Field(5e-5, gt=0)
+    head_lr: float | None = Field(None, gt=0)  # default: lr
+    weight_decay: float = Field(0.01, ge=0)
+    schedule: Literal["linear", "cosine", "constant"] = "linear"
     warmup_steps: int = Field(0, ge=0)
+    warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    max_grad_norm: float | None = Field(1.0, gt=0)
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # bf16 autocast works on CPU too
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    class_weights: bool = False  # weight the loss with the prepared data's class weights
+    eval_every: int | None = Field(None, gt=0)  # optimizer steps; None = once per epoch
+    early_stopping: EarlyStopping | None = None
+    save_every: int | None = Field(None, gt=0)  # checkpoint every N optimizer steps
+    keep_checkpoints: int = Field(2, ge=1)
+    bucket: bool = True  # length-bucketed batches with dynamic padding
+    threads: int | None = Field(None, ge=1)  # torch threads; None = all cores
 
     @field_validator("warmup_steps")
     @classmethod
@@ -188,7 +236,14 @@ class TrainConfig(_Section):
 
 
 class EvalConfig(_Section):
-    metrics: list[str] = Field(default_factory=lambda: ["accuracy", "macro_f1"])
+    baselines: list[Literal["zero_shot", "few_shot", "linear_probe"]] = Field(
+        default_factory=lambda: ["zero_shot", "few_shot"])
+    few_shot_k: int = Field(8, ge=1)
+    oos_label: str | None = None  # a label marking out-of-scope examples ("oos")
+    forgetting: bool = True
+    forgetting_threshold: float = Field(0.05, ge=0)
+    bootstrap: int = Field(1000, ge=0)
+    label_descriptions: dict[str, str] = Field(default_factory=dict)  # for the zero-shot baseline
 
 
 class RunConfig(_Section):
@@ -286,7 +341,7 @@ def load_config(source: str | Path | dict[str, Any] | None = None,
     try:
         cfg = RunConfig.model_validate(tree)
     except ValidationError as e:
-        tags = {"full", "freeze", "lora"}
+        tags = set(METHOD_NAMES)
         lines = _format_errors(e, tags)
         label = f"{source}" if isinstance(source, (str, Path)) else "config"
         raise ConfigError(f"{label}: {len(lines)} error(s)\n  " + "\n  ".join(lines)) from None

@@ -43,3 +43,7 @@ class Location:
     def __str__(self) -> str:
         where = self.file if self.line is None else f"{self.file}:{self.line}"
         return where if self.field is None else f"{where}: {self.field}"
+
+
+class TrainError(HoneError):
+    """Training cannot go on (a non-finite loss, a checkpoint that does not match the run)."""

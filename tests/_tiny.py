@@ -64,3 +64,19 @@ def build_tiny_llama(path: str | Path, *, pad: bool = True, chat_template: bool 
     model.save_pretrained(path, safe_serialization=True)
     tok.save_pretrained(path)
     return path
+
+
+def build_tiny_bert(path, *, seed: int = 0):
+    """A 2-layer BERT (hidden 32) with the embedded MiniLM tokenizer, saved to ``path``."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from hone.model.load import resolve_model_path
+
+    tok = AutoTokenizer.from_pretrained(resolve_model_path("minilm"))
+    torch.manual_seed(seed)
+    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=128)
+    BertModel(cfg).save_pretrained(path, safe_serialization=True)
+    tok.save_pretrained(path)
+    return path

@@ -1,0 +1,75 @@
+"""Tokenized examples -> padded batches.
+
+Texts are tokenized once.  Batch order is a pure function of (seed, epoch), so a resumed run
+replays exactly the batches an uninterrupted run would have seen.  With ``bucket`` the
+shuffled examples are sorted by length inside windows of ``50 * batch_size`` before being cut
+into batches (then the batches are shuffled), so padding is small without giving up
+randomness: the classic length-grouped sampler.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+BUCKET_WINDOW = 50  # batches per sorting window
+
+
+@dataclass
+class Encoded:
+    """Token ids per example (no padding) and integer targets (or multi-hot rows)."""
+
+    input_ids: list[list[int]]
+    labels: torch.Tensor  # (N,) long, or (N, C) float for multi-label
+    pad_id: int
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+def encode(tokenizer, texts: Sequence[str], labels: torch.Tensor, max_length: int) -> Encoded:
+    ids = tokenizer(list(texts), truncation=True, max_length=max_length, add_special_tokens=True)["input_ids"]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    return Encoded(ids, labels, pad)
+
+
+def epoch_order(n: int, batch_size: int, seed: int, epoch: int, lengths: Sequence[int] | None) -> list[list[int]]:
+    """The batches (lists of example indices) of one epoch, deterministic for (seed, epoch)."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    perm = torch.randperm(n, generator=g).tolist()
+    if lengths is not None:
+        window = batch_size * BUCKET_WINDOW
+        perm = [i for s in range(0, n, window) for i in sorted(perm[s:s + window], key=lambda j: lengths[j])]
+    batches = [perm[s:s + batch_size] for s in range(0, n, batch_size)]
+    order = torch.randperm(len(batches), generator=g).tolist()
+    return [batches[k] for k in order]
+
+
+def collate(enc: Encoded, idx: Sequence[int]) -> dict[str, torch.Tensor]:
+    """Pad to the longest example of this batch (dynamic padding)."""
+    rows = [enc.input_ids[i] for i in idx]
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), enc.pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for k, r in enumerate(rows):
+        ids[k, :len(r)] = torch.tensor(r, dtype=torch.long)
+        mask[k, :len(r)] = 1
+    return {"input_ids": ids, "attention_mask": mask, "labels": enc.labels[list(idx)]}
+
+
+def eval_batches(enc: Encoded, batch_size: int) -> list[list[int]]:
+    """Length-sorted batches for inference (order restored by the caller via the indices)."""
+    order = sorted(range(len(enc)), key=lambda i: len(enc.input_ids[i]))
+    return [order[s:s + batch_size] for s in range(0, len(order), batch_size)]
+
+
+def padding_share(enc: Encoded, batches: list[list[int]]) -> float:
+    """Share of padded positions over all positions of these batches (a speed diagnostic)."""
+    real = total = 0
+    for b in batches:
+        lens = [len(enc.input_ids[i]) for i in b]
+        real += sum(lens)
+        total += max(lens) * len(lens)
+    return 1 - real / max(total, 1)

@@ -1,0 +1,165 @@
+"""Fine-tuning methods: which parameters train and what is saved.
+
+A registry of name -> ``apply(model, cfg) -> model``; the training loop never branches on
+the method.  This is the one module that imports peft.  Methods for a sequence classifier
+keep the classification head trainable in every case (for LoRA / IA3 through peft's
+``modules_to_save``, so the head is saved beside the adapter).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from hone.errors import ConfigError
+
+HEAD_NAMES = ("classifier", "score", "pooler")  # head modules of *ForSequenceClassification models
+
+
+@dataclass
+class ParamCount:
+    total: int
+    trainable: int
+
+    @property
+    def share(self) -> float:
+        return self.trainable / max(self.total, 1)
+
+
+def count_params(model: nn.Module) -> ParamCount:
+    total = sum(p.numel() for p in model.parameters())
+    return ParamCount(total, sum(p.numel() for p in model.parameters() if p.requires_grad))
+
+
+def _is_head(name: str) -> bool:
+    return any(part in HEAD_NAMES for part in name.split("."))
+
+
+def layer_groups(model: nn.Module) -> list[list[nn.Parameter]]:
+    """The transformer layers of the encoder, bottom to top (``*.layer.N.*`` / ``*.layers.N.*``)."""
+    groups: dict[int, list[nn.Parameter]] = {}
+    for name, p in model.named_parameters():
+        parts = name.split(".")
+        for i, part in enumerate(parts[:-1]):
+            if part in ("layer", "layers", "h", "block") and parts[i + 1].isdigit():
+                groups.setdefault(int(parts[i + 1]), []).append(p)
+                break
+    return [groups[k] for k in sorted(groups)]
+
+
+def _freeze_all_but_head(model: nn.Module) -> None:
+    for name, p in model.named_parameters():
+        p.requires_grad = _is_head(name)
+
+
+def full(model: nn.Module, cfg: Any) -> nn.Module:
+    for p in model.parameters():
+        p.requires_grad = True
+    return model
+
+
+def head(model: nn.Module, cfg: Any) -> nn.Module:
+    _freeze_all_but_head(model)
+    return model
+
+
+def freeze(model: nn.Module, cfg: Any) -> nn.Module:
+    groups = layer_groups(model)
+    if cfg.layers > len(groups):
+        raise ConfigError(f"method.layers: {cfg.layers} is more than the model's {len(groups)} layers")
+    frozen = {id(p) for g in groups[:cfg.layers] for p in g}
+    for name, p in model.named_parameters():
+        p.requires_grad = not (id(p) in frozen or "embeddings" in name.split(".") or "embed_tokens" in name)
+    return model
+
+
+def progressive(model: nn.Module, cfg: Any) -> nn.Module:
+    """Head only at first; :class:`ProgressiveUnfreezer` opens layer groups during training."""
+    _freeze_all_but_head(model)
+    return model
+
+
+class ProgressiveUnfreezer:
+    """Unfreeze one more layer group from the top every ``every`` steps or epochs (ULMFiT-style)."""
+
+    def __init__(self, model: nn.Module, every: int, unit: str):
+        self.groups = layer_groups(model)[::-1]  # top first
+        self.every, self.unit = every, unit
+        self.opened = 0
+
+    def update(self, step: int, epoch: int) -> bool:
+        """Open the groups due by now (idempotent, so a resumed run reaches the same state)."""
+        due = min(len(self.groups), (step if self.unit == "steps" else epoch) // self.every)
+        changed = due > self.opened
+        while self.opened < due:
+            for p in self.groups[self.opened]:
+                p.requires_grad = True
+            self.opened += 1
+        return changed
+
+
+def _peft_task(model: nn.Module) -> str:
+    from peft import TaskType
+
+    arch = (getattr(model.config, "architectures", None) or [type(model).__name__])[0]
+    if "SequenceClassification" in type(model).__name__ or "SequenceClassification" in arch:
+        return TaskType.SEQ_CLS
+    if "Seq2Seq" in type(model).__name__:
+        return TaskType.SEQ_2_SEQ_LM
+    return TaskType.CAUSAL_LM
+
+
+def lora(model: nn.Module, cfg: Any) -> nn.Module:
+    from peft import LoraConfig, get_peft_model
+
+    pc = LoraConfig(task_type=_peft_task(model), r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
+                    target_modules=cfg.target_modules)
+    try:
+        return get_peft_model(model, pc)
+    except ValueError as e:
+        raise ConfigError(f"method.target_modules: {e}") from None
+
+
+def ia3(model: nn.Module, cfg: Any) -> nn.Module:
+    from peft import IA3Config, get_peft_model
+
+    pc = IA3Config(task_type=_peft_task(model), target_modules=cfg.target_modules,
+                   feedforward_modules=cfg.feedforward_modules)
+    try:
+        return get_peft_model(model, pc)
+    except ValueError as e:
+        raise ConfigError(f"method.target_modules: {e}") from None
+
+
+METHODS: dict[str, Callable[[nn.Module, Any], nn.Module]] = {
+    "full": full, "head": head, "freeze": freeze, "progressive": progressive, "lora": lora, "ia3": ia3,
+}
+
+
+def apply_method(model: nn.Module, cfg: Any) -> nn.Module:
+    """Make the right parameters trainable (or wrap with an adapter) for ``cfg.name``."""
+    if cfg.name not in METHODS:
+        raise ConfigError(f"method.name: unknown method {cfg.name!r}; known: {', '.join(METHODS)}")
+    model = METHODS[cfg.name](model, cfg)
+    if count_params(model).trainable == 0:
+        raise ConfigError(f"method {cfg.name}: no parameter is trainable for this model")
+    return model
+
+
+def is_adapter(model: nn.Module) -> bool:
+    return hasattr(model, "peft_config")
+
+
+def lora_targets(model: nn.Module) -> list[str]:
+    """Names of the Linear modules an adapter can target (the last name part, deduplicated)."""
+    names = {n.split(".")[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear) and not _is_head(n)}
+    return sorted(names)
+
+
+def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The trainable tensors only: what a checkpoint must hold to resume (frozen ones never change)."""
+    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}

@@ -1,0 +1,299 @@
+"""THE training loop: one loop for every method and objective, driven through accelerate.
+
+Read it top to bottom: set up (threads, seeds, optimizer, schedule), resume if a checkpoint
+exists, then per optimizer step: accumulate micro-batches, clip, step, schedule, log; evaluate
+every ``eval_every`` steps (or each epoch) with early stopping on a metric; checkpoint every
+``save_every`` steps; finally restore the best weights.  Methods differ only in which
+parameters are trainable (``hone.model.methods``), never in this code.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hone.config import TrainConfig
+from hone.data.batches import Encoded, collate, epoch_order, eval_batches
+from hone.errors import TrainError
+from hone.model.methods import ProgressiveUnfreezer, trainable_state
+from hone.train import checkpoint as ckpt
+from hone.train.objectives import classification_loss
+from hone.train.optim import all_param_groups, make_optimizer, make_scheduler
+
+LOG_EVERY = 10  # optimizer steps between train-loss lines in metrics.jsonl
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    epochs: float
+    wall_time_s: float
+    samples_per_s: float
+    tokens_per_s: float
+    best_step: int | None = None
+    best_metric: dict[str, Any] | None = None
+    stopped_early: bool = False
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class _State:
+    step: int = 0
+    epoch: int = 0
+    micro: int = 0  # next micro-batch of the epoch
+    best_value: float | None = None
+    best_step: int | None = None
+    bad_evals: int = 0
+    running: list[float] = field(default_factory=list)  # train losses since the last log line
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def evaluate(model, enc: Encoded, *, batch_size: int, multi_label: bool, autocast) -> dict[str, Any]:
+    """Loss, logits and (single-label) accuracy / macro-F1 of ``model`` on ``enc``."""
+    from sklearn.metrics import f1_score
+
+    model.eval()
+    logits = torch.empty((len(enc), 0))
+    chunks: dict[int, torch.Tensor] = {}
+    with torch.inference_mode(), autocast():
+        for idx in eval_batches(enc, batch_size):
+            b = collate(enc, idx)
+            out = model(input_ids=b["input_ids"].to(_dev(model)), attention_mask=b["attention_mask"].to(_dev(model)))
+            for k, row in zip(idx, out.logits.float().cpu(), strict=True):
+                chunks[k] = row
+    logits = torch.stack([chunks[i] for i in range(len(enc))])
+    loss = classification_loss(logits, enc.labels, class_weights=None, label_smoothing=0.0,
+                               multi_label=multi_label).item()
+    res: dict[str, Any] = {"loss": loss, "logits": logits}
+    if not multi_label:
+        pred, true = logits.argmax(-1).numpy(), enc.labels.numpy()
+        res["accuracy"] = float((pred == true).mean())
+        res["macro_f1"] = float(f1_score(true, pred, average="macro", zero_division=0))
+    model.train()
+    return res
+
+
+def _dev(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def train(model, train_enc: Encoded, val_enc: Encoded | None, cfg: TrainConfig, *, run_dir: Path, seed: int,
+          method: Any = None, class_weights: torch.Tensor | None = None, multi_label: bool = False,
+          log: Callable[[str], None] = lambda _: None, stop_after: int | None = None,
+          progress: bool = True) -> TrainResult:
+    """Train ``model`` in place; checkpoints and metrics.jsonl go under ``run_dir``.
+
+    A run directory that already holds checkpoints is resumed from the latest one.
+    ``stop_after`` stops after that many optimizer steps as if interrupted (for tests).
+    """
+    from accelerate import Accelerator
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    _seed_all(seed)
+    acc = Accelerator(mixed_precision={"fp32": "no"}.get(cfg.precision, cfg.precision),
+                      cpu=not torch.cuda.is_available())
+    n_micro = math.ceil(len(train_enc) / cfg.batch_size)
+    steps_per_epoch = math.ceil(n_micro / cfg.grad_accum)
+    total = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
+    warmup = cfg.warmup_steps or int(cfg.warmup_ratio * total)
+    optimizer = make_optimizer(all_param_groups(model, cfg.weight_decay, cfg.lr, cfg.head_lr))
+    scheduler = make_scheduler(optimizer, cfg.schedule, warmup, total)
+    model, optimizer = acc.prepare(model, optimizer)
+    unfreezer = (ProgressiveUnfreezer(acc.unwrap_model(model), method.every, method.unit)
+                 if getattr(method, "name", None) == "progressive" else None)
+    weights = class_weights.to(acc.device) if class_weights is not None else None
+    lengths = [len(x) for x in train_enc.input_ids] if cfg.bucket else None
+    ckpt_root, best_path = run_dir / "checkpoints", run_dir / "best"  # best/step-N.safetensors
+    metrics_path = run_dir / "metrics.jsonl"
+    st = _State()
+    last = ckpt.latest_checkpoint(ckpt_root)
+    if last is not None:
+        st = _State(**ckpt.load_checkpoint(last, acc.unwrap_model(model), optimizer, scheduler))
+        log(f"resumed from {last} (step {st.step}/{total})")
+    elif best_path.exists():
+        shutil.rmtree(best_path)  # stale bests from an earlier, unrelated run
+    if unfreezer:
+        unfreezer.update(st.step, st.epoch)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    metrics_path.write_text("".join(json.dumps(h, sort_keys=True) + "\n" for h in st.history))
+
+    def record(entry: dict[str, Any]) -> None:
+        st.history.append(entry)
+        with open(metrics_path, "a") as fh:
+            fh.write(json.dumps(entry, sort_keys=True) + "\n")
+
+    model.train()
+    t0, start_step = time.perf_counter(), st.step
+    counters = {"seen": 0, "tokens": 0, "t0": t0}
+    stop = False
+    bar = _progress(progress, total, st.step)
+    try:
+        stop = _loop(model, train_enc, val_enc, cfg, st, locals_=dict(
+            acc=acc, optimizer=optimizer, scheduler=scheduler, unfreezer=unfreezer, weights=weights,
+            lengths=lengths, total=total, steps_per_epoch=steps_per_epoch, multi_label=multi_label, seed=seed,
+            ckpt_root=ckpt_root, best_path=best_path, record=record, log=log, bar=bar, stop_after=stop_after,
+            start_step=start_step, counters=counters))
+    finally:
+        bar(None, 0, 0, 0)
+    seen, tokens = counters["seen"], counters["tokens"]
+    wall = time.perf_counter() - t0
+    if st.best_step is not None and (stop_after is None or st.step >= total or stop):
+        _restore(acc.unwrap_model(model), _best_file(best_path, st.best_step))
+        log(f"restored the best weights (step {st.best_step})")
+    best = None if st.best_value is None else {
+        "name": cfg.early_stopping.metric if cfg.early_stopping else "macro_f1", "value": st.best_value}
+    return TrainResult(steps=st.step, epochs=round(st.step / steps_per_epoch, 3), wall_time_s=round(wall, 2),
+                       samples_per_s=round(seen / max(wall, 1e-9), 2), tokens_per_s=round(tokens / max(wall, 1e-9), 1),
+                       best_step=st.best_step, best_metric=best, stopped_early=stop, history=st.history)
+
+
+def _loop(model, train_enc: Encoded, val_enc: Encoded | None, cfg: TrainConfig, st: _State, locals_: dict) -> bool:
+    """Optimizer steps until the schedule ends, early stopping fires or ``stop_after`` is reached."""
+    acc, optimizer, scheduler = locals_["acc"], locals_["optimizer"], locals_["scheduler"]
+    unfreezer, weights, lengths, total = locals_["unfreezer"], locals_["weights"], locals_["lengths"], locals_["total"]
+    steps_per_epoch, multi_label, seed = locals_["steps_per_epoch"], locals_["multi_label"], locals_["seed"]
+    ckpt_root, best_path, record, log = locals_["ckpt_root"], locals_["best_path"], locals_["record"], locals_["log"]
+    bar, stop_after, start_step, counters = locals_["bar"], locals_["stop_after"], locals_["start_step"], locals_["counters"]
+    stop = False
+    while st.step < total and not stop:
+        batches = epoch_order(len(train_enc), cfg.batch_size, seed, st.epoch, lengths)
+        while st.micro < len(batches) and st.step < total:
+            group = batches[st.micro:st.micro + cfg.grad_accum]
+            loss_value = 0.0
+            for idx in group:
+                b = collate(train_enc, idx)
+                with acc.autocast():
+                    out = model(input_ids=b["input_ids"].to(acc.device), attention_mask=b["attention_mask"].to(acc.device))
+                    loss = classification_loss(out.logits, b["labels"].to(acc.device), class_weights=weights,
+                                               label_smoothing=cfg.label_smoothing, multi_label=multi_label)
+                if not torch.isfinite(loss):
+                    raise TrainError(f"the loss became {loss.item()} at step {st.step + 1} (epoch {st.epoch + 1}, "
+                                     f"lr {scheduler.get_last_lr()[0]:.2e}); lower train.lr, use "
+                                     "train.precision=fp32, or check the data. The run did not succeed.")
+                acc.backward(loss / len(group))
+                loss_value += loss.item() / len(group)
+                counters["seen"] += len(idx)
+                counters["tokens"] += int(b["attention_mask"].sum())
+            if cfg.max_grad_norm:
+                acc.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            scheduler.step()
+            st.step += 1
+            st.micro += len(group)
+            if st.micro >= len(batches):
+                st.epoch, st.micro = st.epoch + 1, 0
+            if unfreezer and unfreezer.update(st.step, st.epoch):
+                log(f"step {st.step}: unfroze layer group {unfreezer.opened}/{len(unfreezer.groups)}")
+            st.running.append(loss_value)
+            if st.step % LOG_EVERY == 0 or st.step == total:
+                record({"step": st.step, "epoch": round(st.step / steps_per_epoch, 3),
+                        "train_loss": round(float(np.mean(st.running)), 5), "lr": scheduler.get_last_lr()[0]})
+                st.running = []
+            elapsed = time.perf_counter() - counters["t0"]
+            bar(st.step, loss_value, scheduler.get_last_lr()[0], counters["seen"] / max(elapsed, 1e-9))
+            epoch_done = st.micro == 0
+            if val_enc is not None and ((cfg.eval_every and st.step % cfg.eval_every == 0)
+                                        or (not cfg.eval_every and epoch_done) or st.step == total):
+                stop = _eval_step(model, val_enc, cfg, st, multi_label, acc, best_path, record, log)
+            if cfg.save_every and st.step % cfg.save_every == 0:
+                ckpt.save_checkpoint(ckpt_root, st.step, weights=trainable_state(acc.unwrap_model(model)),
+                                     optimizer=optimizer, scheduler=scheduler, state=asdict(st),
+                                     keep=cfg.keep_checkpoints)
+            if stop or (stop_after is not None and st.step - start_step >= stop_after):
+                break
+        if stop_after is not None and st.step - start_step >= stop_after:
+            break
+    return stop
+
+
+def _eval_step(model, val_enc, cfg: TrainConfig, st: _State, multi_label: bool, acc, best_path: Path,
+               record, log) -> bool:
+    """Evaluate, track the best weights and decide on early stopping (True = stop)."""
+    res = evaluate(model, val_enc, batch_size=cfg.batch_size * 2, multi_label=multi_label, autocast=acc.autocast)
+    entry = {"step": st.step, "epoch_index": st.epoch, "eval_loss": round(res["loss"], 5)}
+    for k in ("accuracy", "macro_f1"):
+        if k in res:
+            entry[f"eval_{k}"] = round(res[k], 5)
+    record(entry)
+    es = cfg.early_stopping
+    metric = es.metric if es else ("macro_f1" if "macro_f1" in res else "loss")
+    value = res[metric]
+    sign = -1 if metric == "loss" else 1
+    min_delta = es.min_delta if es else 0.0
+    if st.best_value is None or sign * (value - st.best_value) > min_delta:
+        st.best_value, st.best_step, st.bad_evals = value, st.step, 0
+        best_path.mkdir(exist_ok=True)
+        ckpt.save_weights(_best_file(best_path, st.step), trainable_state(acc.unwrap_model(model)))
+        _prune_bests(best_path, st.step, best_path.parent / "checkpoints")
+    else:
+        st.bad_evals += 1
+    log(f"step {st.step}: eval {metric} {value:.4f} (best {st.best_value:.4f} at step {st.best_step})")
+    if es and st.bad_evals >= es.patience:
+        log(f"early stopping: no improvement in {es.patience} evaluations")
+        return True
+    return False
+
+
+def _best_file(best_dir: Path, step: int) -> Path:
+    return best_dir / f"step-{step:07d}.safetensors"
+
+
+def _prune_bests(best_dir: Path, current: int, ckpt_root: Path) -> None:
+    """Keep the current best and any best a checkpoint on disk still refers to (for exact resume)."""
+    keep = {current}
+    for state in ckpt_root.glob("step-*/" + ckpt.STATE):
+        step = json.loads(state.read_text()).get("best_step")
+        if step is not None:
+            keep.add(step)
+    for f in best_dir.glob("step-*.safetensors"):
+        if int(f.stem.split("-")[1]) not in keep:
+            f.unlink()
+
+
+def _restore(model, path: Path) -> None:
+    from safetensors.torch import load_file
+
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for k, v in load_file(str(path)).items():
+            params[k].copy_(v)
+
+
+def _progress(enabled: bool, total: int, start: int):
+    """A rich progress bar with loss / lr / throughput; returns an update function (None = close)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    if not enabled:
+        return lambda *a: None
+    prog = Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                    TimeRemainingColumn(), transient=True)
+    task = prog.add_task("train", total=total, completed=start, info="")
+    prog.start()
+
+    def update(step, loss, lr, sps):
+        if step is None:
+            prog.stop()
+            return
+        prog.update(task, completed=step, info=f"loss {loss:.4f}  lr {lr:.2e}  {sps:.0f} samples/s")
+    return update

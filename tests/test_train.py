@@ -1,0 +1,134 @@
+"""The training loop on a tiny BERT: exact resume, methods, early stopping, failure, artifacts."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from _tiny import build_tiny_bert
+from _util import clf_rows, write_jsonl
+from hone.config import load_config
+from hone.errors import TrainError
+from hone.train.classify import train_classifier
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny") / "bert")
+
+
+def _cfg(tmp_path, tiny, **over):
+    data = write_jsonl(tmp_path / "in.jsonl", clf_rows(72))
+    base = {"seed": 3, "data": {"path": str(data), "pii": {"enabled": False}, "dedupe": {"near": False}},
+            "model": {"name": str(tiny), "max_length": 32},
+            "train": {"max_steps": 12, "batch_size": 8, "lr": 3e-3, "save_every": 4, "eval_every": 4,
+                      "warmup_steps": 2, "schedule": "cosine"}}
+    for k, v in over.items():
+        node = base
+        *parents, leaf = k.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = v
+    return load_config(base)
+
+
+def _weights(art: Path) -> dict:
+    f = art / "model.safetensors"
+    return load_file(str(f if f.exists() else art / "adapter_model.safetensors"))
+
+
+def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(tmp_path, tiny):
+    cfg = _cfg(tmp_path, tiny)
+    a = train_classifier(cfg, tmp_path / "a", progress=False)
+    train_classifier(cfg, tmp_path / "b", stop_after=6, progress=False)  # "crash" after step 6
+    assert sorted(p.name for p in (tmp_path / "b" / "checkpoints").iterdir()) == ["step-0000004"]
+    b = train_classifier(cfg, tmp_path / "b", progress=False)  # resumes from step 4
+    assert a.result.steps == b.result.steps == 12
+    wa, wb = _weights(a.artifact), _weights(b.artifact)
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert (tmp_path / "a" / "metrics.jsonl").read_text() == (tmp_path / "b" / "metrics.jsonl").read_text()
+    # and the run really trained: the loss went down from the first logged value
+    hist = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert any("eval_accuracy" in h for h in hist) and any("train_loss" in h for h in hist)
+
+
+def test_seeded_losses_are_reproducible_and_seed_sensitive(tmp_path, tiny):
+    r1 = train_classifier(_cfg(tmp_path, tiny, **{"train.save_every": None}), tmp_path / "r1", progress=False)
+    r2 = train_classifier(_cfg(tmp_path, tiny, **{"train.save_every": None}), tmp_path / "r2", progress=False)
+    r3 = train_classifier(_cfg(tmp_path, tiny, **{"train.save_every": None, "seed": 4}), tmp_path / "r3",
+                          progress=False)
+    loss = lambda r: [h["train_loss"] for h in r.result.history if "train_loss" in h]  # noqa: E731
+    assert loss(r1) == loss(r2) and loss(r1) != loss(r3)
+
+
+@pytest.mark.parametrize("method,frozen_prefix", [
+    ({"name": "full"}, None), ({"name": "head"}, "bert.encoder"), ({"name": "freeze", "layers": 1}, "bert.encoder.layer.0."),
+    ({"name": "progressive", "every": 8}, "bert.encoder.layer.0."), ({"name": "lora", "r": 4}, None),
+    ({"name": "ia3"}, None)])
+def test_every_method_trains(tmp_path, tiny, method, frozen_prefix):
+    from transformers import AutoModelForSequenceClassification
+
+    cfg = _cfg(tmp_path, tiny, method=method, **{"train.save_every": None})
+    run = train_classifier(cfg, tmp_path / "run", progress=False)
+    before = AutoModelForSequenceClassification.from_pretrained(str(tiny), num_labels=3).state_dict()
+    man = json.loads((run.artifact / "manifest.json").read_text())
+    assert man["method"] == method["name"] and man["labels"] == ["billing", "outage", "roaming"]
+    if method["name"] in ("lora", "ia3"):
+        assert (run.artifact / "adapter_config.json").exists() and man["format"] == "peft"
+        assert man["parameters"]["trainable"] < man["parameters"]["total"] * 0.5
+        return
+    after = run.model.state_dict()
+    changed = {k for k in before if k in after and not k.startswith("classifier") and not torch.equal(before[k], after[k])}
+    assert changed, "no body weight changed" if method["name"] != "head" else True
+    if frozen_prefix:
+        assert not any(k.startswith(frozen_prefix) for k in changed), sorted(changed)[:5]
+
+
+def test_early_stopping_and_best_restore(tmp_path, tiny):
+    cfg = _cfg(tmp_path, tiny, **{"train.max_steps": 40, "train.eval_every": 2, "train.save_every": None,
+                                  "train.lr": 1e-9, "train.early_stopping": {"patience": 2, "metric": "loss"}})
+    run = train_classifier(cfg, tmp_path / "run", progress=False)
+    assert run.result.stopped_early and run.result.steps < 40
+    assert run.result.best_step is not None
+
+
+def test_non_finite_loss_fails_clearly_and_leaves_no_artifact(tmp_path, tiny, monkeypatch):
+    import hone.train.classify as C
+
+    real = C.apply_method
+
+    def poisoned(model, cfg):
+        model = real(model, cfg)
+        with torch.no_grad():
+            model.classifier.weight.fill_(float("nan"))
+        return model
+    monkeypatch.setattr(C, "apply_method", poisoned)
+    with pytest.raises(TrainError, match=r"loss became nan at step 1 .*did not succeed"):
+        train_classifier(_cfg(tmp_path, tiny), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "artifact").exists()
+
+
+def test_artifact_loads_without_hone(tmp_path, tiny):
+    from peft import PeftConfig, PeftModel
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    full = train_classifier(_cfg(tmp_path, tiny, **{"train.save_every": None}), tmp_path / "f", progress=False)
+    m = AutoModelForSequenceClassification.from_pretrained(str(full.artifact))
+    tok = AutoTokenizer.from_pretrained(str(full.artifact))
+    assert m.config.id2label[0] == "billing"
+    x = tok(["my bill is wrong"], return_tensors="pt")
+    full.model.eval()
+    m.eval()
+    with torch.no_grad():
+        assert torch.allclose(m(**x).logits, full.model(**x).logits, atol=1e-6)
+    lora = train_classifier(_cfg(tmp_path, tiny, method={"name": "lora", "r": 4}, **{"train.save_every": None}),
+                            tmp_path / "l", progress=False)
+    pc = PeftConfig.from_pretrained(str(lora.artifact))
+    base = AutoModelForSequenceClassification.from_pretrained(pc.base_model_name_or_path,
+                                                              config=AutoConfig.from_pretrained(str(lora.artifact)))
+    pm = PeftModel.from_pretrained(base, str(lora.artifact)).eval()
+    lora.model.eval()
+    with torch.no_grad():
+        assert torch.allclose(pm(**x).logits, lora.model(**x).logits, atol=1e-5)
