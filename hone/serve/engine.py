@@ -1,0 +1,95 @@
+"""Load an artifact and use it: batched classification with top-k (generation comes later).
+
+An artifact is either a transformers checkpoint or a PEFT adapter directory; its
+``manifest.json`` says which, plus the labels and an optional out-of-scope threshold.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hone import artifacts
+from hone.errors import ArtifactError
+
+
+class Classifier:
+    """A fine-tuned intent classifier: ``Classifier.load(path).predict(["text", ...])``."""
+
+    def __init__(self, model, tokenizer, manifest: dict[str, Any]):
+        self.model, self.tokenizer, self.manifest = model.eval(), tokenizer, manifest
+        self.labels: list[str] = manifest["labels"]
+        self.multi_label = bool(manifest.get("multi_label"))
+        self.max_length = int(manifest.get("max_length", 128))
+        oos = manifest.get("oos") or {}
+        self.threshold: float | None = oos.get("threshold")
+        self.abstain_label: str = oos.get("label") or "out_of_scope"
+
+    @classmethod
+    def load(cls, path: str | Path) -> Classifier:
+        from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+        path = Path(path)
+        man_path = path / artifacts.MANIFEST
+        if not man_path.is_file():
+            raise ArtifactError(f"{path}: not a hone artifact (no {artifacts.MANIFEST}); "
+                                "pass the run's artifact/ directory")
+        manifest = json.loads(man_path.read_text())
+        if manifest.get("task") != "classification":
+            raise ArtifactError(f"{path}: a {manifest.get('task')} artifact cannot classify")
+        tok = AutoTokenizer.from_pretrained(str(path))
+        if (path / artifacts.ADAPTER_CONFIG).is_file():
+            from peft import PeftModel
+
+            base = AutoModelForSequenceClassification.from_pretrained(
+                manifest["base_model_path"], config=AutoConfig.from_pretrained(str(path)), use_safetensors=True)
+            model = PeftModel.from_pretrained(base, str(path))
+        else:
+            model = AutoModelForSequenceClassification.from_pretrained(str(path), use_safetensors=True)
+        return cls(model, tok, manifest)
+
+    def scores(self, texts: Sequence[str], *, batch_size: int = 64) -> torch.Tensor:
+        """(N, C) probabilities (softmax, or sigmoid for multi-label), in input order."""
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = torch.empty((len(texts), len(self.labels)))
+        with torch.inference_mode():
+            for s in range(0, len(order), batch_size):
+                idx = order[s:s + batch_size]
+                enc = self.tokenizer([texts[i] for i in idx], truncation=True, max_length=self.max_length,
+                                     padding=True, return_tensors="pt")
+                logits = self.model(**enc).logits.float()
+                out[idx] = torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, -1)
+        return out
+
+    def predict(self, texts: Sequence[str], *, top_k: int = 3, batch_size: int = 64) -> list[dict[str, Any]]:
+        """One dict per text: label, score and the top-k labels with scores.
+
+        With an out-of-scope threshold in the manifest, a text whose best score is below it is
+        labelled ``abstain_label`` (route it to a human); ``abstained`` says so.
+        """
+        probs = self.scores(list(texts), batch_size=batch_size)
+        k = min(top_k, len(self.labels))
+        results = []
+        for text, p in zip(texts, probs, strict=True):
+            vals, idx = p.topk(k)
+            top = [{"label": self.labels[i], "score": round(float(v), 5)} for v, i in zip(vals, idx, strict=True)]
+            res: dict[str, Any] = {"text": text, "label": top[0]["label"], "score": top[0]["score"], "top_k": top}
+            if self.multi_label:
+                res["labels"] = [self.labels[i] for i in range(len(self.labels)) if p[i] >= 0.5]
+            if self.threshold is not None and top[0]["score"] < self.threshold:
+                res["label"], res["abstained"] = self.abstain_label, True
+            results.append(res)
+        return results
+
+
+def load(path: str | Path) -> Classifier:
+    """Load any hone artifact for use (``hone.load``)."""
+    man = Path(path) / artifacts.MANIFEST
+    task = json.loads(man.read_text()).get("task") if man.is_file() else None
+    if task in (None, "classification"):
+        return Classifier.load(path)
+    raise ArtifactError(f"{path}: artifacts of task {task!r} are not supported yet")
