@@ -35,6 +35,13 @@ def prepare_data(config: RunConfig | dict | str, out_dir: str, *, overwrite: boo
     return prepare(cfg, out_dir, overwrite=overwrite)
 
 
+def load(artifact: str):
+    """Load a trained artifact for use: ``hone.load("runs/x/artifact").predict(["my bill is wrong"])``."""
+    from hone.serve.engine import load as _load
+
+    return _load(artifact)
+
+
 def redact(text: str) -> str:
     """Redact PII from one text with hone's default redactor."""
     from hone.data.pii import redact as _redact
@@ -44,5 +51,5 @@ def redact(text: str) -> str:
 
 __all__ = [
     "ArtifactError", "ConfigError", "DataError", "DataReport", "HoneError", "ModelError", "Record",
-    "RunConfig", "__version__", "check_data", "load_config", "prepare_data", "redact",
+    "RunConfig", "__version__", "check_data", "load", "load_config", "prepare_data", "redact",
 ]

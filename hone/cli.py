@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -17,12 +18,19 @@ from rich.console import Console
 
 from hone.errors import HoneError
 
+# hone prints its own progress; transformers' load reports and weight-loading bars would bury
+# it (both are read when transformers / huggingface_hub are first imported, so set them first)
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
 app = typer.Typer(help="hone: turn a general pre-trained language model into a domain specialist.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 config_app = typer.Typer(help="Validate and show run configurations.", no_args_is_help=True)
 data_app = typer.Typer(help="Check and prepare datasets.", no_args_is_help=True)
+model_app = typer.Typer(help="Inspect base models.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(data_app, name="data")
+app.add_typer(model_app, name="model")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -179,6 +187,165 @@ def data_redact(texts: Annotated[list[str], typer.Argument(help="Text(s) to reda
     lines = sys.stdin.read().splitlines() if texts == ["-"] else texts
     for t in lines:
         console.print(red.redact(t, scope), highlight=False, markup=False)
+
+
+def _log(msg: str) -> None:
+    console.print(f"[dim]•[/] {msg}", highlight=False)
+
+
+RunDir = Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory (default: $HONE_HOME/runs/NAME-TIME).")]
+
+
+@app.command("train")
+@guarded
+def train_cmd(config: Annotated[Path, typer.Argument(help="Run config (YAML).")], out: RunDir = None,
+              overrides: Overrides = None) -> None:
+    """Prepare the data and fine-tune; writes the artifact (and checkpoints) into the run directory.
+
+    Running it again on the same run directory resumes from the latest checkpoint.
+    """
+    from hone.config import load_config
+    from hone.pipeline import default_run_dir
+    from hone.train.classify import train_classifier
+
+    cfg = load_config(config, overrides or [])
+    run_dir = out or default_run_dir(config.stem)
+    res = train_classifier(cfg, run_dir, log=_log).result
+    console.print(f"[green]trained[/] {res.steps} steps in {res.wall_time_s:.0f} s ({res.samples_per_s:.0f} samples/s); "
+                  f"artifact: {run_dir / 'artifact'}")
+
+
+@app.command("run")
+@guarded
+def run_cmd(config: Annotated[Path, typer.Argument(help="Run config (YAML).")], out: RunDir = None,
+            overrides: Overrides = None) -> None:
+    """prepare -> train -> evaluate against baselines -> report, in one run directory."""
+    from hone.config import load_config
+    from hone.pipeline import default_run_dir, headline, run
+
+    cfg = load_config(config, overrides or [])
+    run_dir = out or default_run_dir(config.stem)
+    files = run(cfg, run_dir, log=_log)
+    for line in headline(files["json"]):
+        console.print(line, highlight=False)
+    console.print(f"[green]report[/] {files['html']}  (also {files['md'].name}, {files['json'].name})")
+
+
+@app.command("quickstart")
+@guarded
+def quickstart_cmd(out: RunDir = None, overrides: Overrides = None) -> None:
+    """Fine-tune the embedded MiniLM on the bundled telecom tickets and report its gain over baselines."""
+    from hone.pipeline import default_run_dir, headline, quickstart_config, run
+
+    cfg = quickstart_config(overrides or [])
+    run_dir = out or default_run_dir("quickstart")
+    console.print(f"hone quickstart: {cfg.model.name} + {cfg.method.name} on the telecom sample -> {run_dir}")
+    files = run(cfg, run_dir, log=_log)
+    for line in headline(files["json"]):
+        console.print(line, highlight=False)
+    console.print(f"[green]report[/] {files['html']}")
+
+
+@app.command("eval")
+@guarded
+def eval_cmd(artifact: Path, data: Annotated[Path, typer.Option(help="Labelled data to evaluate on (any format hone reads).")],
+             out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Report directory (default: ARTIFACT/../eval-DATA).")] = None,
+             text_column: TextCol = None, label_column: LabelCol = None,
+             baselines: Annotated[bool, typer.Option(help="Also compute the zero-/few-shot baselines.")] = True) -> None:
+    """Evaluate an artifact on a labelled file and write report.json/md/html."""
+    from hone.config import EvalConfig
+    from hone.errors import DataError
+    from hone.eval.report import write_reports
+    from hone.eval.suite import evaluate_classifier
+    from hone.pipeline import headline
+    from hone.serve.engine import Classifier
+
+    clf = Classifier.load(artifact)
+    texts, labels = _read_labelled(data, text_column, label_column)
+    unknown = sorted({lab for lab in labels if lab not in clf.labels})
+    if unknown:
+        raise DataError(f"{data}: label(s) the model does not know: {', '.join(unknown[:10])}")
+    cfg = EvalConfig(baselines=["zero_shot"] if baselines else [], forgetting=False)
+    report = evaluate_classifier(clf, texts, labels, cfg=cfg, seed=0, base_model=clf.manifest["base_model"], log=_log)
+    report["title"] = f"{artifact} on {data.name}"
+    files = write_reports(out or artifact.parent / f"eval-{data.stem}", report)
+    for line in headline(files["json"]):
+        console.print(line, highlight=False)
+    console.print(f"[green]report[/] {files['html']}")
+
+
+def _read_labelled(path: Path, text_column, label_column) -> tuple[list[str], list[str]]:
+    from hone.data.check import DataReport, validate
+    from hone.data.read import read_rows
+    from hone.errors import DataError
+
+    problems: list = []
+    rep = DataReport(files=[str(path)])
+    rows = read_rows(path, problems, text_column=text_column, label_column=label_column)
+    recs = validate(rows, rep, schema="classification", read_problems=problems, min_examples=1)
+    if not rep.ok:
+        raise DataError(f"{rep.error_count} error(s) in {path}\n  " + "\n  ".join(str(p) for p in rep.errors[:20]))
+    return [r.data["text"] for r in recs], [r.data["label"] for r in recs]
+
+
+@app.command("predict")
+@guarded
+def predict_cmd(artifact: Path, texts: Annotated[Optional[list[str]], typer.Argument(help="Texts to classify.")] = None,
+                file: Annotated[Optional[Path], typer.Option("--file", "-f", help="One text per line, or a data file with a text column.")] = None,
+                top_k: Annotated[int, typer.Option(help="How many labels to list per text.")] = 3,
+                text_column: TextCol = None) -> None:
+    """Classify texts; prints one JSON line per text with label, score and top-k."""
+    from hone.serve.engine import load
+
+    items = list(texts or [])
+    if file is not None:
+        items += _read_texts(file, text_column)
+    if not items:
+        raise HoneError("give texts as arguments or --file")
+    for res in load(artifact).predict(items, top_k=top_k):
+        print(json.dumps(res, ensure_ascii=False))
+
+
+def _read_texts(path: Path, text_column) -> list[str]:
+    from hone.data.read import read_rows
+
+    if path.suffix.lower() in (".txt", ""):
+        return [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    problems: list = []
+    out = [r.obj.get("text") for r in read_rows(path, problems, text_column=text_column) if isinstance(r.obj, dict)]
+    if problems:
+        raise HoneError(str(problems[0]))
+    return [t for t in out if isinstance(t, str) and t.strip()]
+
+
+@model_app.command("info")
+@guarded
+def model_info_cmd(name: Annotated[str, typer.Argument(help="minilm, a local directory or a hub id.")],
+                   data: Annotated[Optional[Path], typer.Option(help="Estimate time per epoch on this data file.")] = None,
+                   examples: Annotated[Optional[int], typer.Option(help="Estimate for this many examples.")] = None,
+                   batch_size: int = 32, max_length: int = 128,
+                   json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Architecture, parameter counts per method, adapter targets, and a measured time/memory estimate."""
+    from hone.model.info import model_info
+
+    texts = _read_texts(data, None) if data else None
+    info = model_info(name, n_examples=examples, texts=texts, batch_size=batch_size, max_length=max_length)
+    if json_out:
+        print(json.dumps(info, indent=2))
+        return
+    console.print(f"[bold]{info['name']}[/] ({info['architecture']}, {info['layers']} layers, hidden "
+                  f"{info['hidden_size']}, vocab {info['vocab_size']}, max positions {info['max_positions']})",
+                  highlight=False)
+    console.print(f"path: {info['path']}\ntokenizer: {info['tokenizer']}", highlight=False)
+    for m, pc in info["parameters"].items():
+        console.print(f"  {m:>8}: {pc['trainable']:>12,} trainable of {pc['total']:,} "
+                      f"({pc['trainable'] / pc['total']:.2%})", highlight=False)
+    console.print(f"adapter (LoRA / IA3) target modules: {', '.join(info['adapter_targets'])}", highlight=False)
+    if "estimate" in info:
+        e = info["estimate"]
+        console.print(f"estimate (full fine-tuning, batch {e['batch_size']}): {e['seconds_per_step']} s/step x "
+                      f"{e['steps_per_epoch']} steps = {e['seconds_per_epoch']} s per epoch; peak RSS "
+                      f"{e['peak_rss_mb']} MB — {e['note']}", highlight=False)
 
 
 def main() -> None:

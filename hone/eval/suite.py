@@ -1,0 +1,85 @@
+"""Evaluation of a fine-tuned classifier against baselines computed by hone on the same test split.
+
+Baselines use the *base* encoder: zero-shot (query vs label-description embeddings), few-shot
+(nearest centroid of k examples per class) and optionally a linear probe.  Every system gets
+the same metrics with bootstrap CIs; the fine-tuned model's gain over each baseline is a
+paired bootstrap on the same examples.  Out-of-scope thresholds are chosen on validation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from hone.config import EvalConfig
+
+
+def _ids(labels: Sequence[Any], label2id: dict[str, int]) -> np.ndarray:
+    return np.array([label2id[lab[0] if isinstance(lab, list) else lab] for lab in labels])
+
+
+def evaluate_classifier(clf, test_texts: list[str], test_labels: list[Any], *, cfg: EvalConfig, seed: int,
+                        base_model: str, train: tuple[list[str], list[Any]] | None = None,
+                        val: tuple[list[str], list[Any]] | None = None, log=lambda _: None) -> dict[str, Any]:
+    """The report dict (see hone.eval.report) for ``clf`` on the test texts."""
+    from hone.eval import baselines as B
+    from hone.eval.metrics import classification_metrics, paired_bootstrap_gain
+
+    labels = clf.labels
+    l2i = {lab: i for i, lab in enumerate(labels)}
+    y = _ids(test_labels, l2i)
+    probs = clf.scores(test_texts).numpy()
+    tuned = probs.argmax(-1)
+    metrics = lambda pred: classification_metrics(y, pred, labels, n_boot=cfg.bootstrap, seed=seed)  # noqa: E731
+    systems: dict[str, Any] = {"fine_tuned": {**metrics(tuned), "kind": "fine-tuned",
+                                              "description": f"{base_model} fine-tuned ({clf.manifest.get('method')})"}}
+    gains: dict[str, Any] = {}
+    report: dict[str, Any] = {"task": "classification", "labels": labels, "systems": systems, "gains": gains,
+                              "primary": "fine_tuned"}
+    if cfg.baselines or cfg.forgetting:
+        from hone.model.load import load_encoder
+
+        enc, tok = load_encoder(base_model)
+        preds: dict[str, Any] = {}
+        if "zero_shot" in cfg.baselines:
+            preds["zero_shot"] = B.zero_shot(enc, tok, test_texts, labels, descriptions=cfg.label_descriptions or None)
+        if train is not None and "few_shot" in cfg.baselines:
+            preds["few_shot"] = B.few_shot(enc, tok, train[0], list(_ids(train[1], l2i)), test_texts, len(labels),
+                                           k=cfg.few_shot_k, seed=seed)
+        if train is not None and "linear_probe" in cfg.baselines:
+            preds["linear_probe"] = B.linear_probe(enc, tok, train[0], list(_ids(train[1], l2i)), test_texts, seed=seed)
+        for name, r in preds.items():
+            systems[name] = {**metrics(r.pred), "kind": "baseline", "description": r.description}
+            gains[name] = paired_bootstrap_gain(y, r.pred, tuned, metric="accuracy", n_boot=cfg.bootstrap, seed=seed)
+            log(f"{name}: accuracy {systems[name]['accuracy']:.3f} (fine-tuned {systems['fine_tuned']['accuracy']:.3f})")
+        if cfg.forgetting:
+            from hone.eval.forgetting import forgetting_check
+
+            report["forgetting"] = forgetting_check(enc, clf.model, tok, threshold=cfg.forgetting_threshold)
+    if cfg.oos_label is not None:
+        report["oos"] = _oos(clf, probs, y, l2i, cfg.oos_label, val)
+    report["examples"] = _examples(test_texts, y, tuned, probs, labels)
+    return report
+
+
+def _oos(clf, probs: np.ndarray, y: np.ndarray, l2i: dict[str, int], oos_label: str,
+         val: tuple[list[str], list[Any]] | None) -> dict[str, Any]:
+    from hone.eval.oos import choose_threshold, oos_report
+
+    idx = l2i.get(oos_label)
+    if val is not None and val[0]:
+        threshold = choose_threshold(clf.scores(val[0]).numpy(), _ids(val[1], l2i), oos_index=idx)
+    else:
+        threshold = choose_threshold(probs, y, oos_index=idx)
+    return {"label": oos_label, **oos_report(probs, y, threshold, oos_index=idx)}
+
+
+def _examples(texts: list[str], y: np.ndarray, pred: np.ndarray, probs: np.ndarray, labels: list[str],
+              n: int = 12) -> list[dict[str, Any]]:
+    """The most confident mistakes first: the most useful rows for a human to look at."""
+    wrong = [i for i in range(len(texts)) if y[i] != pred[i]]
+    wrong.sort(key=lambda i: -probs[i, pred[i]])
+    return [{"text": texts[i], "label": labels[y[i]], "predicted": labels[pred[i]],
+             "score": round(float(probs[i, pred[i]]), 4), "correct": False} for i in wrong[:n]]

@@ -1,0 +1,82 @@
+"""``hone run`` / ``hone quickstart``: prepare -> train -> evaluate -> report, in one run directory.
+
+The evaluation loads the artifact back from disk, so a report always describes exactly what
+was saved.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from hone import artifacts
+from hone.config import RunConfig, load_config
+from hone.settings import get_settings
+
+QUICKSTART = Path(__file__).parent / "samples" / "quickstart.yaml"
+
+
+def default_run_dir(name: str) -> Path:
+    return get_settings().runs_dir / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def quickstart_config(overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    return load_config(QUICKSTART, overrides)
+
+
+def run(cfg: RunConfig, run_dir: Path, *, log=lambda _: None, progress: bool = True) -> dict[str, Path]:
+    """Train and evaluate; returns the report files (json, md, html)."""
+    from hone.eval.report import write_reports
+    from hone.eval.suite import evaluate_classifier
+    from hone.serve.engine import Classifier
+    from hone.train.classify import train_classifier
+
+    crun = train_classifier(cfg, run_dir, log=log, progress=progress)
+    clf = Classifier.load(crun.artifact)
+    test = crun.splits["test"] if crun.splits["test"].texts else crun.splits["validation"]
+    val = crun.splits["validation"]
+    log(f"evaluating on {len(test.texts)} test examples (with baselines: {', '.join(cfg.eval.baselines) or 'none'})")
+    report = evaluate_classifier(clf, test.texts, test.labels, cfg=cfg.eval, seed=cfg.seed, base_model=cfg.model.name,
+                                 train=(crun.splits["train"].texts, crun.splits["train"].labels),
+                                 val=(val.texts, val.labels) if val.texts else None, log=log)
+    res = crun.result
+    report.update({
+        "title": f"{cfg.model.name} + {cfg.method.name} on {Path(cfg.data.path or 'data').name}",
+        "history": res.history,
+        "training": {"method": cfg.method.name, "steps": res.steps, "epochs": res.epochs,
+                     "wall_time_s": res.wall_time_s, "best_step": res.best_step, "best_metric": res.best_metric,
+                     "samples_per_s": res.samples_per_s, "stopped_early": res.stopped_early},
+        "data": {s: len(sp.texts) for s, sp in crun.splits.items()} | {"data_sha256": crun.metadata.get("data_sha256")},
+        "model": {"base": cfg.model.name, "artifact": str(crun.artifact)},
+    })
+    if "oos" in report:  # the artifact abstains below the threshold chosen on validation
+        _add_to_manifest(crun.artifact, {"oos": {"label": report["oos"]["label"],
+                                                 "threshold": report["oos"]["threshold"]}})
+    _add_to_manifest(crun.artifact, {"metrics": {k: report["systems"]["fine_tuned"][k]
+                                                 for k in ("accuracy", "macro_f1", "accuracy_ci", "macro_f1_ci")}})
+    return write_reports(run_dir, report)
+
+
+def _add_to_manifest(art: Path, extra: dict[str, Any]) -> None:
+    man = json.loads((art / artifacts.MANIFEST).read_text())
+    artifacts.atomic_write_json(art / artifacts.MANIFEST, {**man, **extra})
+
+
+def headline(report_json: Path) -> list[str]:
+    """A few lines for the terminal: each system's accuracy and the fine-tuned model's gains."""
+    rep = json.loads(report_json.read_text())
+    lines = []
+    for name, m in rep["systems"].items():
+        lo, hi = m["accuracy_ci"]
+        lines.append(f"{name:>14}: accuracy {m['accuracy']:.3f} [{lo:.3f}, {hi:.3f}]  macro-F1 {m['macro_f1']:.3f}")
+    for name, g in rep.get("gains", {}).items():
+        g = g.get("accuracy", g)
+        lines.append(f"fine-tuned vs {name}: {g['gain'] * 100:+.1f} pts accuracy "
+                     f"(95% CI {g['gain_ci'][0] * 100:+.1f} to {g['gain_ci'][1] * 100:+.1f})")
+    if "forgetting" in rep:
+        f = rep["forgetting"]
+        lines.append(f"forgetting ({f['proxy'][:40]}…): base {f['base']:.3f} -> tuned {f['tuned']:.3f}"
+                     f"{'  REGRESSED' if f['regressed'] else ''}")
+    return lines

@@ -1,0 +1,74 @@
+"""`hone run`, `hone predict`, `hone eval` and `hone.load` end to end on a tiny BERT."""
+
+import json
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+import hone
+from _tiny import build_tiny_bert
+from _util import clf_rows, write_jsonl
+from hone.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("run")
+    tiny = build_tiny_bert(tmp / "bert")
+    data = write_jsonl(tmp / "tickets.jsonl", clf_rows(90))
+    cfg = {"seed": 1, "data": {"path": str(data), "pii": {"enabled": False}},
+           "model": {"name": str(tiny), "max_length": 32},
+           "train": {"max_steps": 10, "batch_size": 8, "lr": 3e-3, "eval_every": 5},
+           "eval": {"baselines": ["zero_shot", "few_shot"], "few_shot_k": 3, "bootstrap": 50, "forgetting": True}}
+    (tmp / "run.yaml").write_text(yaml.safe_dump(cfg))
+    r = runner.invoke(app, ["run", str(tmp / "run.yaml"), "-o", str(tmp / "out")])
+    assert r.exit_code == 0, r.output
+    assert "report" in r.output and "fine-tuned vs zero_shot" in r.output
+    return tmp / "out"
+
+
+def test_run_writes_artifact_and_reports(run_dir):
+    rep = json.loads((run_dir / "report.json").read_text())
+    assert set(rep["systems"]) == {"fine_tuned", "zero_shot", "few_shot"}
+    assert set(rep["gains"]) == {"zero_shot", "few_shot"} and "forgetting" in rep
+    assert rep["training"]["steps"] == 10 and rep["history"]
+    html = (run_dir / "report.html").read_text()
+    assert "<svg" in html and "http://" not in html.replace("http://www.w3.org", "")
+    man = json.loads((run_dir / "artifact" / "manifest.json").read_text())
+    assert man["labels"] == ["billing", "outage", "roaming"] and "accuracy" in man["metrics"]
+    assert (run_dir / "artifact" / "model.safetensors").exists() and (run_dir / "metrics.jsonl").exists()
+
+
+def test_predict_cli_and_python_api(run_dir, tmp_path):
+    r = runner.invoke(app, ["predict", str(run_dir / "artifact"), "my bill is wrong", "no signal at all", "--top-k", "2"])
+    assert r.exit_code == 0, r.output
+    lines = [json.loads(x) for x in r.stdout.strip().splitlines()]
+    assert [x["text"] for x in lines] == ["my bill is wrong", "no signal at all"]
+    assert all(len(x["top_k"]) == 2 and x["label"] in ("billing", "outage", "roaming") for x in lines)
+    f = tmp_path / "in.txt"
+    f.write_text("roaming abroad\nrefund please\n")
+    r = runner.invoke(app, ["predict", str(run_dir / "artifact"), "--file", str(f)])
+    assert r.exit_code == 0 and len(r.stdout.strip().splitlines()) == 2
+    clf = hone.load(str(run_dir / "artifact"))
+    out = clf.predict(["roaming abroad"])
+    assert out[0]["label"] == lines[0]["label"] or out[0]["label"] in clf.labels
+    assert abs(sum(s for s in clf.scores(["x"])[0].tolist()) - 1) < 1e-5
+
+
+def test_eval_cli_on_a_labelled_file(run_dir, tmp_path):
+    data = write_jsonl(tmp_path / "more.jsonl", clf_rows(15))
+    r = runner.invoke(app, ["eval", str(run_dir / "artifact"), "--data", str(data), "-o", str(tmp_path / "ev")])
+    assert r.exit_code == 0, r.output
+    rep = json.loads((tmp_path / "ev" / "report.json").read_text())
+    assert rep["systems"]["fine_tuned"]["n"] == 15
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"text": "x", "label": "unknown_intent"}])
+    r = runner.invoke(app, ["eval", str(run_dir / "artifact"), "--data", str(bad)])
+    assert r.exit_code == 2 and "unknown_intent" in r.output
+
+
+def test_predict_on_a_non_artifact_is_a_clear_error(tmp_path):
+    r = runner.invoke(app, ["predict", str(tmp_path), "hello"])
+    assert r.exit_code == 2 and "not a hone artifact" in r.output
