@@ -123,6 +123,7 @@ class DataConfig(_Section):
     txt_mode: Literal["line", "document"] = "line"
     multi_label_sep: str | None = None  # CSV: split the label column on this separator
     min_examples: int = Field(10, ge=1)  # OpenAI's floor
+    shots: int | None = Field(None, ge=1)  # k-shot: keep at most this many train examples per label (seeded)
     tokenizer: str | None = None  # token-length statistics when given
     max_length: int = Field(512, ge=8)
     clean: CleanConfig = Field(default_factory=CleanConfig)

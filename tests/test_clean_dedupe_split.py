@@ -96,3 +96,13 @@ def test_balance_strategies():
     assert {lab: sum(r.data["label"] == lab for r in over) for lab in "abc"} == {"a": 8, "b": 8, "c": 8}
     under, _ = balance_records(rs, "undersample", seed=0)
     assert sorted(r.data["label"] for r in under) == ["a", "b", "c"]
+
+
+def test_k_shot_sampling_is_seeded_and_capped():
+    from hone.data.balance import sample_shots
+
+    rs = recs([f"t{i}" for i in range(40)], ["a"] * 25 + ["b"] * 12 + ["c"] * 3)
+    out, rep = sample_shots(rs, 10, seed=0)
+    assert {lab: sum(r.data["label"] == lab for r in out) for lab in "abc"} == {"a": 10, "b": 10, "c": 3}
+    assert [r.line for r in sample_shots(rs, 10, seed=0)[0]] == [r.line for r in out]
+    assert [r.line for r in sample_shots(rs, 10, seed=1)[0]] != [r.line for r in out]

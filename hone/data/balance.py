@@ -56,3 +56,11 @@ def balance_records(records: list[Record], strategy: str, seed: int) -> tuple[li
         raise ValueError(f"unknown balance strategy {strategy!r}")
     return out, {"strategy": strategy, "target_per_class": target, "rows_before": len(records),
                  "rows_after": len(out)}
+
+
+def sample_shots(records: list[Record], k: int, seed: int) -> tuple[list[Record], dict]:
+    """At most ``k`` examples per label, sampled with ``seed`` (the k-shot training sets of few-shot benchmarks)."""
+    rng = random.Random(seed)
+    keep = {i for idx in _by_label(records).values() for i in (idx if len(idx) <= k else rng.sample(idx, k))}
+    out = [r for i, r in enumerate(records) if i in keep]
+    return out, {"shots": k, "rows_before": len(records), "rows_after": len(out)}

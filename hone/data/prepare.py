@@ -172,6 +172,11 @@ def run_pipeline(cfg: RunConfig, *, log: Log = lambda _: None, tokenizer: Any = 
     pairs = report.steps["leakage"]["pairs"]
     log(f"leakage: {pairs.get('validation', 0)} validation + {pairs.get('test', 0)} test rows are near-duplicates "
         f"of train ({'dropped' if data.split.leakage == 'drop' else 'reported'})")
+    if data.shots:
+        from hone.data.balance import sample_shots
+
+        splits["train"], report.steps["shots"] = sample_shots(splits["train"], data.shots, cfg.seed)
+        log(f"shots: kept {report.steps['shots']['rows_after']} train rows ({data.shots} per label)")
     if data.augment.enabled:
         splits["train"], report.steps["augment"] = _augment(splits["train"], schema, cfg)
         log(f"augment: {report.steps['augment']['added']} rows added to train")
