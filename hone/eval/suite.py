@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from hone.config import EvalConfig
+from hone.errors import ConfigError
 
 
 def _ids(labels: Sequence[Any], label2id: dict[str, int]) -> np.ndarray:
@@ -41,15 +42,23 @@ def evaluate_classifier(clf, test_texts: list[str], test_labels: list[Any], *, c
     if cfg.baselines or cfg.forgetting:
         from hone.model.load import load_encoder
 
+        from hone.model.embed import embed
+
         enc, tok = load_encoder(base_model)
+        test_emb = embed(enc, tok, test_texts) if cfg.baselines else None  # shared by every baseline
         preds: dict[str, Any] = {}
         if "zero_shot" in cfg.baselines:
-            preds["zero_shot"] = B.zero_shot(enc, tok, test_texts, labels, descriptions=cfg.label_descriptions or None)
+            try:
+                preds["zero_shot"] = B.zero_shot(enc, tok, test_texts, labels, test_emb=test_emb,
+                                                 descriptions=cfg.label_descriptions or None)
+            except ValueError as e:
+                raise ConfigError(f"eval.label_descriptions: {e}") from None
         if train is not None and "few_shot" in cfg.baselines:
             preds["few_shot"] = B.few_shot(enc, tok, train[0], list(_ids(train[1], l2i)), test_texts, len(labels),
-                                           k=cfg.few_shot_k, seed=seed)
+                                           k=cfg.few_shot_k, seed=seed, test_emb=test_emb)
         if train is not None and "linear_probe" in cfg.baselines:
-            preds["linear_probe"] = B.linear_probe(enc, tok, train[0], list(_ids(train[1], l2i)), test_texts, seed=seed)
+            preds["linear_probe"] = B.linear_probe(enc, tok, train[0], list(_ids(train[1], l2i)), test_texts,
+                                                   seed=seed, n_labels=len(labels), test_emb=test_emb)
         for name, r in preds.items():
             systems[name] = {**metrics(r.pred), "kind": "baseline", "description": r.description}
             gains[name] = paired_bootstrap_gain(y, r.pred, tuned, metric="accuracy", n_boot=cfg.bootstrap, seed=seed)
@@ -59,20 +68,20 @@ def evaluate_classifier(clf, test_texts: list[str], test_labels: list[Any], *, c
 
             report["forgetting"] = forgetting_check(enc, clf.model, tok, threshold=cfg.forgetting_threshold)
     if cfg.oos_label is not None:
-        report["oos"] = _oos(clf, probs, y, l2i, cfg.oos_label, val)
+        report["oos"] = _oos(clf, probs, y, l2i, cfg.oos_label, val if val and val[0] else train)
     report["examples"] = _examples(test_texts, y, tuned, probs, labels)
     return report
 
 
 def _oos(clf, probs: np.ndarray, y: np.ndarray, l2i: dict[str, int], oos_label: str,
-         val: tuple[list[str], list[Any]] | None) -> dict[str, Any]:
+         held_out: tuple[list[str], list[Any]] | None) -> dict[str, Any]:
+    """Threshold chosen on validation (or, without one, on train: never on the test split it is scored on)."""
     from hone.eval.oos import choose_threshold, oos_report
 
+    if held_out is None or not held_out[0]:
+        raise ConfigError("eval.oos_label: choosing an out-of-scope threshold needs a validation split")
     idx = l2i.get(oos_label)
-    if val is not None and val[0]:
-        threshold = choose_threshold(clf.scores(val[0]).numpy(), _ids(val[1], l2i), oos_index=idx)
-    else:
-        threshold = choose_threshold(probs, y, oos_index=idx)
+    threshold = choose_threshold(clf.scores(held_out[0]).numpy(), _ids(held_out[1], l2i), oos_index=idx)
     return {"label": oos_label, **oos_report(probs, y, threshold, oos_index=idx)}
 
 
