@@ -217,7 +217,7 @@ class TrainConfig(_Section):
     warmup_steps: int = Field(0, ge=0)
     warmup_ratio: float = Field(0.0, ge=0, lt=1)
     max_grad_norm: float | None = Field(1.0, gt=0)
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # bf16 autocast works on CPU too
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 where the hardware has it natively
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     class_weights: bool = False  # weight the loss with the prepared data's class weights
     eval_every: int | None = Field(None, gt=0)  # optimizer steps; None = once per epoch
