@@ -72,3 +72,37 @@ def test_eval_cli_on_a_labelled_file(run_dir, tmp_path):
 def test_predict_on_a_non_artifact_is_a_clear_error(tmp_path):
     r = runner.invoke(app, ["predict", str(tmp_path), "hello"])
     assert r.exit_code == 2 and "not a hone artifact" in r.output
+
+
+def test_model_info_counts_parameters_per_method_and_measures_steps(tmp_path):
+    tiny = build_tiny_bert(tmp_path / "bert")
+    r = runner.invoke(app, ["model", "info", str(tiny), "--examples", "640", "--batch-size", "8", "--json"])
+    assert r.exit_code == 0, r.output
+    info = json.loads(r.stdout)
+    p = info["parameters"]
+    assert p["full"]["trainable"] == p["full"]["total"]
+    assert 0 < p["head"]["trainable"] < p["freeze"]["trainable"] < p["full"]["trainable"]
+    assert 0 < p["lora"]["trainable"] < p["freeze"]["trainable"] and p["ia3"]["trainable"] > 0
+    assert {"query", "value"} <= set(info["adapter_targets"]) and info["layers"] == 2
+    est = info["estimate"]
+    assert est["steps_per_epoch"] == 80 and est["seconds_per_step"] > 0 and "measured" in est["note"]
+
+
+def test_out_of_scope_threshold_is_chosen_on_validation_and_used_by_predict(tmp_path):
+    tiny = build_tiny_bert(tmp_path / "bert")
+    rows = clf_rows(90) + [{"text": f"what is the weather like on planet {i} today", "label": "oos"} for i in range(30)]
+    data = write_jsonl(tmp_path / "t.jsonl", rows)
+    cfg = {"seed": 2, "data": {"path": str(data), "pii": {"enabled": False}},
+           "model": {"name": str(tiny), "max_length": 32}, "train": {"max_steps": 12, "batch_size": 8, "lr": 3e-3},
+           "eval": {"baselines": [], "forgetting": False, "oos_label": "oos", "bootstrap": 20}}
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
+    r = runner.invoke(app, ["run", str(tmp_path / "run.yaml"), "-o", str(tmp_path / "out")])
+    assert r.exit_code == 0, r.output
+    rep = json.loads((tmp_path / "out" / "report.json").read_text())
+    oos = rep["oos"]
+    assert oos["label"] == "oos" and 0 <= oos["threshold"] <= 1 and "oos_recall" in oos and "in_scope_accuracy" in oos
+    man = json.loads((tmp_path / "out" / "artifact" / "manifest.json").read_text())
+    assert man["oos"]["threshold"] == oos["threshold"]
+    clf = hone.load(str(tmp_path / "out" / "artifact"))
+    clf.threshold = 1.01  # nothing is that confident: every text must be routed to a human
+    assert all(p["abstained"] and p["label"] == "oos" for p in clf.predict(["my bill", "roaming"]))

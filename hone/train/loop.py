@@ -170,7 +170,7 @@ def train(model, train_enc: Encoded, val_enc: Encoded | None, cfg: TrainConfig, 
     stop = False
     bar = _progress(progress, total, st.step)
     try:
-        stop = _loop(model, train_enc, val_enc, cfg, st, locals_=dict(
+        stop = _loop(model, train_enc, val_enc, cfg, st, _Ctx(
             acc=acc, optimizer=optimizer, scheduler=scheduler, unfreezer=unfreezer, weights=weights,
             lengths=lengths, total=total, steps_per_epoch=steps_per_epoch, multi_label=multi_label, seed=seed,
             ckpt_root=ckpt_root, best_path=best_path, record=record, log=log, bar=bar, stop_after=stop_after,
@@ -189,13 +189,36 @@ def train(model, train_enc: Encoded, val_enc: Encoded | None, cfg: TrainConfig, 
                        best_step=st.best_step, best_metric=best, stopped_early=stop, history=st.history)
 
 
-def _loop(model, train_enc: Encoded, val_enc: Encoded | None, cfg: TrainConfig, st: _State, locals_: dict) -> bool:
+@dataclass
+class _Ctx:
+    """What the step loop needs from the set-up in :func:`train` (built once per run)."""
+
+    acc: Any
+    optimizer: Any
+    scheduler: Any
+    unfreezer: ProgressiveUnfreezer | None
+    weights: torch.Tensor | None  # class weights for the loss
+    lengths: list[int] | None  # example lengths for bucketing
+    total: int  # optimizer steps in the whole run
+    steps_per_epoch: int
+    multi_label: bool
+    seed: int
+    ckpt_root: Path
+    best_path: Path
+    record: Callable[[dict[str, Any]], None]
+    log: Callable[[str], None]
+    bar: Callable[..., None]
+    stop_after: int | None
+    start_step: int
+    counters: dict[str, Any]  # samples and tokens seen, start time
+
+
+def _loop(model, train_enc: Encoded, val_enc: Encoded | None, cfg: TrainConfig, st: _State, c: _Ctx) -> bool:
     """Optimizer steps until the schedule ends, early stopping fires or ``stop_after`` is reached."""
-    acc, optimizer, scheduler = locals_["acc"], locals_["optimizer"], locals_["scheduler"]
-    unfreezer, weights, lengths, total = locals_["unfreezer"], locals_["weights"], locals_["lengths"], locals_["total"]
-    steps_per_epoch, multi_label, seed = locals_["steps_per_epoch"], locals_["multi_label"], locals_["seed"]
-    ckpt_root, best_path, record, log = locals_["ckpt_root"], locals_["best_path"], locals_["record"], locals_["log"]
-    bar, stop_after, start_step, counters = locals_["bar"], locals_["stop_after"], locals_["start_step"], locals_["counters"]
+    acc, optimizer, scheduler, unfreezer, weights = c.acc, c.optimizer, c.scheduler, c.unfreezer, c.weights
+    lengths, total, steps_per_epoch, multi_label, seed = c.lengths, c.total, c.steps_per_epoch, c.multi_label, c.seed
+    ckpt_root, best_path, record, log, bar = c.ckpt_root, c.best_path, c.record, c.log, c.bar
+    stop_after, start_step, counters = c.stop_after, c.start_step, c.counters
     stop = False
     while st.step < total and not stop:
         batches = epoch_order(len(train_enc), cfg.batch_size, seed, st.epoch, lengths)
