@@ -221,10 +221,14 @@ def run_cmd(config: Annotated[Path, typer.Argument(help="Run config (YAML).")], 
             overrides: Overrides = None) -> None:
     """prepare -> train -> evaluate against baselines -> report, in one run directory."""
     from hone.config import load_config
-    from hone.pipeline import default_run_dir, headline, run
+    from hone.pipeline import default_run_dir
 
-    cfg = load_config(config, overrides or [])
-    run_dir = out or default_run_dir(config.stem)
+    _run_and_report(load_config(config, overrides or []), out or default_run_dir(config.stem))
+
+
+def _run_and_report(cfg, run_dir: Path) -> None:
+    from hone.pipeline import headline, run
+
     files = run(cfg, run_dir, log=_log)
     for line in headline(files["json"]):
         console.print(line, highlight=False)
@@ -235,15 +239,12 @@ def run_cmd(config: Annotated[Path, typer.Argument(help="Run config (YAML).")], 
 @guarded
 def quickstart_cmd(out: RunDir = None, overrides: Overrides = None) -> None:
     """Fine-tune the embedded MiniLM on the bundled telecom tickets and report its gain over baselines."""
-    from hone.pipeline import default_run_dir, headline, quickstart_config, run
+    from hone.pipeline import default_run_dir, quickstart_config
 
     cfg = quickstart_config(overrides or [])
     run_dir = out or default_run_dir("quickstart")
     console.print(f"hone quickstart: {cfg.model.name} + {cfg.method.name} on the telecom sample -> {run_dir}")
-    files = run(cfg, run_dir, log=_log)
-    for line in headline(files["json"]):
-        console.print(line, highlight=False)
-    console.print(f"[green]report[/] {files['html']}")
+    _run_and_report(cfg, run_dir)
 
 
 @app.command("eval")

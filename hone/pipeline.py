@@ -68,7 +68,8 @@ def headline(report_json: Path) -> list[str]:
     """A few lines for the terminal: each system's accuracy and the fine-tuned model's gains."""
     rep = json.loads(report_json.read_text())
     lines = []
-    for name, m in rep["systems"].items():
+    primary = rep.get("primary", "fine_tuned")
+    for name, m in sorted(rep["systems"].items(), key=lambda kv: (kv[0] != primary, kv[0])):
         lo, hi = m["accuracy_ci"]
         lines.append(f"{name:>14}: accuracy {m['accuracy']:.3f} [{lo:.3f}, {hi:.3f}]  macro-F1 {m['macro_f1']:.3f}")
     for name, g in rep.get("gains", {}).items():
