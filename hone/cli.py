@@ -202,7 +202,7 @@ def train_cmd(config: Annotated[Path, typer.Argument(help="Run config (YAML).")]
               overrides: Overrides = None) -> None:
     """Prepare the data and fine-tune; writes the artifact (and checkpoints) into the run directory.
 
-    Running it again on the same run directory resumes from the latest checkpoint.
+    With train.save_every set, running it again on the same run directory resumes from the latest checkpoint.
     """
     from hone.config import load_config
     from hone.pipeline import default_run_dir
