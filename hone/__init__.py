@@ -14,17 +14,9 @@ __version__ = "0.1.0"
 
 def check_data(path: str, **data_options) -> DataReport:
     """Validate a data file without keeping it in memory; returns the DataReport (never raises on bad rows)."""
-    from hone.data.check import validate
-    from hone.data.read import read_rows
+    from hone.data.check import check_file
 
-    cfg = load_config({"data": {"path": str(path), **data_options}})
-    d = cfg.data
-    problems: list = []
-    report = DataReport(files=[str(path)])
-    rows = read_rows(path, problems, fmt=d.format, encoding=d.encoding, txt_mode=d.txt_mode,
-                     text_column=d.text_column, label_column=d.label_column, multi_label_sep=d.multi_label_sep)
-    validate(rows, report, schema=d.schema_, read_problems=problems, keep=False, min_examples=d.min_examples)
-    return report
+    return check_file(str(path), load_config({"data": {"path": str(path), **data_options}}).data)
 
 
 def prepare_data(config: RunConfig | dict | str, out_dir: str, *, overwrite: bool = False):

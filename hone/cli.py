@@ -62,10 +62,9 @@ MaxLen = Annotated[Optional[int], typer.Option(help="Max length in tokens to com
 
 
 def _data_flags(**flags: Any) -> dict[str, Any]:
-    names = {"schema": "schema", "format": "format", "text_column": "text_column", "label_column": "label_column",
-             "encoding": "encoding", "txt_mode": "txt_mode", "multi_label_sep": "multi_label_sep",
-             "tokenizer": "tokenizer", "max_length": "max_length"}
-    out = {names[k]: v for k, v in flags.items() if k in names and v is not None}
+    names = ("schema", "format", "text_column", "label_column", "encoding", "txt_mode", "multi_label_sep",
+             "tokenizer", "max_length")  # CLI flag = data.* key
+    out = {k: v for k, v in flags.items() if k in names and v is not None}
     if flags.get("group_column"):
         out["split"] = {"group_column": flags["group_column"]}
     return out
@@ -120,19 +119,12 @@ def data_check(file: Path, schema: Schema = None, format: Fmt = None, text_colum
                ) -> None:
     """Validate a data file and print statistics; exit code 2 if any row is invalid."""
     from hone.artifacts import atomic_write_json
-    from hone.data.check import DataReport, validate
+    from hone.data.check import check_file
     from hone.data.prepare import load_tokenizer
-    from hone.data.read import read_rows
     from hone.data.show import render
 
-    cfg = _build_config(file, _data_flags(**locals()), None)
-    d = cfg.data
-    problems: list = []
-    report = DataReport(files=[str(file)])
-    rows = read_rows(file, problems, fmt=d.format, encoding=d.encoding, txt_mode=d.txt_mode,
-                     text_column=d.text_column, label_column=d.label_column, multi_label_sep=d.multi_label_sep)
-    validate(rows, report, schema=d.schema_, read_problems=problems, keep=False, min_examples=d.min_examples,
-             tokenizer=load_tokenizer(d.tokenizer), max_length=d.max_length)
+    d = _build_config(file, _data_flags(**locals()), None).data
+    report = check_file(str(file), d, tokenizer=load_tokenizer(d.tokenizer))
     render(report, console)
     if json_out:
         atomic_write_json(json_out, report.to_dict())

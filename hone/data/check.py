@@ -206,3 +206,17 @@ def _row_warnings(rec: Record, report: DataReport) -> None:
                            "conversation ends with a user turn, which is never trained on"))
     if msgs and all(m.get("weight", 1) == 0 for m in msgs if m["role"] == "assistant"):
         report.add(Problem("warning", rec.source, rec.line, "messages", "every assistant turn has weight 0"))
+
+
+def check_file(path: str, data: Any, *, tokenizer: Any = None) -> DataReport:
+    """Stream-validate one file with a ``DataConfig``'s reading options; nothing is kept in memory."""
+    from hone.data.read import read_rows
+
+    problems: list[Problem] = []
+    report = DataReport(files=[str(path)])
+    rows = read_rows(path, problems, fmt=data.format, encoding=data.encoding, txt_mode=data.txt_mode,
+                     text_column=data.text_column, label_column=data.label_column,
+                     multi_label_sep=data.multi_label_sep)
+    validate(rows, report, schema=data.schema_, read_problems=problems, keep=False, min_examples=data.min_examples,
+             tokenizer=tokenizer, max_length=data.max_length)
+    return report

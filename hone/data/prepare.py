@@ -18,7 +18,7 @@ from hone import artifacts
 from hone.config import DataConfig, RunConfig
 from hone.data.check import DataReport, label_stats, validate
 from hone.data.read import read_rows
-from hone.data.records import META_KEY, Record, map_texts
+from hone.data.records import META_KEY, Problem, Record, labels_of, map_texts
 from hone.errors import DataError
 
 Log = Callable[[str], None]
@@ -76,8 +76,6 @@ def read_and_validate(data: DataConfig, tokenizer: Any = None) -> tuple[dict[str
 
 
 def _with_groups(rows, group: str | None, problems: list):
-    from hone.data.records import Problem
-
     for raw in rows:
         if group is not None and isinstance(raw.obj, dict):
             val = raw.obj.get(group)
@@ -210,7 +208,7 @@ def _make_splits(parts, cfg, carve, split_records) -> dict[str, list[Record]]:
 
 
 def _metadata(splits: dict[str, list[Record]], report: DataReport, cfg: RunConfig) -> dict[str, Any]:
-    labels = sorted({lab for recs in splits.values() for r in recs for lab in _labs(r)})
+    labels = sorted({lab for recs in splits.values() for r in recs for lab in labels_of(r.data)})
     meta: dict[str, Any] = {
         "schema": report.schema, "multi_label": report.multi_label, "seed": cfg.seed,
         "labels": labels, "label2id": {lab: i for i, lab in enumerate(labels)},
@@ -222,12 +220,6 @@ def _metadata(splits: dict[str, list[Record]], report: DataReport, cfg: RunConfi
     if "class_weights" in report.steps.get("balance", {}):
         meta["class_weights"] = report.steps["balance"]["class_weights"]
     return meta
-
-
-def _labs(r: Record) -> list[str]:
-    from hone.data.records import labels_of
-
-    return labels_of(r.data)
 
 
 def _row(r: Record) -> dict[str, Any]:

@@ -66,7 +66,6 @@ def evaluate(model, enc: Encoded, *, batch_size: int, multi_label: bool, autocas
     from sklearn.metrics import f1_score
 
     model.eval()
-    logits = torch.empty((len(enc), 0))
     chunks: dict[int, torch.Tensor] = {}
     with torch.inference_mode(), autocast():
         for idx in eval_batches(enc, batch_size):
