@@ -194,18 +194,49 @@ class Ia3Method(_Section):
     feedforward_modules: list[str] | None = None
 
 
-METHOD_NAMES = ("full", "head", "freeze", "progressive", "lora", "ia3")
-Method = Annotated[FullMethod | HeadMethod | FreezeMethod | ProgressiveMethod | LoraMethod | Ia3Method,
+class QloraMethod(_Section):
+    """LoRA on a 4-bit quantized, frozen base (bitsandbytes on CUDA; a CPU backend otherwise)."""
+
+    name: Literal["qlora"] = "qlora"
+    r: int = Field(8, ge=1)
+    alpha: int = Field(16, ge=1)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] | None = None
+    bits: Literal[4] = 4
+    backend: str = "auto"  # auto = bitsandbytes on CUDA, the CPU backend otherwise (hone.model.quant)
+
+
+class PromptTuningMethod(_Section):
+    """Soft prompt: ``num_virtual_tokens`` trainable embeddings before the input; the model is frozen."""
+
+    name: Literal["prompt_tuning"] = "prompt_tuning"
+    num_virtual_tokens: int = Field(20, ge=1, le=512)
+    init_text: str | None = None  # initialise the soft prompt from this text's embeddings
+
+
+class PrefixTuningMethod(_Section):
+    """Trainable key/value prefixes in every attention layer; the model is frozen."""
+
+    name: Literal["prefix_tuning"] = "prefix_tuning"
+    num_virtual_tokens: int = Field(20, ge=1, le=512)
+
+
+METHOD_NAMES = ("full", "head", "freeze", "progressive", "lora", "ia3", "qlora", "prompt_tuning", "prefix_tuning")
+Method = Annotated[FullMethod | HeadMethod | FreezeMethod | ProgressiveMethod | LoraMethod | Ia3Method
+                   | QloraMethod | PromptTuningMethod | PrefixTuningMethod,
                    Field(discriminator="name")]
 
 
 class EarlyStopping(_Section):
     patience: int = Field(3, ge=1)  # evaluations without improvement before stopping
-    metric: Literal["accuracy", "macro_f1", "loss"] = "macro_f1"
+    metric: Literal["accuracy", "macro_f1", "loss"] | None = None  # None: macro_f1 (classification), loss (generation)
     min_delta: float = Field(0.0, ge=0)
 
 
 class TrainConfig(_Section):
+    # what the loss is: auto = from the data schema (classification -> classification; chat /
+    # prompt_completion / instruction -> sft; text -> dapt; preference -> dpo); distill is explicit
+    objective: Literal["auto", "classification", "sft", "dapt", "dpo", "distill"] = "auto"
     epochs: float = Field(3, gt=0)
     max_steps: int | None = Field(None, gt=0)  # overrides epochs
     batch_size: int = Field(32, ge=1)
@@ -236,10 +267,35 @@ class TrainConfig(_Section):
         return v
 
 
+class DistillConfig(_Section):
+    """Knowledge distillation from ``teacher`` (a model dir / embedded name / hone artifact)."""
+
+    teacher: str
+    mode: Literal["logits", "sequence"] = "logits"  # soft targets (shared vocabulary) or teacher generations
+    temperature: float = Field(2.0, gt=0)
+    alpha: float = Field(0.5, ge=0, le=1)  # logits: weight of the KD term; 1 - alpha on the data's own loss
+    max_new_tokens: int = Field(128, ge=1, le=4096)  # sequence mode: length of the teacher's replies
+
+
+class GenConfig(_Section):
+    """Generative tasks: chat rendering, prompt masking, packing, DPO / distillation and decoding."""
+
+    template: str | None = None  # named chat template (hone.data.chat.TEMPLATES); None = the tokenizer's own
+    train_on: Literal["assistant", "all"] = "assistant"  # prompt masking: loss on assistant tokens only
+    packing: bool = False  # pack short examples into max_length sequences (attention kept per example)
+    dpo_beta: float = Field(0.1, gt=0)
+    distill: DistillConfig | None = None
+    max_new_tokens: int = Field(128, ge=1, le=4096)
+    temperature: float = Field(0.0, ge=0)  # 0 = greedy (evaluation is greedy)
+    top_p: float = Field(1.0, gt=0, le=1)
+    batch_size: int = Field(16, ge=1)  # generation batch (left padding, KV cache)
+
+
 class EvalConfig(_Section):
     baselines: list[Literal["zero_shot", "few_shot", "linear_probe"]] = Field(
         default_factory=lambda: ["zero_shot", "few_shot"])
-    few_shot_k: int = Field(8, ge=1)
+    few_shot_k: int | None = Field(None, ge=1)  # None: 8 for classification, 2 for generation
+    max_examples: int | None = Field(None, ge=1)  # generation: score at most this many test examples (seeded)
     oos_label: str | None = None  # a label marking out-of-scope examples ("oos")
     forgetting: bool = True
     forgetting_threshold: float = Field(0.05, ge=0)
@@ -249,11 +305,21 @@ class EvalConfig(_Section):
 
 class RunConfig(_Section):
     seed: int = 42
+    task: Literal["auto", "classify", "generate"] = "auto"  # auto: from the data schema
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     method: Method = Field(default_factory=FullMethod)
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    gen: GenConfig = Field(default_factory=GenConfig)
+
+    @model_validator(mode="after")
+    def _coherent(self) -> RunConfig:
+        if self.train.objective == "distill" and self.gen.distill is None:
+            raise ValueError("train.objective=distill needs a gen.distill section with a teacher")
+        if self.task == "classify" and self.train.objective not in ("auto", "classification"):
+            raise ValueError(f"task classify cannot train with objective {self.train.objective}")
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True)

@@ -28,6 +28,15 @@ class Encoded:
     def __len__(self) -> int:
         return len(self.input_ids)
 
+    @property
+    def lengths(self) -> list[int]:
+        return [len(x) for x in self.input_ids]
+
+    def batch(self, idx: Sequence[int]) -> dict[str, torch.Tensor]:
+        out = collate(self, idx)
+        out["num_tokens"] = int(out["attention_mask"].sum())
+        return out
+
 
 def encode(tokenizer, texts: Sequence[str], labels: torch.Tensor, max_length: int) -> Encoded:
     ids = tokenizer(list(texts), truncation=True, max_length=max_length, add_special_tokens=True)["input_ids"]

@@ -55,7 +55,7 @@ def evaluate_classifier(clf, test_texts: list[str], test_labels: list[Any], *, c
                 raise ConfigError(f"eval.label_descriptions: {e}") from None
         if train is not None and "few_shot" in cfg.baselines:
             preds["few_shot"] = B.few_shot(enc, tok, train[0], list(_ids(train[1], l2i)), test_texts, len(labels),
-                                           k=cfg.few_shot_k, seed=seed, test_emb=test_emb)
+                                           k=cfg.few_shot_k or 8, seed=seed, test_emb=test_emb)
         if train is not None and "linear_probe" in cfg.baselines:
             preds["linear_probe"] = B.linear_probe(enc, tok, train[0], list(_ids(train[1], l2i)), test_texts,
                                                    seed=seed, n_labels=len(labels), test_emb=test_emb)

@@ -18,6 +18,7 @@ from hone.data.batches import Encoded, encode
 from hone.errors import DataError, ModelError
 from hone.model.methods import apply_method, count_params, is_adapter
 from hone.train.loop import TrainResult, train
+from hone.train.objectives import ClassificationObjective
 
 
 @dataclass
@@ -115,9 +116,10 @@ def train_classifier(cfg: RunConfig, run_dir: Path, *, log=lambda _: None, stop_
     if cfg.train.class_weights and not multi:
         cw = meta.get("class_weights") or _balanced(splits["train"].labels, labels)
         weights = torch.tensor([cw.get(lab, 1.0) for lab in labels], dtype=torch.float)
-    result = train(model, enc["train"], enc.get("validation"), cfg.train, run_dir=run_dir, seed=cfg.seed,
-                   method=cfg.method, class_weights=weights, multi_label=multi, log=log, stop_after=stop_after,
-                   progress=progress)
+    objective = ClassificationObjective(class_weights=weights, label_smoothing=cfg.train.label_smoothing,
+                                        multi_label=multi)
+    result = train(model, enc["train"], enc.get("validation"), cfg.train, objective=objective, run_dir=run_dir,
+                   seed=cfg.seed, method=cfg.method, log=log, stop_after=stop_after, progress=progress)
     artifacts.atomic_write_json(run_dir / artifacts.RUN_TRAIN_RESULT, result.to_dict())
     art = run_dir / artifacts.RUN_ARTIFACT
     save_artifact(model, tok, art, cfg=cfg, base_path=base_path, labels=labels, multi_label=multi,

@@ -23,11 +23,11 @@ import numpy as np
 import torch
 
 from hone.config import TrainConfig
-from hone.data.batches import Encoded, collate, epoch_order, eval_batches
+from hone.data.batches import epoch_order
 from hone.errors import TrainError
 from hone.model.methods import ProgressiveUnfreezer, trainable_state
 from hone.train import checkpoint as ckpt
-from hone.train.objectives import classification_loss
+from hone.train.objectives import to_device
 from hone.train.optim import all_param_groups, make_optimizer, make_scheduler
 
 LOG_EVERY = 10  # optimizer steps between train-loss lines in metrics.jsonl
@@ -61,34 +61,6 @@ class _State:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def evaluate(model, enc: Encoded, *, batch_size: int, multi_label: bool, autocast) -> dict[str, Any]:
-    """Loss, logits and (single-label) accuracy / macro-F1 of ``model`` on ``enc``."""
-    from sklearn.metrics import f1_score
-
-    model.eval()
-    chunks: dict[int, torch.Tensor] = {}
-    with torch.inference_mode(), autocast():
-        for idx in eval_batches(enc, batch_size):
-            b = collate(enc, idx)
-            out = model(input_ids=b["input_ids"].to(_dev(model)), attention_mask=b["attention_mask"].to(_dev(model)))
-            for k, row in zip(idx, out.logits.float().cpu(), strict=True):
-                chunks[k] = row
-    logits = torch.stack([chunks[i] for i in range(len(enc))])
-    loss = classification_loss(logits, enc.labels, class_weights=None, label_smoothing=0.0,
-                               multi_label=multi_label).item()
-    res: dict[str, Any] = {"loss": loss, "logits": logits}
-    if not multi_label:
-        pred, true = logits.argmax(-1).numpy(), enc.labels.numpy()
-        res["accuracy"] = float((pred == true).mean())
-        res["macro_f1"] = float(f1_score(true, pred, average="macro", zero_division=0))
-    model.train()
-    return res
-
-
-def _dev(model) -> torch.device:
-    return next(model.parameters()).device
-
-
 def native_bf16() -> bool:
     """Does this machine run bf16 matmuls natively (CUDA bf16, or a CPU with AVX512-BF16 / AMX)?"""
     if torch.cuda.is_available():
@@ -118,11 +90,15 @@ def _seed_all(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def train(model, train_enc: Encoded, val_enc: Encoded | None, cfg: TrainConfig, *, run_dir: Path, seed: int,
-          method: Any = None, class_weights: torch.Tensor | None = None, multi_label: bool = False,
-          log: Callable[[str], None] = lambda _: None, stop_after: int | None = None,
+def train(model, train_data, val_data, cfg: TrainConfig, *, objective, run_dir: Path, seed: int,
+          method: Any = None, log: Callable[[str], None] = lambda _: None, stop_after: int | None = None,
           progress: bool = True) -> TrainResult:
     """Train ``model`` in place; checkpoints and metrics.jsonl go under ``run_dir``.
+
+    ``train_data`` / ``val_data`` have ``len()``, ``lengths`` and ``batch(indices) -> dict`` (with
+    ``num_tokens``, the real tokens of the batch); ``objective`` has ``loss(model, batch)``,
+    ``evaluate(model, data, batch_size=, autocast=)`` and a default ``metric``
+    (:mod:`hone.train.objectives`).
 
     A run directory that already holds checkpoints is resumed from the latest one.
     ``stop_after`` stops after that many optimizer steps as if interrupted (for tests).
@@ -133,7 +109,7 @@ def train(model, train_enc: Encoded, val_enc: Encoded | None, cfg: TrainConfig, 
         torch.set_num_threads(cfg.threads)
     _seed_all(seed)
     acc = Accelerator(mixed_precision=resolve_precision(cfg.precision, log), cpu=not torch.cuda.is_available())
-    n_micro = math.ceil(len(train_enc) / cfg.batch_size)
+    n_micro = math.ceil(len(train_data) / cfg.batch_size)
     steps_per_epoch = math.ceil(n_micro / cfg.grad_accum)
     total = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
     warmup = cfg.warmup_steps or int(cfg.warmup_ratio * total)
@@ -142,8 +118,7 @@ def train(model, train_enc: Encoded, val_enc: Encoded | None, cfg: TrainConfig, 
     model, optimizer = acc.prepare(model, optimizer)
     unfreezer = (ProgressiveUnfreezer(acc.unwrap_model(model), method.every, method.unit)
                  if getattr(method, "name", None) == "progressive" else None)
-    weights = class_weights.to(acc.device) if class_weights is not None else None
-    lengths = [len(x) for x in train_enc.input_ids] if cfg.bucket else None
+    lengths = train_data.lengths if cfg.bucket else None
     ckpt_root, best_path = run_dir / "checkpoints", run_dir / "best"  # best/step-N.safetensors
     metrics_path = run_dir / "metrics.jsonl"
     st = _State()
@@ -169,9 +144,9 @@ def train(model, train_enc: Encoded, val_enc: Encoded | None, cfg: TrainConfig, 
     stop = False
     bar = _progress(progress, total, st.step)
     try:
-        stop = _loop(model, train_enc, val_enc, cfg, st, _Ctx(
-            acc=acc, optimizer=optimizer, scheduler=scheduler, unfreezer=unfreezer, weights=weights,
-            lengths=lengths, total=total, steps_per_epoch=steps_per_epoch, multi_label=multi_label, seed=seed,
+        stop = _loop(model, train_data, val_data, cfg, st, _Ctx(
+            acc=acc, optimizer=optimizer, scheduler=scheduler, unfreezer=unfreezer, objective=objective,
+            lengths=lengths, total=total, steps_per_epoch=steps_per_epoch, seed=seed,
             ckpt_root=ckpt_root, best_path=best_path, record=record, log=log, bar=bar, stop_after=stop_after,
             start_step=start_step, counters=counters))
     finally:
@@ -182,7 +157,7 @@ def train(model, train_enc: Encoded, val_enc: Encoded | None, cfg: TrainConfig, 
         _restore(acc.unwrap_model(model), _best_file(best_path, st.best_step))
         log(f"restored the best weights (step {st.best_step})")
     best = None if st.best_value is None else {
-        "name": cfg.early_stopping.metric if cfg.early_stopping else "macro_f1", "value": st.best_value}
+        "name": _metric(cfg, objective), "value": st.best_value}
     return TrainResult(steps=st.step, epochs=round(st.step / steps_per_epoch, 3), wall_time_s=round(wall, 2),
                        samples_per_s=round(seen / max(wall, 1e-9), 2), tokens_per_s=round(tokens / max(wall, 1e-9), 1),
                        best_step=st.best_step, best_metric=best, stopped_early=stop, history=st.history)
@@ -196,11 +171,10 @@ class _Ctx:
     optimizer: Any
     scheduler: Any
     unfreezer: ProgressiveUnfreezer | None
-    weights: torch.Tensor | None  # class weights for the loss
+    objective: Any  # hone.train.objectives: loss(model, batch), evaluate(...), metric
     lengths: list[int] | None  # example lengths for bucketing
     total: int  # optimizer steps in the whole run
     steps_per_epoch: int
-    multi_label: bool
     seed: int
     ckpt_root: Path
     best_path: Path
@@ -212,24 +186,22 @@ class _Ctx:
     counters: dict[str, Any]  # samples and tokens seen, start time
 
 
-def _loop(model, train_enc: Encoded, val_enc: Encoded | None, cfg: TrainConfig, st: _State, c: _Ctx) -> bool:
+def _loop(model, train_data, val_data, cfg: TrainConfig, st: _State, c: _Ctx) -> bool:
     """Optimizer steps until the schedule ends, early stopping fires or ``stop_after`` is reached."""
-    acc, optimizer, scheduler, unfreezer, weights = c.acc, c.optimizer, c.scheduler, c.unfreezer, c.weights
-    lengths, total, steps_per_epoch, multi_label, seed = c.lengths, c.total, c.steps_per_epoch, c.multi_label, c.seed
+    acc, optimizer, scheduler, unfreezer, objective = c.acc, c.optimizer, c.scheduler, c.unfreezer, c.objective
+    lengths, total, steps_per_epoch, seed = c.lengths, c.total, c.steps_per_epoch, c.seed
     ckpt_root, best_path, record, log, bar = c.ckpt_root, c.best_path, c.record, c.log, c.bar
     stop_after, start_step, counters = c.stop_after, c.start_step, c.counters
     stop = False
     while st.step < total and not stop:
-        batches = epoch_order(len(train_enc), cfg.batch_size, seed, st.epoch, lengths)
+        batches = epoch_order(len(train_data), cfg.batch_size, seed, st.epoch, lengths)
         while st.micro < len(batches) and st.step < total:
             group = batches[st.micro:st.micro + cfg.grad_accum]
             loss_value = 0.0
             for idx in group:
-                b = collate(train_enc, idx)
+                b = to_device(train_data.batch(idx), acc.device)
                 with acc.autocast():
-                    out = model(input_ids=b["input_ids"].to(acc.device), attention_mask=b["attention_mask"].to(acc.device))
-                    loss = classification_loss(out.logits, b["labels"].to(acc.device), class_weights=weights,
-                                               label_smoothing=cfg.label_smoothing, multi_label=multi_label)
+                    loss = objective.loss(model, b)
                 if not torch.isfinite(loss):
                     raise TrainError(f"the loss became {loss.item()} at step {st.step + 1} (epoch {st.epoch + 1}, "
                                      f"lr {scheduler.get_last_lr()[0]:.2e}); lower train.lr, use "
@@ -237,7 +209,7 @@ def _loop(model, train_enc: Encoded, val_enc: Encoded | None, cfg: TrainConfig, 
                 acc.backward(loss / len(group))
                 loss_value += loss.item() / len(group)
                 counters["seen"] += len(idx)
-                counters["tokens"] += int(b["attention_mask"].sum())
+                counters["tokens"] += b["num_tokens"]
             if cfg.max_grad_norm:
                 acc.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
             optimizer.step()
@@ -257,9 +229,9 @@ def _loop(model, train_enc: Encoded, val_enc: Encoded | None, cfg: TrainConfig, 
             elapsed = time.perf_counter() - counters["t0"]
             bar(st.step, loss_value, scheduler.get_last_lr()[0], counters["seen"] / max(elapsed, 1e-9))
             epoch_done = st.micro == 0
-            if val_enc is not None and ((cfg.eval_every and st.step % cfg.eval_every == 0)
-                                        or (not cfg.eval_every and epoch_done) or st.step == total):
-                stop = _eval_step(model, val_enc, cfg, st, multi_label, acc, best_path, record, log)
+            if val_data is not None and ((cfg.eval_every and st.step % cfg.eval_every == 0)
+                                         or (not cfg.eval_every and epoch_done) or st.step == total):
+                stop = _eval_step(model, val_data, cfg, st, objective, acc, best_path, record, log)
             if cfg.save_every and st.step % cfg.save_every == 0:
                 ckpt.save_checkpoint(ckpt_root, st.step, weights=trainable_state(acc.unwrap_model(model)),
                                      optimizer=optimizer, scheduler=scheduler, state=asdict(st),
@@ -271,17 +243,27 @@ def _loop(model, train_enc: Encoded, val_enc: Encoded | None, cfg: TrainConfig, 
     return stop
 
 
-def _eval_step(model, val_enc, cfg: TrainConfig, st: _State, multi_label: bool, acc, best_path: Path,
+def _metric(cfg: TrainConfig, objective) -> str:
+    es = cfg.early_stopping
+    return (es.metric if es and es.metric else None) or objective.metric
+
+
+def _eval_step(model, val_data, cfg: TrainConfig, st: _State, objective, acc, best_path: Path,
                record, log) -> bool:
     """Evaluate, track the best weights and decide on early stopping (True = stop)."""
-    res = evaluate(model, val_enc, batch_size=cfg.batch_size * 2, multi_label=multi_label, autocast=acc.autocast)
-    entry = {"step": st.step, "epoch_index": st.epoch, "eval_loss": round(res["loss"], 5)}
-    for k in ("accuracy", "macro_f1"):
-        if k in res:
-            entry[f"eval_{k}"] = round(res[k], 5)
+    model.eval()
+    try:
+        res = objective.evaluate(model, val_data, batch_size=cfg.batch_size * 2, autocast=acc.autocast)
+    finally:
+        model.train()
+    entry = {"step": st.step, "epoch_index": st.epoch}
+    entry.update({f"eval_{k}": round(v, 5) for k, v in res.items() if isinstance(v, float)})
     record(entry)
     es = cfg.early_stopping
-    metric = es.metric if es else ("macro_f1" if "macro_f1" in res else "loss")
+    metric = _metric(cfg, objective)
+    if metric not in res:
+        raise TrainError(f"train.early_stopping.metric={metric} is not measured by this objective; "
+                         f"choose one of {sorted(k for k, v in res.items() if isinstance(v, float))}")
     value = res[metric]
     sign = -1 if metric == "loss" else 1
     min_delta = es.min_delta if es else 0.0

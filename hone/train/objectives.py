@@ -1,10 +1,65 @@
-"""Training objectives: the loss from a batch's logits (the model never computes its own)."""
+"""Training objectives: what the loop minimises and how it evaluates, one class per objective.
+
+The loop only calls ``objective.loss(model, batch)`` and ``objective.evaluate(model, data, ...)``;
+``metric`` names the evaluation value early stopping watches by default.  The model never
+computes its own loss (``labels`` are not passed to causal LMs), so every objective sees the
+same logits and masks.  Registry: :data:`OBJECTIVES`.
+"""
 
 from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from hone.data.chat import IGNORE
+
+MODEL_KEYS = ("input_ids", "attention_mask", "position_ids")
+
+
+def to_device(batch: dict[str, Any], device) -> dict[str, Any]:
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def _is_seq2seq(model) -> bool:
+    return bool(getattr(model.config, "is_encoder_decoder", False))
+
+
+def forward_logits(model, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits, labels) aligned so that ``logits[:, i]`` predicts ``labels[:, i]``.
+
+    Causal LMs: shift by one.  Seq2seq: the decoder is fed the right-shifted labels.
+    """
+    inputs = {k: batch[k] for k in MODEL_KEYS if k in batch}
+    if _is_seq2seq(model):
+        out = model(**inputs, labels=batch["labels"])
+        return out.logits, batch["labels"]
+    logits = model(**inputs).logits
+    return logits[:, :-1], batch["labels"][:, 1:]
+
+
+def token_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Summed negative log-likelihood of the trained positions and their count. logits (B, T, V)."""
+    mask = labels != IGNORE
+    n = int(mask.sum())
+    if n == 0:
+        return logits.sum() * 0.0, 0
+    nll = F.cross_entropy(logits[mask].float(), labels[mask], reduction="sum")
+    return nll, n
+
+
+def sequence_logps(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Summed log-probability of each row's trained tokens: (B,)."""
+    mask = labels != IGNORE
+    safe = labels.masked_fill(~mask, 0)
+    logp = torch.log_softmax(logits.float(), -1).gather(-1, safe.unsqueeze(-1)).squeeze(-1)  # (B, T)
+    return (logp * mask).sum(-1)
+
+
+# ---------------------------------------------------------------- classification
 
 def classification_loss(logits: torch.Tensor, labels: torch.Tensor, *, class_weights: torch.Tensor | None,
                         label_smoothing: float, multi_label: bool) -> torch.Tensor:
@@ -16,3 +71,149 @@ def classification_loss(logits: torch.Tensor, labels: torch.Tensor, *, class_wei
     if multi_label:
         return F.binary_cross_entropy_with_logits(logits, labels.float(), pos_weight=None)
     return F.cross_entropy(logits, labels, weight=class_weights, label_smoothing=label_smoothing)
+
+
+class ClassificationObjective:
+    metric = "macro_f1"
+
+    def __init__(self, *, class_weights: torch.Tensor | None = None, label_smoothing: float = 0.0,
+                 multi_label: bool = False) -> None:
+        self.class_weights, self.label_smoothing, self.multi_label = class_weights, label_smoothing, multi_label
+
+    def loss(self, model, batch: dict[str, Any]) -> torch.Tensor:
+        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        w = self.class_weights.to(out.logits.device) if self.class_weights is not None else None
+        return classification_loss(out.logits, batch["labels"], class_weights=w,
+                                   label_smoothing=self.label_smoothing, multi_label=self.multi_label)
+
+    def evaluate(self, model, data, *, batch_size: int, autocast: Callable) -> dict[str, Any]:
+        """Loss, logits and (single-label) accuracy / macro-F1 of ``model`` on ``data``."""
+        from sklearn.metrics import f1_score
+
+        from hone.data.batches import eval_batches
+
+        chunks: dict[int, torch.Tensor] = {}
+        dev = next(model.parameters()).device
+        with torch.inference_mode(), autocast():
+            for idx in eval_batches(data, batch_size):
+                b = to_device(data.batch(idx), dev)
+                out = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"])
+                for k, row in zip(idx, out.logits.float().cpu(), strict=True):
+                    chunks[k] = row
+        logits = torch.stack([chunks[i] for i in range(len(data))])
+        loss = classification_loss(logits, data.labels, class_weights=None, label_smoothing=0.0,
+                                   multi_label=self.multi_label).item()
+        res: dict[str, Any] = {"loss": loss, "logits": logits}
+        if not self.multi_label:
+            pred, true = logits.argmax(-1).numpy(), data.labels.numpy()
+            res["accuracy"] = float((pred == true).mean())
+            res["macro_f1"] = float(f1_score(true, pred, average="macro", zero_division=0))
+        return res
+
+
+# ---------------------------------------------------------------- language modelling
+
+def _eval_loop(data, batch_size: int, model, autocast, fn) -> None:
+    dev = next(model.parameters()).device
+    order = sorted(range(len(data)), key=lambda i: data.lengths[i])
+    with torch.inference_mode(), autocast():
+        for s in range(0, len(order), batch_size):
+            fn(to_device(data.batch(order[s:s + batch_size]), dev))
+
+
+class CausalLMObjective:
+    """Token-level cross entropy on trained positions (SFT with prompt masking, DAPT, seq2seq)."""
+
+    metric = "loss"
+
+    def loss(self, model, batch: dict[str, Any]) -> torch.Tensor:
+        logits, labels = forward_logits(model, batch)
+        nll, n = token_nll(logits, labels)
+        return nll / max(n, 1)
+
+    def evaluate(self, model, data, *, batch_size: int, autocast: Callable) -> dict[str, Any]:
+        tot = {"nll": 0.0, "n": 0}
+
+        def step(b):
+            nll, n = token_nll(*forward_logits(model, b))
+            tot["nll"] += float(nll)
+            tot["n"] += n
+        _eval_loop(data, batch_size, model, autocast, step)
+        loss = tot["nll"] / max(tot["n"], 1)
+        return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "tokens": tot["n"]}
+
+
+class DPOObjective:
+    """Direct preference optimisation (Rafailov et al. 2023) against a frozen reference.
+
+    ``reference=None`` means the policy is a PEFT model and the reference is the same model
+    with its adapters disabled (no second copy in memory).
+    """
+
+    metric = "loss"
+
+    def __init__(self, *, beta: float, reference=None) -> None:
+        self.beta, self.reference = beta, reference
+
+    def _logps(self, model, batch) -> torch.Tensor:
+        return sequence_logps(*forward_logits(model, batch))
+
+    def _ref_logps(self, model, batch) -> torch.Tensor:
+        with torch.no_grad():
+            if self.reference is not None:
+                return self._logps(self.reference, batch)
+            with model.disable_adapter():
+                return self._logps(model, batch)
+
+    def terms(self, model, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-pair loss (B,) and implicit reward margins (B,)."""
+        pol, ref = self._logps(model, batch), self._ref_logps(model, batch)
+        b = pol.shape[0] // 2
+        margin = self.beta * ((pol[:b] - ref[:b]) - (pol[b:] - ref[b:]))
+        return -F.logsigmoid(margin), margin.detach()
+
+    def loss(self, model, batch: dict[str, Any]) -> torch.Tensor:
+        return self.terms(model, batch)[0].mean()
+
+    def evaluate(self, model, data, *, batch_size: int, autocast: Callable) -> dict[str, Any]:
+        losses, margins = [], []
+
+        def step(b):
+            loss, margin = self.terms(model, b)
+            losses.append(loss.float().cpu())
+            margins.append(margin.float().cpu())
+        _eval_loop(data, batch_size, model, autocast, step)
+        loss_t, m = torch.cat(losses), torch.cat(margins)
+        return {"loss": float(loss_t.mean()), "reward_accuracy": float((m > 0).float().mean()),
+                "reward_margin": float(m.mean())}
+
+
+class DistillObjective(CausalLMObjective):
+    """Logit knowledge distillation: ``alpha`` * T² · KL(teacher_T || student_T) + (1 - alpha) * CE.
+
+    The KL runs over the trained positions only and over the shared vocabulary (a teacher
+    whose vocabulary is only padded larger is cut to the student's size).
+    """
+
+    def __init__(self, *, teacher, temperature: float, alpha: float) -> None:
+        self.teacher, self.t, self.alpha = teacher, temperature, alpha
+
+    def kd(self, model, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        s_logits, labels = forward_logits(model, batch)
+        with torch.no_grad():
+            t_logits, _ = forward_logits(self.teacher, batch)
+        v = min(s_logits.shape[-1], t_logits.shape[-1])
+        mask = labels != IGNORE
+        s = torch.log_softmax(s_logits[mask][:, :v].float() / self.t, -1)
+        t = torch.log_softmax(t_logits[mask][:, :v].float() / self.t, -1)
+        kl = F.kl_div(s, t, log_target=True, reduction="batchmean") * self.t ** 2
+        nll, n = token_nll(s_logits, labels)
+        return kl, nll / max(n, 1)
+
+    def loss(self, model, batch: dict[str, Any]) -> torch.Tensor:
+        kl, ce = self.kd(model, batch)
+        return self.alpha * kl + (1 - self.alpha) * ce
+
+
+OBJECTIVES = {"classification": ClassificationObjective, "sft": CausalLMObjective, "dapt": CausalLMObjective,
+              "dpo": DPOObjective, "distill": DistillObjective}
