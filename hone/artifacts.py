@@ -34,6 +34,8 @@ RUN_DATA = "data"  # the prepared dataset (the layout above)
 RUN_ARTIFACT = "artifact"  # transformers / PEFT format, loads without hone
 RUN_METRICS = "metrics.jsonl"
 RUN_TRAIN_RESULT = "train_result.json"
+RUN_LINT_JSON = "lint.json"  # chat-data lint of the training data (generative runs)
+RUN_LINT_MD = "lint.md"
 ADAPTER_CONFIG = "adapter_config.json"
 
 _TRACKED_PACKAGES = (
@@ -145,3 +147,9 @@ def staged_dir(final: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
+
+
+# --- export layout (hone.export) -------------------------------------------------------------
+EXPORT_ONNX_DIR = "onnx"  # ONNX graph (transformers' exporter) + config + tokenizer
+EXPORT_GGUF = "model.gguf"  # llama.cpp file (Llama architecture only)
+EXPORT_REPORT = "export_report.json"  # what was exported and how each round trip went

@@ -197,12 +197,14 @@ def train_cmd(config: Annotated[Path, typer.Argument(help="Run config (YAML).")]
     With train.save_every set, running it again on the same run directory resumes from the latest checkpoint.
     """
     from hone.config import load_config
-    from hone.pipeline import default_run_dir
+    from hone.pipeline import default_run_dir, resolve_task
     from hone.train.classify import train_classifier
+    from hone.train.generative import train_generator
 
     cfg = load_config(config, overrides or [])
     run_dir = out or default_run_dir(config.stem)
-    res = train_classifier(cfg, run_dir, log=_log).result
+    trainer = train_generator if resolve_task(cfg, run_dir, _log) == "generate" else train_classifier
+    res = trainer(cfg, run_dir, log=_log).result
     console.print(f"[green]trained[/] {res.steps} steps in {res.wall_time_s:.0f} s ({res.samples_per_s:.0f} samples/s); "
                   f"artifact: {run_dir / 'artifact'}")
 
@@ -229,12 +231,16 @@ def _run_and_report(cfg, run_dir: Path) -> None:
 
 @app.command("quickstart")
 @guarded
-def quickstart_cmd(out: RunDir = None, overrides: Overrides = None) -> None:
-    """Fine-tune the embedded MiniLM on the bundled telecom tickets and report its gain over baselines."""
-    from hone.pipeline import default_run_dir, quickstart_config
+def quickstart_cmd(out: RunDir = None, overrides: Overrides = None,
+                   task: Annotated[str, typer.Option(help="intent: MiniLM intent router on the telecom tickets; "
+                                                          "reply: SmolLM2 + LoRA reply suggestions on the telecom chats.")] = "intent") -> None:
+    """Fine-tune an embedded model on a bundled telecom sample and report its gain over the base model."""
+    from hone.pipeline import QUICKSTARTS, default_run_dir, quickstart_config
 
-    cfg = quickstart_config(overrides or [])
-    run_dir = out or default_run_dir("quickstart")
+    if task not in QUICKSTARTS:
+        raise HoneError(f"--task must be one of {', '.join(QUICKSTARTS)}")
+    cfg = quickstart_config(overrides or [], task=task)
+    run_dir = out or default_run_dir(f"quickstart-{task}" if task != "intent" else "quickstart")
     console.print(f"hone quickstart: {cfg.model.name} + {cfg.method.name} on the telecom sample -> {run_dir}")
     _run_and_report(cfg, run_dir)
 
@@ -309,6 +315,108 @@ def _read_texts(path: Path, text_column) -> list[str]:
     if problems:
         raise HoneError(str(problems[0]))
     return [t for t in out if isinstance(t, str) and t.strip()]
+
+
+@app.command("generate")
+@guarded
+def generate_cmd(artifact: Annotated[str, typer.Argument(help="A hone generator artifact (or a model name / directory).")],
+                 prompt: Annotated[Optional[str], typer.Option("--prompt", "-p", help="One user message; the reply streams to the terminal.")] = None,
+                 chat: Annotated[Optional[Path], typer.Option("--chat", help="JSONL of {\"messages\": [...]}: one JSON line with the reply per conversation.")] = None,
+                 max_new_tokens: Annotated[Optional[int], typer.Option(help="Default: the artifact's.")] = None,
+                 temperature: Annotated[float, typer.Option(help="0 = greedy.")] = 0.0,
+                 template: Annotated[Optional[str], typer.Option(help="Named chat template for a plain model without one.")] = None) -> None:
+    """Generate with a fine-tuned model, using the chat template it was trained with."""
+    gen = _generator(artifact, template)
+    if (prompt is None) == (chat is None):
+        raise HoneError("give exactly one of --prompt or --chat")
+    if prompt is not None:
+        for piece in gen.stream(prompt, max_new_tokens=max_new_tokens, temperature=temperature):
+            print(piece, end="", flush=True)
+        print()
+        return
+    convs = _read_chats(chat)
+    for conv, g in zip(convs, gen.generate(convs, max_new_tokens=max_new_tokens, temperature=temperature), strict=True):
+        print(json.dumps({"messages": conv, "reply": g.text, "stopped": g.stopped}, ensure_ascii=False))
+
+
+def _generator(name: str, template: str | None):
+    from hone import artifacts
+    from hone.data.chat import setup_tokenizer
+    from hone.serve.generator import Generator
+
+    if (Path(name) / artifacts.MANIFEST).is_file():
+        return Generator.load(name)
+    from hone.model.load import load_lm
+
+    model, tok = load_lm(name)
+    if not getattr(model.config, "is_encoder_decoder", False):
+        setup_tokenizer(tok, template, where=name)
+    return Generator(model, tok)
+
+
+def _read_chats(path: Path) -> list[list[dict]]:
+    from hone.data.records import normalize
+
+    convs = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise HoneError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+        msgs = obj.get("messages") if isinstance(obj, dict) else None
+        if not isinstance(msgs, list) or not msgs or not all(isinstance(m, dict) and "role" in m and "content" in m for m in msgs):
+            raise HoneError(f"{path}:{n}: messages: expected a list of {{role, content}} objects")
+        convs.append(msgs)
+    if not convs:
+        raise HoneError(f"{path}: no conversations")
+    return convs
+
+
+@app.command("export")
+@guarded
+def export_cmd(artifact: Path, out: Annotated[Path, typer.Option("--out", "-o", help="Export directory (created atomically).")],
+               merge: Annotated[bool, typer.Option(help="Merge adapters into the base weights.")] = True,
+               format: Annotated[Optional[list[str]], typer.Option("--format", "-f", help="transformers (default), onnx, gguf; repeatable.")] = None,
+               check: Annotated[bool, typer.Option(help="Round-trip check: the export must generate what the artifact does.")] = True) -> None:
+    """Export a generator artifact (merged transformers checkpoint, ONNX, GGUF) and check the round trip."""
+    from hone.export import export
+
+    report = export(artifact, out, merge=merge, formats=tuple(format or ["transformers"]), check=check, log=_log)
+    for fmt, r in report.items():
+        if isinstance(r, dict):
+            console.print(f"[green]{fmt}[/] {r.get('path')}  round trip: {r.get('round_trip', 'not checked')}", highlight=False)
+
+
+@data_app.command("lint")
+@guarded
+def data_lint(file: Path, model: Annotated[str, typer.Option(help="Model whose tokenizer and chat template to use.")] = "smollm2",
+              template: Annotated[Optional[str], typer.Option(help="Named chat template (when the tokenizer has none).")] = None,
+              max_length: Annotated[int, typer.Option(help="Training max_length in tokens.")] = 512,
+              train_on: Annotated[str, typer.Option(help="assistant (prompt masking) or all.")] = "assistant") -> None:
+    """Chat-data lint: role order, empty turns, lengths vs max_length, trained-token mask, EOS trained."""
+    from hone.data.chat import setup_tokenizer, to_messages
+    from hone.data.check import DataReport, validate
+    from hone.data.lint import lint_conversations
+    from hone.data.read import read_rows
+    from hone.model.load import load_tokenizer
+
+    problems: list = []
+    rep = DataReport(files=[str(file)])
+    recs = validate(read_rows(file, problems), rep, schema="auto", read_problems=problems, min_examples=1)
+    if rep.ok and rep.schema not in ("chat", "prompt_completion", "instruction"):
+        raise HoneError(f"{file}: lint checks conversations; this file holds {rep.schema} data")
+    if not rep.ok:
+        raise HoneError(f"{rep.error_count} error(s) in {file}\n  " + "\n  ".join(str(p) for p in rep.errors[:20]))
+    tok = load_tokenizer(model)
+    notes = setup_tokenizer(tok, template, where=model)
+    convs = [to_messages(r.data, rep.schema) for r in recs]
+    lint, _ = lint_conversations(tok, convs, max_length=max_length, train_on=train_on,
+                                 where=[r.where for r in recs], notes=notes)
+    console.print(lint.to_markdown(), highlight=False, markup=False)
+    if not lint.ok:
+        raise typer.Exit(1)
 
 
 @model_app.command("info")

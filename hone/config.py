@@ -254,6 +254,7 @@ class TrainConfig(_Section):
     eval_every: int | None = Field(None, gt=0)  # optimizer steps; None = once per epoch
     early_stopping: EarlyStopping | None = None
     save_every: int | None = Field(None, gt=0)  # checkpoint every N optimizer steps
+    log_every: int = Field(10, ge=1)  # optimizer steps per train-loss line in metrics.jsonl
     keep_checkpoints: int = Field(2, ge=1)
     bucket: bool = True  # length-bucketed batches with dynamic padding
     threads: int | None = Field(None, ge=1)  # torch threads; None = all cores
@@ -317,6 +318,9 @@ class RunConfig(_Section):
     def _coherent(self) -> RunConfig:
         if self.train.objective == "distill" and self.gen.distill is None:
             raise ValueError("train.objective=distill needs a gen.distill section with a teacher")
+        if self.gen.packing and self.method.name in ("prompt_tuning", "prefix_tuning"):
+            raise ValueError("gen.packing does not work with prompt/prefix tuning (the virtual tokens "
+                             "would be shared by every packed example); set gen.packing=false")
         if self.task == "classify" and self.train.objective not in ("auto", "classification"):
             raise ValueError(f"task classify cannot train with objective {self.train.objective}")
         return self

@@ -16,18 +16,60 @@ from hone.config import RunConfig, load_config
 from hone.settings import get_settings
 
 QUICKSTART = Path(__file__).parent / "samples" / "quickstart.yaml"
+QUICKSTARTS = {"intent": QUICKSTART, "reply": Path(__file__).parent / "samples" / "quickstart_reply.yaml"}
 
 
 def default_run_dir(name: str) -> Path:
     return get_settings().runs_dir / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def quickstart_config(overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
-    return load_config(QUICKSTART, overrides)
+def quickstart_config(overrides: list[str] | tuple[str, ...] = (), task: str = "intent") -> RunConfig:
+    return load_config(QUICKSTARTS[task], overrides)
+
+
+def resolve_task(cfg: RunConfig, run_dir: Path, log=lambda _: None) -> str:
+    """classify or generate: from ``cfg.task``, else the objective, else the prepared data's schema."""
+    from hone.data.prepare import prepare
+
+    if cfg.task != "auto":
+        return cfg.task
+    if cfg.train.objective != "auto":
+        return "classify" if cfg.train.objective == "classification" else "generate"
+    data_dir = run_dir / artifacts.RUN_DATA
+    if not (data_dir / artifacts.MANIFEST).exists():
+        prepare(cfg, data_dir, log=log)
+    schema = json.loads((data_dir / artifacts.DATA_METADATA).read_text())["schema"]
+    return "classify" if schema == "classification" else "generate"
 
 
 def run(cfg: RunConfig, run_dir: Path, *, log=lambda _: None, progress: bool = True) -> dict[str, Path]:
     """Train and evaluate; returns the report files (json, md, html)."""
+    if resolve_task(cfg, run_dir, log) == "generate":
+        return run_generator(cfg, run_dir, log=log, progress=progress)
+    return run_classifier(cfg, run_dir, log=log, progress=progress)
+
+
+def run_generator(cfg: RunConfig, run_dir: Path, *, log=lambda _: None, progress: bool = True) -> dict[str, Path]:
+    """SFT / DAPT / DPO / distillation, then base-vs-tuned evaluation of the artifact as saved."""
+    from hone.eval.gen_suite import evaluate_generator
+    from hone.eval.report import write_reports
+    from hone.serve.generator import Generator
+    from hone.train.generative import train_generator
+
+    grun = train_generator(cfg, run_dir, log=log, progress=progress)
+    saved = Generator.load(grun.artifact)
+    grun.model, grun.tokenizer = saved.model, saved.tokenizer
+    report = evaluate_generator(grun, cfg, log=log)
+    report["title"] = f"{cfg.model.name} + {cfg.method.name} ({grun.objective}) on {Path(cfg.data.path or 'data').name}"
+    report["artifact"] = str(grun.artifact)
+    main = report.get("main_metric")
+    if main:
+        _add_to_manifest(grun.artifact, {"metrics": report["systems"]["fine_tuned"]["scores"]})
+    return write_reports(run_dir, report)
+
+
+def run_classifier(cfg: RunConfig, run_dir: Path, *, log=lambda _: None, progress: bool = True) -> dict[str, Path]:
+    """Intent classification: train, then evaluate against the baselines."""
     from hone.eval.report import write_reports
     from hone.eval.suite import evaluate_classifier
     from hone.serve.engine import Classifier
@@ -67,6 +109,8 @@ def _add_to_manifest(art: Path, extra: dict[str, Any]) -> None:
 def headline(report_json: Path) -> list[str]:
     """A few lines for the terminal: each system's accuracy and the fine-tuned model's gains."""
     rep = json.loads(report_json.read_text())
+    if rep.get("kind") == "generator":
+        return _gen_headline(rep)
     lines = []
     primary = rep.get("primary", "fine_tuned")
     for name, m in sorted(rep["systems"].items(), key=lambda kv: (kv[0] != primary, kv[0])):
@@ -80,4 +124,30 @@ def headline(report_json: Path) -> list[str]:
         f = rep["forgetting"]
         lines.append(f"forgetting ({f['proxy'][:40]}…): base {f['base']:.3f} -> tuned {f['tuned']:.3f}"
                      f"{'  REGRESSED' if f['regressed'] else ''}")
+    return lines
+
+
+def _gen_headline(rep: dict[str, Any]) -> list[str]:
+    lines, main = [], rep.get("main_metric")
+    for name, m in rep.get("systems", {}).items():
+        parts = [f"{k} {v['value']:.1f} [{v['low']:.1f}, {v['high']:.1f}]" for k, v in m.get("scores", {}).items()
+                 if k in (main, "bleu", "chrf")]
+        if "stats" in m:
+            parts.append(f"stop rate {m['stats']['stop_rate']:.0%}")
+        if m.get("perplexity") is not None:
+            parts.append(f"perplexity {m['perplexity']:.2f}")
+        lines.append(f"{name:>14}: " + "  ".join(parts))
+    for name, g in rep.get("gains", {}).items():
+        if main in g:
+            x = g[main]
+            lines.append(f"fine-tuned vs {name}: {x['gain']:+.1f} {main} (95% CI {x['low']:+.1f} to {x['high']:+.1f})")
+    if "preference" in rep:
+        p = rep["preference"]
+        lines.append(f"prefers the chosen reply: base {p['base']:.0%} -> tuned {p['tuned']:.0%} of {p['pairs']} pairs")
+    f = rep.get("forgetting", {})
+    if "general_perplexity" in f:
+        gp, qa = f["general_perplexity"], f.get("general_qa", {})
+        lines.append(f"forgetting: general perplexity {gp['base']:.2f} -> {gp['tuned']:.2f} ({gp['change']:+.1%}), "
+                     f"general Q&A {qa.get('base', 0):.0%} -> {qa.get('tuned', 0):.0%}"
+                     f"{'  REGRESSED' if f.get('flagged') else ''}")
     return lines

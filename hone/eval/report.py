@@ -49,7 +49,12 @@ def write_reports(out_dir: str | Path, report: Mapping[str, Any]) -> dict[str, P
     and ``labels`` are required; optional are ``title``, ``task``, ``primary``, ``gains``
     ({baseline: paired_bootstrap_gain(...)}), ``history`` (train-loop log rows),
     ``training``, ``oos``, ``forgetting``, ``examples``, ``data``, ``model``.
+    A generative report (``report["kind"] == "generator"``) is rendered by hone.eval.gen_report.
     """
+    if report.get("kind") == "generator":
+        from hone.eval import gen_report  # lazy: gen_report builds on this module's renderers
+
+        return gen_report.write_generator_reports(out_dir, report)
     missing = [k for k in ("systems", "labels") if k not in report]
     if missing or not isinstance(report["systems"], Mapping) or not report["systems"]:
         raise ValueError(f"report needs non-empty 'systems' and 'labels'; missing or empty: {missing or ['systems']}")

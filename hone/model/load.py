@@ -483,6 +483,27 @@ def load_causal_lm(name: str, *, dtype: Any = None, revision: str | None = None,
     return model, tok
 
 
+def is_seq2seq(name: str, *, revision: str | None = None, trust_remote_code: bool = False) -> bool:
+    """Is ``name`` an encoder-decoder (T5 / BART family) rather than a decoder-only LM?"""
+    from transformers import AutoConfig
+
+    path = resolve_model_path(name, revision=revision)
+    cfg = _from_pretrained(AutoConfig.from_pretrained, name, path, "config", trust_remote_code=trust_remote_code)
+    return bool(getattr(cfg, "is_encoder_decoder", False))
+
+
+def load_lm(name: str, *, dtype: Any = None, revision: str | None = None, trust_remote_code: bool = False):
+    """``(model, tokenizer)`` of a causal LM or, for encoder-decoder configs, a seq2seq LM."""
+    if not is_seq2seq(name, revision=revision, trust_remote_code=trust_remote_code):
+        return load_causal_lm(name, dtype=dtype, revision=revision, trust_remote_code=trust_remote_code)
+    from transformers import AutoModelForSeq2SeqLM
+
+    model, tok = _load_model(AutoModelForSeq2SeqLM, name, dtype, revision, trust_remote_code, "seq2seq LM")
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return model, tok
+
+
 def load_encoder(name: str, *, dtype: Any = None, revision: str | None = None, trust_remote_code: bool = False):
     """Load ``(model, tokenizer)`` for an encoder (``AutoModel``, e.g. ``"minilm"``), in eval mode."""
     from transformers import AutoModel

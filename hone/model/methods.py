@@ -135,8 +135,39 @@ def ia3(model: nn.Module, cfg: Any) -> nn.Module:
         raise ConfigError(f"method.target_modules: {e}") from None
 
 
+def prompt_tuning(model: nn.Module, cfg: Any) -> nn.Module:
+    """Soft prompt (Lester et al. 2021): ``num_virtual_tokens`` trainable input embeddings."""
+    from peft import PromptTuningConfig, PromptTuningInit, get_peft_model
+
+    kw: dict[str, Any] = {}
+    if cfg.init_text:
+        kw = {"prompt_tuning_init": PromptTuningInit.TEXT, "prompt_tuning_init_text": cfg.init_text,
+              "tokenizer_name_or_path": model.config._name_or_path}
+    return get_peft_model(model, PromptTuningConfig(task_type=_peft_task(model),
+                                                    num_virtual_tokens=cfg.num_virtual_tokens, **kw))
+
+
+def prefix_tuning(model: nn.Module, cfg: Any) -> nn.Module:
+    """Prefix tuning (Li & Liang 2021): trainable key/value prefixes in every attention layer."""
+    from peft import PrefixTuningConfig, get_peft_model
+
+    return get_peft_model(model, PrefixTuningConfig(task_type=_peft_task(model),
+                                                    num_virtual_tokens=cfg.num_virtual_tokens))
+
+
+def qlora(model: nn.Module, cfg: Any) -> nn.Module:
+    """LoRA on a base that :func:`hone.model.quant.load_quantized_causal_lm` loaded in 4 bits."""
+    from hone.model.quant import lora_on_quantized
+
+    if getattr(model, "hone_quantization", None) is None:
+        raise ConfigError("method qlora needs the base loaded quantized (hone.model.quant); "
+                          "it is available for generative models")
+    return lora_on_quantized(model, r=cfg.r, alpha=cfg.alpha, dropout=cfg.dropout, target_modules=cfg.target_modules)
+
+
 METHODS: dict[str, Callable[[nn.Module, Any], nn.Module]] = {
     "full": full, "head": head, "freeze": freeze, "progressive": progressive, "lora": lora, "ia3": ia3,
+    "qlora": qlora, "prompt_tuning": prompt_tuning, "prefix_tuning": prefix_tuning,
 }
 
 

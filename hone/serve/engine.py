@@ -86,10 +86,14 @@ class Classifier:
         return results
 
 
-def load(path: str | Path) -> Classifier:
-    """Load any hone artifact for use (``hone.load``)."""
+def load(path: str | Path):
+    """Load any hone artifact for use (``hone.load``): a Classifier or a Generator."""
     man = Path(path) / artifacts.MANIFEST
     task = json.loads(man.read_text()).get("task") if man.is_file() else None
     if task in (None, "classification"):
         return Classifier.load(path)
-    raise ArtifactError(f"{path}: artifacts of task {task!r} are not supported yet")
+    if task == "generation":
+        from hone.serve.generator import Generator
+
+        return Generator.load(path)
+    raise ArtifactError(f"{path}: artifacts of task {task!r} are not supported")

@@ -30,7 +30,6 @@ from hone.train import checkpoint as ckpt
 from hone.train.objectives import to_device
 from hone.train.optim import all_param_groups, make_optimizer, make_scheduler
 
-LOG_EVERY = 10  # optimizer steps between train-loss lines in metrics.jsonl
 
 
 @dataclass
@@ -222,7 +221,7 @@ def _loop(model, train_data, val_data, cfg: TrainConfig, st: _State, c: _Ctx) ->
             if unfreezer and unfreezer.update(st.step, st.epoch):
                 log(f"step {st.step}: unfroze layer group {unfreezer.opened}/{len(unfreezer.groups)}")
             st.running.append(loss_value)
-            if st.step % LOG_EVERY == 0 or st.step == total:
+            if st.step % cfg.log_every == 0 or st.step == total:
                 record({"step": st.step, "epoch": round(st.step / steps_per_epoch, 3),
                         "train_loss": round(float(np.mean(st.running)), 5), "lr": scheduler.get_last_lr()[0]})
                 st.running = []

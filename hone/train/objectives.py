@@ -38,6 +38,8 @@ def forward_logits(model, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Te
         out = model(**inputs, labels=batch["labels"])
         return out.logits, batch["labels"]
     logits = model(**inputs).logits
+    t = batch["labels"].shape[1]
+    logits = logits[:, -t:]  # prompt tuning prepends virtual-token positions to the logits
     return logits[:, :-1], batch["labels"][:, 1:]
 
 

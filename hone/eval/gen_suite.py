@@ -1,0 +1,231 @@
+"""Base vs tuned for generative specialists: the report :mod:`hone.eval.gen_report` renders.
+
+On the same test pairs (prompt -> reference reply), with greedy decoding: the tuned model,
+the base model zero-shot and the base model few-shot (k training pairs as earlier turns).
+Scores carry bootstrap CIs, gains are paired bootstraps.  Perplexity of the references, stop
+rate, lengths, generation time.  Forgetting: perplexity of base vs tuned on general text and a
+small general multiple-choice probe; a regression above ``eval.forgetting_threshold`` is flagged.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from importlib import resources
+from typing import Any
+
+from hone.config import RunConfig
+from hone.data.chat import setup_tokenizer
+from hone.eval import gen_metrics as gm
+from hone.serve.generator import Generator
+from hone.train.objectives import CausalLMObjective
+
+METRICS = {"sft": ["rougeL", "bleu", "chrf", "rouge1", "rouge2"], "distill": ["rougeL", "bleu", "chrf", "rouge1", "rouge2"],
+           "dpo": ["rougeL", "bleu", "chrf"]}
+N_EXAMPLES = 3  # per best / worst / random group
+
+
+def _null(*_a, **_k):
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
+def load_base_generator(run, cfg: RunConfig) -> Generator:
+    """The untuned base model with the same template, pad token and stop ids as the tuned one."""
+    from hone.model.load import load_lm
+
+    model, tok = load_lm(cfg.model.name, revision=cfg.model.revision, trust_remote_code=cfg.model.trust_remote_code)
+    if not getattr(model.config, "is_encoder_decoder", False):
+        setup_tokenizer(tok, cfg.gen.template, where=cfg.model.name) if cfg.gen.template or tok.chat_template \
+            else setup_tokenizer(tok, "plain", where=cfg.model.name)
+    return Generator(model, tok, max_new_tokens=cfg.gen.max_new_tokens)
+
+
+def test_pairs(run, cfg: RunConfig) -> list[tuple[list[dict[str, Any]], str]]:
+    from hone.train.generative import eval_pairs
+
+    schema = run.metadata["schema"]
+    rows = run.splits.get("test") or []
+    if schema == "preference":
+        pairs = [(_as_msgs(r["prompt"]), r["chosen"] if isinstance(r["chosen"], str) else r["chosen"][-1]["content"])
+                 for r in rows]
+    else:
+        pairs = eval_pairs(rows, schema)
+    if cfg.eval.max_examples and len(pairs) > cfg.eval.max_examples:
+        pairs = random.Random(cfg.seed).sample(pairs, cfg.eval.max_examples)
+    return pairs
+
+
+def _as_msgs(x) -> list[dict[str, Any]]:
+    return [{"role": "user", "content": x}] if isinstance(x, str) else list(x)
+
+
+def few_shot_prompt(shots: list[tuple[list[dict[str, Any]], str]], prompt: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The system turn (if any), then each shot as a user / assistant exchange, then the prompt."""
+    system = [m for m in prompt[:1] if m["role"] == "system"]
+    rest = prompt[len(system):]
+    turns = []
+    for p, ref in shots:
+        user = next((m["content"] for m in reversed(p) if m["role"] == "user"), p[-1]["content"])
+        turns += [{"role": "user", "content": user}, {"role": "assistant", "content": ref}]
+    return system + turns + rest
+
+
+def _system_scores(gens, refs, metrics, cfg: RunConfig, seconds: float) -> dict[str, Any]:
+    texts = [g.text for g in gens]
+    scores = {}
+    for m in metrics:
+        v, lo, hi = gm.bootstrap_ci(texts, refs, m, n=max(cfg.eval.bootstrap, 1), seed=cfg.seed)
+        scores[m] = {"value": v, "low": lo, "high": hi}
+    return {"scores": scores, "stats": gm.generation_stats(texts, [g.stopped for g in gens], [g.tokens for g in gens]),
+            "seconds": round(seconds, 2)}
+
+
+def _generate(gen: Generator, prompts, cfg: RunConfig, max_prompt_tokens: int | None = None):
+    t0 = time.perf_counter()
+    out = gen.generate(prompts, max_new_tokens=cfg.gen.max_new_tokens, batch_size=cfg.gen.batch_size,
+                       max_prompt_tokens=max_prompt_tokens)
+    return out, time.perf_counter() - t0
+
+
+def _perplexity(gen: Generator, data) -> float | None:
+    if data is None or not len(data):
+        return None
+    return CausalLMObjective().evaluate(gen.model, data, batch_size=8, autocast=_null)["perplexity"]
+
+
+def _test_data(run, cfg: RunConfig, tok):
+    from hone.train.generative import encode_split
+
+    rows, schema = run.splits.get("test") or [], run.metadata["schema"]
+    if not rows or schema == "preference":
+        return None
+    seq2seq = bool(getattr(run.model.config, "is_encoder_decoder", False))
+    obj = "dapt" if schema == "text" else "sft"
+    return encode_split(tok, rows, schema, obj, cfg, seq2seq=seq2seq, label="test split", notes=[])[0]
+
+
+def _examples(pairs, systems: dict[str, list], per: list[float], seed: int) -> dict[str, list[dict[str, Any]]]:
+    def row(i: int) -> dict[str, Any]:
+        prompt = next((m["content"] for m in reversed(pairs[i][0]) if m["role"] == "user"), "")
+        out = {"prompt": prompt, "reference": pairs[i][1], "score": round(float(per[i]), 2)}
+        out.update({name: gens[i].text for name, gens in systems.items()})
+        return out
+    order = sorted(range(len(pairs)), key=lambda i: per[i])
+    rnd = random.Random(seed).sample(range(len(pairs)), min(N_EXAMPLES, len(pairs)))
+    return {"best": [row(i) for i in order[::-1][:N_EXAMPLES]], "worst": [row(i) for i in order[:N_EXAMPLES]],
+            "random": [row(i) for i in rnd]}
+
+
+def general_text() -> list[str]:
+    """General (non-domain) sentences: the forgetting probe's paraphrase pairs, both sides."""
+    path = resources.files("hone.eval") / "data" / "general_paraphrases.jsonl"
+    rows = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+    return [r[k] for r in rows for k in ("a", "b")]
+
+
+def general_qa() -> list[dict[str, Any]]:
+    path = resources.files("hone.eval") / "data" / "general_qa.jsonl"
+    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+
+
+def forgetting(base: Generator, tuned: Generator, threshold: float) -> dict[str, Any]:
+    """Perplexity on general text and accuracy on a general multiple-choice probe, base vs tuned."""
+    from hone.data.chat import encode_text
+    from hone.data.lm import from_examples
+    from hone.data.chat import Example
+    from hone.eval.choice import choice_accuracy, score_choices
+
+    out: dict[str, Any] = {"threshold": threshold}
+    if base.seq2seq:
+        return out
+    ids = [encode_text(base.tokenizer, t) for t in general_text()]
+    data = from_examples([Example(x, x) for x in ids], base.tokenizer.pad_token_id)
+    pb, pt = _perplexity(base, data), _perplexity(tuned, data)
+    out["general_perplexity"] = {"base": pb, "tuned": pt, "change": pt / pb - 1}
+    items = general_qa()
+    ab = choice_accuracy(score_choices(base.model, base.tokenizer, items))
+    at = choice_accuracy(score_choices(tuned.model, tuned.tokenizer, items))
+    out["general_qa"] = {"base": ab, "tuned": at, "change": at - ab, "items": len(items)}
+    out["flagged"] = bool(out["general_perplexity"]["change"] > threshold or ab - at > threshold)
+    return out
+
+
+def preference_accuracy(gen: Generator, run, cfg: RunConfig) -> float | None:
+    """Share of test pairs where the model gives the chosen reply a higher log-likelihood."""
+    import torch
+
+    from hone.train.generative import encode_split
+    from hone.train.objectives import forward_logits, sequence_logps, to_device
+
+    rows = run.splits.get("test") or []
+    if not rows:
+        return None
+    data = encode_split(gen.tokenizer, rows, "preference", "dpo", cfg, seq2seq=False, label="test split", notes=[])[0]
+    wins = 0
+    with torch.inference_mode():
+        for s in range(0, len(data), 8):
+            idx = list(range(s, min(s + 8, len(data))))
+            lp = sequence_logps(*forward_logits(gen.model, to_device(data.batch(idx), gen.model.device)))
+            wins += int((lp[:len(idx)] > lp[len(idx):]).sum())
+    return wins / len(data)
+
+
+def evaluate_generator(run, cfg: RunConfig, *, log=lambda _: None) -> dict[str, Any]:
+    """Generate on the test split with the tuned and base models and compare; returns the report dict."""
+    tuned = Generator(run.model, run.tokenizer, max_new_tokens=cfg.gen.max_new_tokens)
+    base = load_base_generator(run, cfg)
+    report: dict[str, Any] = {"kind": "generator", "model": cfg.model.name, "method": cfg.method.name,
+                              "objective": run.objective, "training": run.result.to_dict()}
+    if run.lint is not None:
+        report["lint"] = {"examples": run.lint.examples, "truncated": run.lint.truncated,
+                          "dropped": len(run.lint.dropped), "trained_share": run.lint.trained_share}
+    pairs = test_pairs(run, cfg) if run.metadata["schema"] != "text" else []
+    test_data = _test_data(run, cfg, run.tokenizer)
+    report["systems"] = {}
+    if pairs:
+        report.update(_compare(run, cfg, pairs, tuned, base, log))
+    elif test_data is not None:
+        report["systems"] = {"fine_tuned": {"scores": {}}, "zero_shot": {"scores": {}}}
+    if test_data is not None:
+        report["systems"]["fine_tuned"]["perplexity"] = _perplexity(tuned, test_data)
+        report["systems"]["zero_shot"]["perplexity"] = _perplexity(base, test_data)
+    if run.metadata["schema"] == "preference":
+        report["preference"] = {"base": preference_accuracy(base, run, cfg),
+                                "tuned": preference_accuracy(tuned, run, cfg), "pairs": len(run.splits["test"])}
+    if cfg.eval.forgetting:
+        log("forgetting probe: general text perplexity and general Q&A, base vs tuned")
+        report["forgetting"] = forgetting(base, tuned, cfg.eval.forgetting_threshold)
+    return report
+
+
+def _compare(run, cfg: RunConfig, pairs, tuned: Generator, base: Generator, log) -> dict[str, Any]:
+    metrics = METRICS.get(run.objective, METRICS["sft"])
+    prompts, refs = [p for p, _ in pairs], [r for _, r in pairs]
+    log(f"generating {len(pairs)} test replies with the fine-tuned model")
+    gens = {"fine_tuned": _generate(tuned, prompts, cfg)}
+    if "zero_shot" in cfg.eval.baselines:
+        log("... and with the base model zero-shot")
+        gens["zero_shot"] = _generate(base, prompts, cfg)
+    k = cfg.eval.few_shot_k or 2
+    if "few_shot" in cfg.eval.baselines and run.splits.get("train"):
+        from hone.train.generative import eval_pairs
+
+        pool = eval_pairs(run.splits["train"], run.metadata["schema"]) if run.metadata["schema"] != "preference" else []
+        if pool:
+            shots = random.Random(cfg.seed).sample(pool, min(k, len(pool)))
+            log(f"... and with the base model few-shot (k={len(shots)})")
+            gens["few_shot"] = _generate(base, [few_shot_prompt(shots, p) for p in prompts], cfg,
+                                         max_prompt_tokens=4 * cfg.model.max_length)
+    systems = {name: _system_scores(g, refs, metrics, cfg, sec) for name, (g, sec) in gens.items()}
+    if "few_shot" in systems:
+        systems["few_shot"]["k"] = k
+    gains = {name: {m: gm.paired_gain([x.text for x in gens["fine_tuned"][0]], [x.text for x in g], refs, m,
+                                      n=max(cfg.eval.bootstrap, 1), seed=cfg.seed) for m in metrics}
+             for name, (g, _) in gens.items() if name != "fine_tuned"}
+    per = gm.per_example_scores([g.text for g in gens["fine_tuned"][0]], refs, [metrics[0]])[metrics[0]]
+    return {"test_examples": len(pairs), "metrics": metrics, "main_metric": metrics[0], "systems": systems,
+            "gains": gains, "examples": _examples(pairs, {n: g for n, (g, _) in gens.items()}, list(per), cfg.seed),
+            "generation_seconds_per_example": round(gens["fine_tuned"][1] / len(pairs), 3)}

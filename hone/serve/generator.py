@@ -1,0 +1,169 @@
+"""Generation from a base model or a hone artifact: batched (left padding, KV cache) or streamed.
+
+Prompts are rendered with the same chat template the model was trained with
+(:func:`hone.data.chat.encode_prompt`), so training and inference text never drift apart.
+A plain string is one user turn.  Decoding stops at any end-of-turn id; a generation that
+ends that way has ``stopped=True`` (the evaluation's stop rate), one that runs into
+``max_new_tokens`` has ``stopped=False``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hone import artifacts
+from hone.data.chat import encode_prompt, end_of_turn_ids
+from hone.errors import ArtifactError
+
+Prompt = str | list[dict[str, Any]]
+
+
+@dataclass
+class Generation:
+    text: str
+    stopped: bool  # ended with an end-of-turn token before max_new_tokens
+    tokens: int  # generated tokens (without the end-of-turn token)
+
+
+def _messages(p: Prompt) -> list[dict[str, Any]]:
+    return [{"role": "user", "content": p}] if isinstance(p, str) else list(p)
+
+
+def seq2seq_source(messages: list[dict[str, Any]]) -> str:
+    """Encoder input for seq2seq models (no chat template): one user turn as is, else role-prefixed lines."""
+    if len(messages) == 1:
+        return messages[0]["content"]
+    return "\n".join(f"{m['role']}: {m['content']}" for m in messages)
+
+
+class Generator:
+    """A generative model + tokenizer + how to stop; ``hone.load(artifact)`` returns one."""
+
+    def __init__(self, model, tokenizer, *, eos_ids: Sequence[int] | None = None, max_new_tokens: int = 128,
+                 manifest: dict[str, Any] | None = None) -> None:
+        self.model, self.tokenizer = model.eval(), tokenizer
+        self.eos_ids = list(eos_ids or end_of_turn_ids(tokenizer))
+        self.max_new_tokens = max_new_tokens
+        self.manifest = manifest or {}
+        self.seq2seq = bool(getattr(model.config, "is_encoder_decoder", False))
+
+    @classmethod
+    def load(cls, path: str | Path, *, dtype: Any = None) -> Generator:
+        """A hone generative artifact (adapter or full model)."""
+        path = Path(path)
+        man_path = path / artifacts.MANIFEST
+        if not man_path.is_file():
+            raise ArtifactError(f"{path}: not a hone artifact (no {artifacts.MANIFEST})")
+        manifest = json.loads(man_path.read_text())
+        if manifest.get("kind") != "generator":
+            raise ArtifactError(f"{path}: a {manifest.get('kind')} artifact, not a generator")
+        model, tok = _load_artifact_model(path, manifest, dtype)
+        gen = manifest.get("generation", {})
+        return cls(model, tok, eos_ids=gen.get("eos_token_ids"), max_new_tokens=gen.get("max_new_tokens", 128),
+                   manifest=manifest)
+
+    def prompt_ids(self, prompt: Prompt) -> list[int]:
+        msgs = _messages(prompt)
+        if self.seq2seq:
+            return self.tokenizer(seq2seq_source(msgs))["input_ids"]
+        return encode_prompt(self.tokenizer, msgs)
+
+    def _decode(self, new: list[int], max_new: int) -> Generation:
+        stop_at = next((i for i, t in enumerate(new) if t in self.eos_ids), None)
+        body = new if stop_at is None else new[:stop_at]
+        text = self.tokenizer.decode(body, skip_special_tokens=True).strip()
+        return Generation(text, stop_at is not None and stop_at < max_new, len(body))
+
+    def _kwargs(self, max_new: int, temperature: float, top_p: float) -> dict[str, Any]:
+        kw: dict[str, Any] = {"max_new_tokens": max_new, "eos_token_id": self.eos_ids,
+                              "pad_token_id": self.tokenizer.pad_token_id, "do_sample": temperature > 0}
+        if temperature > 0:
+            kw.update(temperature=temperature, top_p=top_p)
+        else:
+            kw.update(temperature=None, top_p=None, top_k=None)
+        return kw
+
+    def generate(self, prompts: Prompt | Sequence[Prompt], *, max_new_tokens: int | None = None,
+                 batch_size: int = 16, temperature: float = 0.0, top_p: float = 1.0,
+                 max_prompt_tokens: int | None = None) -> list[Generation]:
+        """Generate for every prompt, batched by length with left padding; order is preserved."""
+        single = isinstance(prompts, str) or (isinstance(prompts, list) and prompts and isinstance(prompts[0], dict))
+        items = [prompts] if single else list(prompts)
+        max_new = max_new_tokens or self.max_new_tokens
+        ids = [self.prompt_ids(p) for p in items]
+        if max_prompt_tokens:
+            ids = [x[-max_prompt_tokens:] for x in ids]  # keep the end: the latest turns matter most
+        out: list[Generation | None] = [None] * len(items)
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        dev = next(self.model.parameters()).device
+        with torch.inference_mode():
+            for s in range(0, len(order), batch_size):
+                chunk = order[s:s + batch_size]
+                inp, mask = _left_pad([ids[i] for i in chunk], self.tokenizer.pad_token_id)
+                res = self.model.generate(input_ids=inp.to(dev), attention_mask=mask.to(dev),
+                                          **self._kwargs(max_new, temperature, top_p))
+                start = 0 if self.seq2seq else inp.shape[1]
+                for row, i in zip(res.tolist(), chunk, strict=True):
+                    new = row[start:]
+                    if self.seq2seq and new and new[0] == self.model.config.decoder_start_token_id:
+                        new = new[1:]
+                    out[i] = self._decode(new, max_new)
+        return out  # type: ignore[return-value]
+
+    def stream(self, prompt: Prompt, *, max_new_tokens: int | None = None, temperature: float = 0.0,
+               top_p: float = 1.0) -> Iterator[str]:
+        """Yield text pieces as they are generated (transformers' TextIteratorStreamer)."""
+        from transformers import TextIteratorStreamer
+
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=not self.seq2seq, skip_special_tokens=True)
+        inp = torch.tensor([self.prompt_ids(prompt)], device=next(self.model.parameters()).device)
+        kw = self._kwargs(max_new_tokens or self.max_new_tokens, temperature, top_p)
+        thread = threading.Thread(target=self.model.generate, kwargs={
+            "input_ids": inp, "attention_mask": torch.ones_like(inp), "streamer": streamer, **kw})
+        with torch.inference_mode():
+            thread.start()
+            yield from streamer
+            thread.join()
+
+
+def _left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for k, r in enumerate(rows):
+        ids[k, width - len(r):] = torch.tensor(r)
+        mask[k, width - len(r):] = 1
+    return ids, mask
+
+
+def _load_artifact_model(path: Path, manifest: dict[str, Any], dtype: Any):
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+
+    auto = AutoModelForSeq2SeqLM if manifest.get("architecture") == "seq2seq" else AutoModelForCausalLM
+    tok = AutoTokenizer.from_pretrained(path)
+    kw = {"dtype": dtype or torch.float32, "use_safetensors": True}
+    try:
+        if manifest.get("format") == "peft":
+            from peft import PeftModel
+
+            base_path = manifest.get("base_model_path")
+            if not base_path or not Path(base_path).exists():
+                from hone.model.load import resolve_model_path
+
+                base_path = resolve_model_path(manifest["base_model"], revision=manifest.get("revision"))
+            base = auto.from_pretrained(base_path, **kw)
+            model = PeftModel.from_pretrained(base, path)
+        else:
+            model = auto.from_pretrained(path, **kw)
+    except OSError as e:
+        raise ArtifactError(f"{path}: cannot load the model: {e}") from None
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return model, tok

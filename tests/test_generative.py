@@ -1,0 +1,235 @@
+"""Generative specialists on tiny random models: masking, packing, lint, every method and objective."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from _tiny import build_tiny_llama, build_tokenizer
+from hone.config import load_config
+from hone.data.chat import IGNORE, encode_messages, setup_tokenizer, to_messages
+from hone.data.lint import lint_conversations
+from hone.data.lm import from_examples, pack
+from hone.errors import DataError, ModelError
+from hone.serve.generator import Generator
+
+FIX = Path(__file__).parent / "fixtures" / "valid"
+CONV = [{"role": "system", "content": "please cancel"}, {"role": "user", "content": "my phone bill"},
+        {"role": "assistant", "content": "the internet is slow"}, {"role": "user", "content": "roaming charges"},
+        {"role": "assistant", "content": "i want to upgrade", "weight": 1}, {"role": "user", "content": "today"},
+        {"role": "assistant", "content": "the signal is weak", "weight": 0}]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny") / "llama")
+
+
+def _cfg(tiny: Path, data: Path, *over: str):
+    return load_config(None, [f"model.name={tiny}", f"data.path={data}", "model.max_length=128",
+                              "train.batch_size=4", "train.max_steps=4", "train.lr=5e-3", "data.pii.enabled=false",
+                              "data.dedupe.near=false", "data.split.train=0.7", "data.split.validation=0.15",
+                              "data.split.test=0.15", "data.split.stratify=false", "seed=3", *over])
+
+
+# ---------------------------------------------------------------- rendering and masking
+
+def test_golden_trained_positions_multi_turn():
+    """Assistant replies + their end-of-turn token train; system/user turns, headers and weight-0 replies do not."""
+    tok = build_tokenizer()
+    ex = encode_messages(tok, CONV, 512)
+    toks = tok.convert_ids_to_tokens(ex.input_ids)
+    trained = [(i, t) for i, (t, lab) in enumerate(zip(toks, ex.labels, strict=True)) if lab != IGNORE]
+    assert trained == [(13, "the"), (14, "internet"), (15, "is"), (16, "slow"), (17, "</s>"),
+                       (25, "i"), (26, "want"), (27, "to"), (28, "upgrade"), (29, "</s>")]
+    assert all(ex.labels[i] == ex.input_ids[i] for i, _ in trained)
+    everything = encode_messages(tok, CONV, 512, train_on="all")
+    assert everything.n_trained == len(everything.input_ids)
+
+
+def test_truncation_keeps_the_left_and_reports():
+    tok = build_tokenizer()
+    ex = encode_messages(tok, CONV, 20)
+    assert len(ex.input_ids) == 20 and ex.truncated and ex.length == 41
+    assert ex.n_trained == 5  # only the first reply survives
+
+
+def test_schemas_become_conversations():
+    assert to_messages({"prompt": "p", "completion": "c"}, "prompt_completion")[1] == {"role": "assistant", "content": "c"}
+    assert to_messages({"instruction": "i", "input": "x", "output": "o"}, "instruction")[0]["content"] == "i\n\nx"
+
+
+def test_setup_tokenizer_template_and_pad():
+    tok = build_tokenizer(pad=False, chat_template=False)
+    with pytest.raises(ModelError, match="no chat template"):
+        setup_tokenizer(tok, None)
+    with pytest.raises(ModelError, match="unknown chat template"):
+        setup_tokenizer(tok, "nope")
+    with pytest.raises(ModelError, match="has no"):
+        setup_tokenizer(tok, "chatml")  # needs <|im_start|> tokens this tokenizer lacks
+    notes = setup_tokenizer(tok, "plain")
+    assert tok.pad_token == tok.eos_token and any("pad token" in n for n in notes)
+    ex = encode_messages(tok, CONV[:3], 512)
+    assert tok.convert_ids_to_tokens([t for t in ex.labels if t != IGNORE])[-1] == "</s>"
+
+
+# ---------------------------------------------------------------- lint
+
+def test_lint_reports_problems_with_example_numbers():
+    tok = build_tokenizer()
+    convs = [CONV[:3], [{"role": "user", "content": "my bill"}, {"role": "assistant", "content": " "}],
+             [{"role": "user", "content": "a"}, {"role": "system", "content": "late"},
+              {"role": "assistant", "content": "the bill"}],
+             [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y", "weight": 0}]]
+    rep, kept = lint_conversations(tok, convs, max_length=64, where=[f"f.jsonl:{i + 1}" for i in range(4)])
+    text = "\n".join(rep.errors)
+    assert "f.jsonl:2: messages[1] (assistant) is empty" in text
+    assert "f.jsonl:3: messages[1] is a system message after the first turn" in text
+    assert "f.jsonl:4: no assistant message trains" in text
+    assert not rep.ok and "[[" in rep.rendered
+
+
+def test_lint_catches_untrained_eos_and_doubled_bos():
+    tok = build_tokenizer()
+    tok.chat_template = "{% for m in messages %}{{ m['role'] }} {{ m['content'] }} {% endfor %}"  # no end of turn
+    rep, _ = lint_conversations(tok, [CONV[:3]], max_length=64)
+    assert any("end-of-turn/EOS token is not trained" in e for e in rep.errors)
+    tok.chat_template = "<s><s>{% for m in messages %}{{ m['content'] }}</s>{% endfor %}"
+    rep, _ = lint_conversations(tok, [CONV[:3]], max_length=64)
+    assert any("BOS token doubled" in e for e in rep.errors)
+
+
+def test_lint_drops_examples_with_nothing_left_to_train():
+    tok = build_tokenizer()
+    rep, kept = lint_conversations(tok, [CONV, CONV[:3]], max_length=8)
+    assert rep.dropped == [1, 2] and "no example keeps a trained token" in rep.errors
+
+
+# ---------------------------------------------------------------- packing
+
+def test_packed_logits_equal_separate_logits(tiny):
+    from transformers import AutoModelForCausalLM
+
+    from hone.data.chat import Example
+
+    model = AutoModelForCausalLM.from_pretrained(tiny).eval()
+    exs = [Example([2, 5, 6, 7, 8], [IGNORE, 5, 6, 7, 8]), Example([2, 9, 10, 11], [IGNORE, 9, 10, 11]),
+           Example([2, 12, 13], [IGNORE, 12, 13])]
+    packed = pack(exs, 16, pad_id=1)
+    assert len(packed) == 1 and packed.segments == [[0, 5, 9]]
+    b = packed.batch([0])
+    with torch.no_grad():
+        lp = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], position_ids=b["position_ids"]).logits
+        for start, ex in zip([0, 5, 9], exs, strict=True):
+            alone = model(input_ids=torch.tensor([ex.input_ids])).logits
+            assert torch.allclose(lp[0, start:start + len(ex.input_ids)], alone[0], atol=1e-5)
+    assert b["labels"][0].tolist() == [IGNORE, 5, 6, 7, 8, IGNORE, 9, 10, 11, IGNORE, 12, 13]
+
+
+def test_pack_fills_rows_first_fit():
+    from hone.data.chat import Example
+
+    exs = [Example([1] * n, [1] * n) for n in (6, 5, 4, 3, 2)]
+    packed = pack(exs, 8, pad_id=0)
+    assert sorted(packed.lengths) == [4, 8, 8] and sum(packed.lengths) == 20
+
+
+# ---------------------------------------------------------------- training
+
+def _train(tiny, tmp_path, data, *over):
+    from hone.train.generative import train_generator
+
+    cfg = _cfg(tiny, data, *over)
+    return train_generator(cfg, tmp_path / "run", progress=False)
+
+
+def test_seeded_sft_pins_losses(tiny, tmp_path):
+    """A seeded 4-step full SFT run reproduces its per-step training losses."""
+    run = _train(tiny, tmp_path, FIX / "chat.jsonl", "method.name=full", "train.log_every=1")
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    losses = [x["train_loss"] for x in lines if "train_loss" in x]
+    assert losses == pytest.approx([3.80873, 3.58889, 3.36166, 3.2475], abs=2e-4)
+    assert run.result.steps == 4 and run.objective == "sft"
+
+
+@pytest.mark.parametrize("method", ["full", "freeze", "lora", "ia3", "prompt_tuning", "prefix_tuning"])
+def test_every_method_trains_and_saves_a_loadable_artifact(tiny, tmp_path, method):
+    over = [f"method.name={method}"] + (["method.layers=1"] if method == "freeze" else []) + (
+        ["method.target_modules=[q_proj,v_proj]", "method.feedforward_modules=[]"] if method == "ia3" else [])
+    run = _train(tiny, tmp_path, FIX / "chat.jsonl", *over)
+    man = json.loads((run.artifact / "manifest.json").read_text())
+    assert man["kind"] == "generator" and man["method"] == method
+    assert man["format"] == ("transformers" if method in ("full", "freeze") else "peft")
+    gen = Generator.load(run.artifact)
+    out = gen.generate(["my phone bill is too high"], max_new_tokens=5)
+    assert len(out) == 1 and out[0].tokens <= 5
+    # the saved weights are the trained ones: same logits as the in-memory model
+    ids = torch.tensor([gen.prompt_ids("my phone bill")])
+    with torch.no_grad():
+        a = gen.model(input_ids=ids).logits[:, -1]
+        b = run.model.eval()(input_ids=ids).logits[:, -1]
+    assert torch.allclose(a, b, atol=1e-4)
+
+
+def test_packing_trains(tiny, tmp_path):
+    run = _train(tiny, tmp_path, FIX / "chat.jsonl", "gen.packing=true", "method.name=full")
+    assert math.isfinite(run.result.history[-1].get("eval_loss", 0.0))
+
+
+def test_dapt_on_raw_text(tiny, tmp_path):
+    run = _train(tiny, tmp_path, FIX / "text.txt", "method.name=full")
+    assert run.objective == "dapt"
+    evals = [h["eval_perplexity"] for h in run.result.history if "eval_perplexity" in h]
+    assert evals and all(math.isfinite(e) for e in evals)
+
+
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_dpo_raises_the_margin(tiny, tmp_path, method):
+    run = _train(tiny, tmp_path, FIX / "preference.jsonl", f"method.name={method}", "train.max_steps=8",
+                 "train.eval_every=4", "gen.dpo_beta=0.5", "data.split.validation=0.3", "data.split.test=0.0",
+                 "data.split.train=0.7")
+    margins = [h["eval_reward_margin"] for h in run.result.history if "eval_reward_margin" in h]
+    assert run.objective == "dpo" and margins[-1] > margins[0]
+
+
+def test_distillation_logits_and_sequence(tiny, tmp_path):
+    run = _train(tiny, tmp_path, FIX / "chat.jsonl", "train.objective=distill", f"gen.distill.teacher={tiny}",
+                 "method.name=lora")
+    assert run.objective == "distill" and math.isfinite(run.result.history[-1]["eval_loss"])
+    run2 = _train(tiny, tmp_path / "seq", FIX / "chat.jsonl", "train.objective=distill", f"gen.distill.teacher={tiny}",
+                  "gen.distill.mode=sequence", "gen.distill.max_new_tokens=4", "method.name=lora")
+    assert run2.splits["train"][0]["messages"] != run.splits["train"][0]["messages"]  # the teacher's replies
+
+
+def test_encoder_is_refused_for_generation(tmp_path):
+    from hone.train.generative import train_generator
+
+    cfg = load_config(None, ["model.name=minilm", f"data.path={FIX / 'chat.jsonl'}", "data.pii.enabled=false"])
+    with pytest.raises(ModelError, match="encoder"):
+        train_generator(cfg, tmp_path / "run", progress=False)
+
+
+def test_objective_must_match_the_data(tiny, tmp_path):
+    from hone.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="dpo needs preference"):
+        _train(tiny, tmp_path, FIX / "chat.jsonl", "train.objective=dpo")
+
+
+# ---------------------------------------------------------------- generation
+
+def test_batched_generation_equals_one_by_one(tiny):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny)
+    gen = Generator(AutoModelForCausalLM.from_pretrained(tiny), tok, max_new_tokens=6)
+    prompts = ["my phone bill", "please cancel my contract today", [{"role": "user", "content": "the signal"}]]
+    batched = gen.generate(prompts, batch_size=3)
+    single = [gen.generate(p)[0] for p in prompts]
+    assert [g.text for g in batched] == [g.text for g in single]
+    assert all(g.stopped == (g.tokens < 6) or g.stopped for g in batched)
+    assert "".join(gen.stream("my phone bill")).strip() == single[0].text
