@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import warnings
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -22,6 +23,8 @@ from hone.errors import HoneError
 # it (both are read when transformers / huggingface_hub are first imported, so set them first)
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+# deprecation notices between transformers and peft are for their developers, not hone's users
+warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|peft)\.")
 
 app = typer.Typer(help="hone: turn a general pre-trained language model into a domain specialist.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)

@@ -233,3 +233,81 @@ def test_batched_generation_equals_one_by_one(tiny):
     assert [g.text for g in batched] == [g.text for g in single]
     assert all(g.stopped == (g.tokens < 6) or g.stopped for g in batched)
     assert "".join(gen.stream("my phone bill")).strip() == single[0].text
+
+
+def test_selective_head_equals_full_logits(tiny, monkeypatch):
+    """The lm_head-on-trained-positions fast path gives the same loss and gradients as full logits."""
+    from transformers import AutoModelForCausalLM
+
+    from hone.train import objectives as ob
+
+    tok = build_tokenizer()
+    data = from_examples([encode_messages(tok, CONV, 64), encode_messages(tok, CONV[:3], 64)], tok.pad_token_id)
+    batch = data.batch([0, 1])
+    model = AutoModelForCausalLM.from_pretrained(tiny)
+    fast = ob.CausalLMObjective().loss(model, batch)
+    fast.backward()
+    g_fast = model.model.layers[0].self_attn.q_proj.weight.grad.clone()
+    model.zero_grad()
+    monkeypatch.setattr(ob, "PLAIN_HEAD_TYPES", ())
+    slow = ob.CausalLMObjective().loss(model, batch)
+    slow.backward()
+    assert torch.allclose(fast, slow, atol=1e-6)
+    assert torch.allclose(g_fast, model.model.layers[0].self_attn.q_proj.weight.grad, atol=1e-6)
+
+
+def test_run_reports_tuned_vs_base_and_cli_generate(tiny, tmp_path):
+    """hone run on chat data: artifact, lint, report with baselines / gains / forgetting; hone generate uses it."""
+    from typer.testing import CliRunner
+
+    from hone.cli import app
+
+    cfg = tmp_path / "reply.yaml"
+    cfg.write_text(f"seed: 3\ndata: {{path: {FIX / 'chat.jsonl'}, pii: {{enabled: false}}, "
+                   "split: {train: 0.6, validation: 0.2, test: 0.2, stratify: false}}\n"
+                   f"model: {{name: {tiny}, max_length: 128}}\nmethod: {{name: lora}}\n"
+                   "train: {max_steps: 3, batch_size: 4, lr: 5.0e-3}\ngen: {max_new_tokens: 6}\n"
+                   "eval: {few_shot_k: 1, bootstrap: 50}\n")
+    res = CliRunner().invoke(app, ["run", str(cfg), "-o", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.output
+    rep = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert rep["kind"] == "generator" and set(rep["systems"]) == {"fine_tuned", "zero_shot", "few_shot"}
+    assert {"rougeL", "bleu", "chrf"} <= set(rep["systems"]["fine_tuned"]["scores"])
+    assert "gain" in rep["gains"]["zero_shot"]["rougeL"]
+    assert 0 <= rep["systems"]["fine_tuned"]["stats"]["stop_rate"] <= 1
+    assert rep["systems"]["fine_tuned"]["perplexity"] > 1
+    assert "general_perplexity" in rep["forgetting"] and "general_qa" in rep["forgetting"]
+    assert (tmp_path / "run" / "report.html").read_text().count("<svg") >= 1
+    assert (tmp_path / "run" / "lint.md").exists()
+    assert "fine-tuned vs zero_shot" in res.output
+    art = tmp_path / "run" / "artifact"
+    out = CliRunner().invoke(app, ["generate", str(art), "--prompt", "my phone bill", "--max-new-tokens", "4"])
+    assert out.exit_code == 0, out.output
+    chats = tmp_path / "chats.jsonl"
+    chats.write_text(json.dumps({"messages": [{"role": "user", "content": "please cancel"}]}) + "\n")
+    out = CliRunner().invoke(app, ["generate", str(art), "--chat", str(chats), "--max-new-tokens", "4"])
+    assert out.exit_code == 0, out.output
+    line = out.stdout.strip().splitlines()[-1]
+    assert out.exit_code == 0 and json.loads(line)["messages"][0]["content"] == "please cancel"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"messages": "nope"}\n')
+    out = CliRunner().invoke(app, ["generate", str(art), "--chat", str(bad)])
+    assert out.exit_code == 2 and "bad.jsonl:1: messages" in out.output
+
+
+def test_hone_load_returns_a_generator(tiny, tmp_path):
+    import hone
+
+    run = _train(tiny, tmp_path, FIX / "prompt_completion.jsonl", "method.name=lora")
+    gen = hone.load(run.artifact)
+    assert isinstance(gen, Generator) and len(gen.generate(["a", "b"], max_new_tokens=3)) == 2
+
+
+def test_data_lint_cli(tiny, tmp_path):
+    from typer.testing import CliRunner
+
+    from hone.cli import app
+
+    out = CliRunner().invoke(app, ["data", "lint", str(FIX / "chat.jsonl"), "--model", str(tiny), "--max-length", "64"])
+    assert out.exit_code == 0, out.output
+    assert "Chat-data lint: 12 examples" in out.output and "[[" in out.output

@@ -101,8 +101,9 @@ def to_messages(row: dict[str, Any], schema: str) -> list[dict[str, Any]]:
     """The conversation of a canonical row (chat, prompt_completion or instruction)."""
     if schema == "chat":
         return row["messages"]
-    if schema == "prompt_completion":
-        return [{"role": "user", "content": row["prompt"]}, {"role": "assistant", "content": row["completion"]}]
+    if schema == "prompt_completion":  # an empty prompt is plain text to continue: no user turn
+        user = [{"role": "user", "content": row["prompt"]}] if row["prompt"].strip() else []
+        return [*user, {"role": "assistant", "content": row["completion"]}]
     if schema == "instruction":
         user = row["instruction"] + (f"\n\n{row['input']}" if row.get("input") else "")
         return [{"role": "user", "content": user}, {"role": "assistant", "content": row["output"]}]

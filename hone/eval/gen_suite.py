@@ -158,7 +158,7 @@ def preference_accuracy(gen: Generator, run, cfg: RunConfig) -> float | None:
     import torch
 
     from hone.train.generative import encode_split
-    from hone.train.objectives import forward_logits, sequence_logps, to_device
+    from hone.train.objectives import sequence_logps, trained_logits, to_device
 
     rows = run.splits.get("test") or []
     if not rows:
@@ -168,7 +168,8 @@ def preference_accuracy(gen: Generator, run, cfg: RunConfig) -> float | None:
     with torch.inference_mode():
         for s in range(0, len(data), 8):
             idx = list(range(s, min(s + 8, len(data))))
-            lp = sequence_logps(*forward_logits(gen.model, to_device(data.batch(idx), gen.model.device)))
+            b = to_device(data.batch(idx), gen.model.device)
+            lp = sequence_logps(*trained_logits(gen.model, b), b["input_ids"].shape[0])
             wins += int((lp[:len(idx)] > lp[len(idx):]).sum())
     return wins / len(data)
 

@@ -28,37 +28,57 @@ def _is_seq2seq(model) -> bool:
     return bool(getattr(model.config, "is_encoder_decoder", False))
 
 
-def forward_logits(model, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(logits, labels) aligned so that ``logits[:, i]`` predicts ``labels[:, i]``.
+# Causal LMs whose logits are exactly ``lm_head(decoder(...).last_hidden_state)`` (no soft-capping or
+# scaling in between), so the head can run on the trained positions only.
+PLAIN_HEAD_TYPES = ("llama", "mistral", "qwen2", "qwen3")
 
-    Causal LMs: shift by one.  Seq2seq: the decoder is fed the right-shifted labels.
+
+def _plain_causal(model):
+    """The transformers model behind ``model`` when the lm_head can be applied selectively, else None."""
+    if hasattr(model, "peft_config"):
+        if model.peft_config[model.active_adapter].is_prompt_learning:
+            return None  # virtual tokens are injected by PeftModel.forward
+        model = model.get_base_model()
+    ok = getattr(model.config, "model_type", None) in PLAIN_HEAD_TYPES and hasattr(model, "get_decoder")
+    return model if ok else None
+
+
+def trained_logits(model, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Logits of the trained positions only: ``(N, V)``, their targets ``(N,)`` and batch rows ``(N,)``.
+
+    Causal LMs predict ``labels[:, i + 1]`` from position i.  Where the architecture allows, the
+    output head runs only on those N positions: a (B, T, V) logits tensor is never built, which
+    saves most of the activation memory of a 50k-token vocabulary and the head's FLOPs on prompts.
     """
     inputs = {k: batch[k] for k in MODEL_KEYS if k in batch}
+    labels = batch["labels"]
     if _is_seq2seq(model):
-        out = model(**inputs, labels=batch["labels"])
-        return out.logits, batch["labels"]
-    logits = model(**inputs).logits
-    t = batch["labels"].shape[1]
-    logits = logits[:, -t:]  # prompt tuning prepends virtual-token positions to the logits
-    return logits[:, :-1], batch["labels"][:, 1:]
+        logits, targets = model(**inputs, labels=labels).logits, labels
+    else:
+        targets = labels[:, 1:]
+        plain = _plain_causal(model)
+        if plain is not None:
+            hidden = plain.get_decoder()(**inputs).last_hidden_state[:, :-1]  # (B, T-1, H)
+            mask = targets != IGNORE
+            return plain.get_output_embeddings()(hidden[mask]), targets[mask], mask.nonzero()[:, 0]
+        logits = model(**inputs).logits
+        logits = logits[:, -labels.shape[1]:][:, :-1]  # prompt tuning prepends virtual-token positions
+    mask = targets != IGNORE
+    return logits[mask], targets[mask], mask.nonzero()[:, 0]
 
 
-def token_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """Summed negative log-likelihood of the trained positions and their count. logits (B, T, V)."""
-    mask = labels != IGNORE
-    n = int(mask.sum())
+def token_nll(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Summed negative log-likelihood of the trained positions and their count. logits (N, V)."""
+    n = int(targets.numel())
     if n == 0:
         return logits.sum() * 0.0, 0
-    nll = F.cross_entropy(logits[mask].float(), labels[mask], reduction="sum")
-    return nll, n
+    return F.cross_entropy(logits.float(), targets, reduction="sum"), n
 
 
-def sequence_logps(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Summed log-probability of each row's trained tokens: (B,)."""
-    mask = labels != IGNORE
-    safe = labels.masked_fill(~mask, 0)
-    logp = torch.log_softmax(logits.float(), -1).gather(-1, safe.unsqueeze(-1)).squeeze(-1)  # (B, T)
-    return (logp * mask).sum(-1)
+def sequence_logps(logits: torch.Tensor, targets: torch.Tensor, rows: torch.Tensor, n_rows: int) -> torch.Tensor:
+    """Summed log-probability of each row's trained tokens: (n_rows,)."""
+    logp = torch.log_softmax(logits.float(), -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (N,)
+    return torch.zeros(n_rows, device=logp.device, dtype=logp.dtype).index_add(0, rows, logp)
 
 
 # ---------------------------------------------------------------- classification
@@ -129,15 +149,15 @@ class CausalLMObjective:
     metric = "loss"
 
     def loss(self, model, batch: dict[str, Any]) -> torch.Tensor:
-        logits, labels = forward_logits(model, batch)
-        nll, n = token_nll(logits, labels)
+        logits, targets, _ = trained_logits(model, batch)
+        nll, n = token_nll(logits, targets)
         return nll / max(n, 1)
 
     def evaluate(self, model, data, *, batch_size: int, autocast: Callable) -> dict[str, Any]:
         tot = {"nll": 0.0, "n": 0}
 
         def step(b):
-            nll, n = token_nll(*forward_logits(model, b))
+            nll, n = token_nll(*trained_logits(model, b)[:2])
             tot["nll"] += float(nll)
             tot["n"] += n
         _eval_loop(data, batch_size, model, autocast, step)
@@ -158,7 +178,7 @@ class DPOObjective:
         self.beta, self.reference = beta, reference
 
     def _logps(self, model, batch) -> torch.Tensor:
-        return sequence_logps(*forward_logits(model, batch))
+        return sequence_logps(*trained_logits(model, batch), batch["input_ids"].shape[0])
 
     def _ref_logps(self, model, batch) -> torch.Tensor:
         with torch.no_grad():
@@ -201,15 +221,14 @@ class DistillObjective(CausalLMObjective):
         self.teacher, self.t, self.alpha = teacher, temperature, alpha
 
     def kd(self, model, batch) -> tuple[torch.Tensor, torch.Tensor]:
-        s_logits, labels = forward_logits(model, batch)
+        s_logits, targets, _ = trained_logits(model, batch)  # (N, V): the same N positions for both
         with torch.no_grad():
-            t_logits, _ = forward_logits(self.teacher, batch)
+            t_logits = trained_logits(self.teacher, batch)[0]
         v = min(s_logits.shape[-1], t_logits.shape[-1])
-        mask = labels != IGNORE
-        s = torch.log_softmax(s_logits[mask][:, :v].float() / self.t, -1)
-        t = torch.log_softmax(t_logits[mask][:, :v].float() / self.t, -1)
+        s = torch.log_softmax(s_logits[:, :v].float() / self.t, -1)
+        t = torch.log_softmax(t_logits[:, :v].float() / self.t, -1)
         kl = F.kl_div(s, t, log_target=True, reduction="batchmean") * self.t ** 2
-        nll, n = token_nll(s_logits, labels)
+        nll, n = token_nll(s_logits, targets)
         return kl, nll / max(n, 1)
 
     def loss(self, model, batch: dict[str, Any]) -> torch.Tensor:
