@@ -80,3 +80,18 @@ def build_tiny_bert(path, *, seed: int = 0):
     BertModel(cfg).save_pretrained(path, safe_serialization=True)
     tok.save_pretrained(path)
     return path
+
+
+def build_tiny_t5(path, *, seed: int = 0):
+    """A 2-layer random T5 (d_model 32) with the word-level test tokenizer, saved to ``path``."""
+    import torch
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    tok = build_tokenizer(chat_template=False)
+    cfg = T5Config(vocab_size=len(tok), d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+                   decoder_start_token_id=tok.pad_token_id, pad_token_id=tok.pad_token_id,
+                   eos_token_id=tok.eos_token_id)
+    torch.manual_seed(seed)
+    T5ForConditionalGeneration(cfg).save_pretrained(path, safe_serialization=True)
+    tok.save_pretrained(path)
+    return Path(path)

@@ -311,3 +311,19 @@ def test_data_lint_cli(tiny, tmp_path):
     out = CliRunner().invoke(app, ["data", "lint", str(FIX / "chat.jsonl"), "--model", str(tiny), "--max-length", "64"])
     assert out.exit_code == 0, out.output
     assert "Chat-data lint: 12 examples" in out.output and "[[" in out.output
+
+
+def test_seq2seq_t5_trains_generates_and_reports(tmp_path):
+    """A T5-family model: source = prompt, target = reply + EOS, through the same loop and report."""
+    from _tiny import build_tiny_t5
+    from hone.pipeline import run
+
+    t5 = build_tiny_t5(tmp_path / "t5")
+    cfg = _cfg(t5, FIX / "prompt_completion.jsonl", "method.name=lora", "method.target_modules=[q,v]",
+               "train.max_steps=3", "gen.max_new_tokens=4", "eval.bootstrap=20")
+    files = run(cfg, tmp_path / "run", progress=False)
+    rep = json.loads(files["json"].read_text())
+    assert json.loads((tmp_path / "run" / "artifact" / "manifest.json").read_text())["architecture"] == "seq2seq"
+    assert rep["systems"]["fine_tuned"]["stats"]["mean_tokens"] <= 4
+    gen = Generator.load(tmp_path / "run" / "artifact")
+    assert gen.seq2seq and len(gen.generate(["my phone bill"], max_new_tokens=3)) == 1

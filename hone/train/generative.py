@@ -99,7 +99,9 @@ def _seq2seq_examples(tok, rows, schema: str, max_length: int) -> list[Example]:
     out = []
     for prompt, ref in eval_pairs(rows, schema):
         src = tok(seq2seq_source(prompt), truncation=True, max_length=max_length)["input_ids"]
-        tgt = tok(text_target=ref, truncation=True, max_length=max_length)["input_ids"]
+        tgt = tok(text_target=ref, truncation=True, max_length=max_length - 1)["input_ids"]
+        if not tgt or tgt[-1] != tok.eos_token_id:  # T5 / BART tokenizers add it; others may not
+            tgt = [*tgt, tok.eos_token_id]
         out.append(Example(src, tgt, length=len(src)))
     return out
 
