@@ -297,6 +297,8 @@ class EvalConfig(_Section):
         default_factory=lambda: ["zero_shot", "few_shot"])
     few_shot_k: int | None = Field(None, ge=1)  # None: 8 for classification, 2 for generation
     max_examples: int | None = Field(None, ge=1)  # generation: score at most this many test examples (seeded)
+    choice_file: str | None = None  # generation: multiple-choice JSONL ({question, options, answer}) scored base vs tuned
+    choice_items: int | None = Field(None, ge=1)  # score at most this many of its items (seeded)
     oos_label: str | None = None  # a label marking out-of-scope examples ("oos")
     forgetting: bool = True
     forgetting_threshold: float = Field(0.05, ge=0)
@@ -418,6 +420,8 @@ def load_config(source: str | Path | dict[str, Any] | None = None,
         raise ConfigError(f"{label}: {len(lines)} error(s)\n  " + "\n  ".join(lines)) from None
     if base_dir is not None:
         _resolve_paths(cfg.data, base_dir)
+        if cfg.eval.choice_file and not Path(cfg.eval.choice_file).expanduser().is_absolute():
+            cfg.eval.choice_file = os.path.normpath(base_dir / cfg.eval.choice_file)
     return cfg
 
 

@@ -141,6 +141,11 @@ def _gen_headline(rep: dict[str, Any]) -> list[str]:
         if main in g:
             x = g[main]
             lines.append(f"fine-tuned vs {name}: {x['gain']:+.1f} {main} (95% CI {x['low']:+.1f} to {x['high']:+.1f})")
+    if "choice" in rep:
+        c = rep["choice"]
+        lines.append(f"multiple choice ({c['items']} items): base {c['base']['accuracy']:.1%} -> tuned "
+                     f"{c['tuned']['accuracy']:.1%} ({c['gain']['gain'] * 100:+.1f} pts, 95% CI "
+                     f"{c['gain']['low'] * 100:+.1f} to {c['gain']['high'] * 100:+.1f})")
     if "preference" in rep:
         p = rep["preference"]
         lines.append(f"prefers the chosen reply: base {p['base']:.0%} -> tuned {p['tuned']:.0%} of {p['pairs']} pairs")

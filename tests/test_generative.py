@@ -327,3 +327,26 @@ def test_seq2seq_t5_trains_generates_and_reports(tmp_path):
     assert rep["systems"]["fine_tuned"]["stats"]["mean_tokens"] <= 4
     gen = Generator.load(tmp_path / "run" / "artifact")
     assert gen.seq2seq and len(gen.generate(["my phone bill"], max_new_tokens=3)) == 1
+
+
+def test_dapt_run_reports_perplexity_and_multiple_choice(tiny, tmp_path):
+    from hone.pipeline import headline, run
+
+    qa = Path(__file__).parents[1] / "hone" / "eval" / "data" / "general_qa.jsonl"
+    cfg = _cfg(tiny, FIX / "text.txt", "method.name=lora", "data.split.test=0.0", "data.split.validation=0.3",
+               f"eval.choice_file={qa}", "eval.choice_items=12", "eval.bootstrap=50")
+    files = run(cfg, tmp_path / "run", progress=False)
+    rep = json.loads(files["json"].read_text())
+    assert rep["objective"] == "dapt" and rep["systems"]["fine_tuned"]["perplexity"] > 1
+    assert rep["choice"]["items"] == 12 and 0 <= rep["choice"]["tuned"]["accuracy"] <= 1
+    assert rep["choice"]["base"]["low"] <= rep["choice"]["base"]["accuracy"] <= rep["choice"]["base"]["high"]
+    assert any(line.startswith("multiple choice (12 items)") for line in headline(files["json"]))
+
+
+def test_bad_choice_file_names_the_line(tmp_path):
+    from hone.eval.gen_suite import read_choices
+
+    bad = tmp_path / "mc.jsonl"
+    bad.write_text('{"question": "q", "options": ["a", "b"], "answer": 1}\n{"question": "q", "options": ["a"], "answer": 3}\n')
+    with pytest.raises(DataError, match="mc.jsonl:2: a multiple-choice item"):
+        read_choices(str(bad))

@@ -21,8 +21,8 @@ from hone.eval import gen_metrics as gm
 from hone.serve.generator import Generator
 from hone.train.objectives import CausalLMObjective
 
-METRICS = {"sft": ["rougeL", "bleu", "chrf", "rouge1", "rouge2"], "distill": ["rougeL", "bleu", "chrf", "rouge1", "rouge2"],
-           "dpo": ["rougeL", "bleu", "chrf"]}
+METRICS = {"sft": ["rougeL", "bleu", "chrf", "rouge1", "rouge2", "exact_match"],
+           "distill": ["rougeL", "bleu", "chrf", "rouge1", "rouge2", "exact_match"], "dpo": ["rougeL", "bleu", "chrf"]}
 N_EXAMPLES = 3  # per best / worst / random group
 
 
@@ -99,7 +99,8 @@ def _perplexity(gen: Generator, data) -> float | None:
 def _test_data(run, cfg: RunConfig, tok):
     from hone.train.generative import encode_split
 
-    rows, schema = run.splits.get("test") or [], run.metadata["schema"]
+    schema = run.metadata["schema"]
+    rows = run.splits.get("test") or (run.splits.get("validation") if schema == "text" else None) or []
     if not rows or schema == "preference":
         return None
     seq2seq = bool(getattr(run.model.config, "is_encoder_decoder", False))
@@ -153,6 +154,53 @@ def forgetting(base: Generator, tuned: Generator, threshold: float) -> dict[str,
     return out
 
 
+def read_choices(path: str) -> list[dict[str, Any]]:
+    """Multiple-choice items, each checked: a question, >= 2 options and an answer index in range."""
+    from hone.errors import DataError
+
+    items = []
+    for n, line in enumerate(open(path, encoding="utf-8"), 1):
+        if not line.strip():
+            continue
+        try:
+            it = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+        ok = (isinstance(it, dict) and isinstance(it.get("question"), str) and isinstance(it.get("options"), list)
+              and len(it["options"]) >= 2 and isinstance(it.get("answer"), int) and 0 <= it["answer"] < len(it["options"]))
+        if not ok:
+            raise DataError(f"{path}:{n}: a multiple-choice item needs question (str), options (>= 2) and answer "
+                            "(an index into options)")
+        items.append(it)
+    return items
+
+
+def multiple_choice(base: Generator, tuned: Generator, cfg: RunConfig, log) -> dict[str, Any]:
+    """Accuracy by option log-likelihood, base vs tuned, with bootstrap CIs and the paired gain."""
+    import numpy as np
+
+    from hone.eval.choice import score_choices
+
+    items = read_choices(cfg.eval.choice_file)
+    if cfg.eval.choice_items and len(items) > cfg.eval.choice_items:
+        items = random.Random(cfg.seed).sample(items, cfg.eval.choice_items)
+    log(f"multiple choice: {len(items)} items from {cfg.eval.choice_file}, base vs tuned")
+    out: dict[str, Any] = {"items": len(items)}
+    rng = np.random.default_rng(cfg.seed)
+    idx = rng.integers(0, len(items), size=(max(cfg.eval.bootstrap, 1), len(items)))
+    correct = {}
+    for name, g in (("base", base), ("tuned", tuned)):
+        t0 = time.perf_counter()
+        correct[name] = np.array([r["correct"] for r in score_choices(g.model, g.tokenizer, items, batch_size=16)], float)
+        boots = correct[name][idx].mean(1)
+        out[name] = {"accuracy": float(correct[name].mean()), "low": float(np.percentile(boots, 2.5)),
+                     "high": float(np.percentile(boots, 97.5)), "seconds": round(time.perf_counter() - t0, 1)}
+    diff = (correct["tuned"] - correct["base"])[idx].mean(1)
+    out["gain"] = {"gain": float(correct["tuned"].mean() - correct["base"].mean()),
+                   "low": float(np.percentile(diff, 2.5)), "high": float(np.percentile(diff, 97.5))}
+    return out
+
+
 def preference_accuracy(gen: Generator, run, cfg: RunConfig) -> float | None:
     """Share of test pairs where the model gives the chosen reply a higher log-likelihood."""
     import torch
@@ -196,6 +244,8 @@ def evaluate_generator(run, cfg: RunConfig, *, log=lambda _: None) -> dict[str, 
     if run.metadata["schema"] == "preference":
         report["preference"] = {"base": preference_accuracy(base, run, cfg),
                                 "tuned": preference_accuracy(tuned, run, cfg), "pairs": len(run.splits["test"])}
+    if cfg.eval.choice_file and not tuned.seq2seq:
+        report["choice"] = multiple_choice(base, tuned, cfg, log)
     if cfg.eval.forgetting:
         log("forgetting probe: general text perplexity and general Q&A, base vs tuned")
         report["forgetting"] = forgetting(base, tuned, cfg.eval.forgetting_threshold)
