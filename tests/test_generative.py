@@ -156,13 +156,14 @@ def test_seeded_sft_pins_losses(tiny, tmp_path):
     assert run.result.steps == 4 and run.objective == "sft"
 
 
-@pytest.mark.parametrize("method", ["full", "freeze", "lora", "ia3", "prompt_tuning", "prefix_tuning"])
+@pytest.mark.parametrize("method", ["full", "freeze", "lora", "ia3", "qlora", "prompt_tuning", "prefix_tuning"])
 def test_every_method_trains_and_saves_a_loadable_artifact(tiny, tmp_path, method):
     over = [f"method.name={method}"] + (["method.layers=1"] if method == "freeze" else []) + (
         ["method.target_modules=[q_proj,v_proj]", "method.feedforward_modules=[]"] if method == "ia3" else [])
     run = _train(tiny, tmp_path, FIX / "chat.jsonl", *over)
     man = json.loads((run.artifact / "manifest.json").read_text())
     assert man["kind"] == "generator" and man["method"] == method
+    assert (man["quantized"] == "bitsandbytes-4bit") == (method == "qlora")
     assert man["format"] == ("transformers" if method in ("full", "freeze") else "peft")
     gen = Generator.load(run.artifact)
     out = gen.generate(["my phone bill is too high"], max_new_tokens=5)

@@ -162,7 +162,8 @@ def qlora(model: nn.Module, cfg: Any) -> nn.Module:
     if getattr(model, "hone_quantization", None) is None:
         raise ConfigError("method qlora needs the base loaded quantized (hone.model.quant); "
                           "it is available for generative models")
-    return lora_on_quantized(model, r=cfg.r, alpha=cfg.alpha, dropout=cfg.dropout, target_modules=cfg.target_modules)
+    return lora_on_quantized(model, r=cfg.r, alpha=cfg.alpha, dropout=cfg.dropout,
+                             target_modules=cfg.target_modules or "all-linear")
 
 
 METHODS: dict[str, Callable[[nn.Module, Any], nn.Module]] = {

@@ -158,7 +158,14 @@ def _load_artifact_model(path: Path, manifest: dict[str, Any], dtype: Any):
                 from hone.model.load import resolve_model_path
 
                 base_path = resolve_model_path(manifest["base_model"], revision=manifest.get("revision"))
-            base = auto.from_pretrained(base_path, **kw)
+            if manifest.get("quantized"):  # serve on the same 4-bit base the adapter was trained on
+                from hone.model.quant import load_quantized_causal_lm
+
+                backend, bits = manifest["quantized"].rsplit("-", 1)
+                base = load_quantized_causal_lm(base_path, bits=int(bits.removesuffix("bit")), backend=backend,
+                                                gradient_checkpointing=False)
+            else:
+                base = auto.from_pretrained(base_path, **kw)
             model = PeftModel.from_pretrained(base, path)
         else:
             model = auto.from_pretrained(path, **kw)

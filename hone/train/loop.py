@@ -28,7 +28,7 @@ from hone.errors import TrainError
 from hone.model.methods import ProgressiveUnfreezer, trainable_state
 from hone.train import checkpoint as ckpt
 from hone.train.objectives import to_device
-from hone.train.optim import all_param_groups, make_optimizer, make_scheduler
+from hone.train.optim import all_param_groups, make_optimizer, make_scheduler, param_groups
 
 
 
@@ -112,7 +112,10 @@ def train(model, train_data, val_data, cfg: TrainConfig, *, objective, run_dir: 
     steps_per_epoch = math.ceil(n_micro / cfg.grad_accum)
     total = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
     warmup = cfg.warmup_steps or int(cfg.warmup_ratio * total)
-    optimizer = make_optimizer(all_param_groups(model, cfg.weight_decay, cfg.lr, cfg.head_lr))
+    # progressive unfreezing opens frozen parameters later, so they join the optimizer from the start;
+    # otherwise frozen (and quantized, non-float) parameters stay out of it entirely
+    groups = all_param_groups if getattr(method, "name", None) == "progressive" else param_groups
+    optimizer = make_optimizer(groups(model, cfg.weight_decay, cfg.lr, cfg.head_lr))
     scheduler = make_scheduler(optimizer, cfg.schedule, warmup, total)
     model, optimizer = acc.prepare(model, optimizer)
     unfreezer = (ProgressiveUnfreezer(acc.unwrap_model(model), method.every, method.unit)
