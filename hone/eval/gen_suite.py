@@ -133,11 +133,16 @@ def general_qa() -> list[dict[str, Any]]:
 
 
 def forgetting(base: Generator, tuned: Generator, threshold: float) -> dict[str, Any]:
-    """Perplexity on general text and accuracy on a general multiple-choice probe, base vs tuned."""
-    from hone.data.chat import encode_text
+    """Perplexity on general text and accuracy on a general multiple-choice probe, base vs tuned.
+
+    Flagged when general perplexity rises by more than ``threshold`` (relative) or the probe's
+    accuracy drops by more than ``threshold`` (absolute) and by more than 2 paired standard errors.
+    """
+    import numpy as np
+
+    from hone.data.chat import Example, encode_text
     from hone.data.lm import from_examples
-    from hone.data.chat import Example
-    from hone.eval.choice import choice_accuracy, score_choices
+    from hone.eval.choice import score_choices
 
     out: dict[str, Any] = {"threshold": threshold}
     if base.seq2seq:
@@ -147,10 +152,14 @@ def forgetting(base: Generator, tuned: Generator, threshold: float) -> dict[str,
     pb, pt = _perplexity(base, data), _perplexity(tuned, data)
     out["general_perplexity"] = {"base": pb, "tuned": pt, "change": pt / pb - 1}
     items = general_qa()
-    ab = choice_accuracy(score_choices(base.model, base.tokenizer, items))
-    at = choice_accuracy(score_choices(tuned.model, tuned.tokenizer, items))
-    out["general_qa"] = {"base": ab, "tuned": at, "change": at - ab, "items": len(items)}
-    out["flagged"] = bool(out["general_perplexity"]["change"] > threshold or ab - at > threshold)
+    cb = np.array([r["correct"] for r in score_choices(base.model, base.tokenizer, items)], float)
+    ct = np.array([r["correct"] for r in score_choices(tuned.model, tuned.tokenizer, items)], float)
+    drop = float(cb.mean() - ct.mean())
+    # 40 items: one question is 2.5 points, so a drop only counts beyond twice its paired standard error
+    se = float((cb - ct).std(ddof=1) / np.sqrt(len(items))) if len(items) > 1 else 0.0
+    out["general_qa"] = {"base": float(cb.mean()), "tuned": float(ct.mean()), "change": -drop,
+                         "items": len(items), "se": se}
+    out["flagged"] = bool(out["general_perplexity"]["change"] > threshold or (drop > threshold and drop > 2 * se))
     return out
 
 
