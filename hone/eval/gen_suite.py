@@ -24,6 +24,7 @@ from hone.train.objectives import CausalLMObjective
 METRICS = {"sft": ["rougeL", "bleu", "chrf", "rouge1", "rouge2", "exact_match"],
            "distill": ["rougeL", "bleu", "chrf", "rouge1", "rouge2", "exact_match"], "dpo": ["rougeL", "bleu", "chrf"]}
 N_EXAMPLES = 3  # per best / worst / random group
+SHORT_ANSWER_WORDS = 8  # exact match is reported when the median reference is at most this long
 
 
 def _null(*_a, **_k):
@@ -264,6 +265,8 @@ def evaluate_generator(run, cfg: RunConfig, *, log=lambda _: None) -> dict[str, 
 def _compare(run, cfg: RunConfig, pairs, tuned: Generator, base: Generator, log) -> dict[str, Any]:
     metrics = METRICS.get(run.objective, METRICS["sft"])
     prompts, refs = [p for p, _ in pairs], [r for _, r in pairs]
+    if sorted(len(r.split()) for r in refs)[len(refs) // 2] > SHORT_ANSWER_WORDS:
+        metrics = [m for m in metrics if m != "exact_match"]  # exact match only means something for short answers
     log(f"generating {len(pairs)} test replies with the fine-tuned model")
     gens = {"fine_tuned": _generate(tuned, prompts, cfg)}
     if "zero_shot" in cfg.eval.baselines:
