@@ -351,3 +351,24 @@ def test_bad_choice_file_names_the_line(tmp_path):
     bad.write_text('{"question": "q", "options": ["a", "b"], "answer": 1}\n{"question": "q", "options": ["a"], "answer": 3}\n')
     with pytest.raises(DataError, match="mc.jsonl:2: a multiple-choice item"):
         read_choices(str(bad))
+
+
+def test_export_cli_merges_a_trained_adapter(tiny, tmp_path):
+    from typer.testing import CliRunner
+
+    from hone.cli import app
+
+    run = _train(tiny, tmp_path, FIX / "chat.jsonl", "method.name=lora")
+    out = CliRunner().invoke(app, ["export", str(run.artifact), "-o", str(tmp_path / "merged")])
+    assert out.exit_code == 0, out.output
+    assert "round trip ok" in out.output
+    assert not (tmp_path / "merged" / "adapter_config.json").exists()
+    assert Generator(*_plain(tmp_path / "merged")).generate(["my phone bill"], max_new_tokens=3)
+    bad = CliRunner().invoke(app, ["export", str(run.artifact), "-o", str(tmp_path / "x"), "--format", "gguf"])
+    assert bad.exit_code == 2 and "GGUF" in bad.output and not (tmp_path / "x").exists()
+
+
+def _plain(path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    return AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
