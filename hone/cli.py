@@ -254,7 +254,7 @@ def eval_cmd(artifact: Path, data: Annotated[Path, typer.Option(help="Labelled d
              out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Report directory (default: ARTIFACT/../eval-DATA).")] = None,
              text_column: TextCol = None, label_column: LabelCol = None,
              baselines: Annotated[bool, typer.Option(help="Also compute the zero-/few-shot baselines.")] = True) -> None:
-    """Evaluate an artifact on a labelled file and write report.json/md/html."""
+    """Evaluate an artifact on a labelled file (classifier) or a chat / prompt-completion file (generator)."""
     from hone.config import EvalConfig
     from hone.errors import DataError
     from hone.eval.report import write_reports
@@ -262,6 +262,16 @@ def eval_cmd(artifact: Path, data: Annotated[Path, typer.Option(help="Labelled d
     from hone.pipeline import headline
     from hone.serve.engine import Classifier
 
+    if _is_generator(artifact):
+        from hone.eval.gen_suite import evaluate_artifact
+
+        report = evaluate_artifact(artifact, data, baselines=baselines, log=_log)
+        report["title"] = f"{artifact} on {data.name}"
+        files = write_reports(out or artifact.parent / f"eval-{data.stem}", report)
+        for line in headline(files["json"]):
+            console.print(line, highlight=False)
+        console.print(f"[green]report[/] {files['html']}")
+        return
     clf = Classifier.load(artifact)
     texts, labels = _read_labelled(data, text_column, label_column)
     unknown = sorted({lab for lab in labels if lab not in clf.labels})
@@ -274,6 +284,13 @@ def eval_cmd(artifact: Path, data: Annotated[Path, typer.Option(help="Labelled d
     for line in headline(files["json"]):
         console.print(line, highlight=False)
     console.print(f"[green]report[/] {files['html']}")
+
+
+def _is_generator(artifact: Path) -> bool:
+    from hone import artifacts
+
+    man = artifact / artifacts.MANIFEST
+    return man.is_file() and json.loads(man.read_text()).get("kind") == "generator"
 
 
 def _read_labelled(path: Path, text_column, label_column) -> tuple[list[str], list[str]]:

@@ -372,3 +372,18 @@ def _plain(path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     return AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+
+
+def test_eval_cli_on_a_generator_artifact(tiny, tmp_path):
+    from typer.testing import CliRunner
+
+    from hone.cli import app
+
+    run = _train(tiny, tmp_path, FIX / "chat.jsonl", "method.name=lora", "gen.max_new_tokens=4")
+    out = CliRunner().invoke(app, ["eval", str(run.artifact), "--data", str(FIX / "prompt_completion.jsonl"),
+                                   "-o", str(tmp_path / "ev")])
+    assert out.exit_code == 0, out.output
+    rep = json.loads((tmp_path / "ev" / "report.json").read_text())
+    assert rep["test_examples"] == 11 and set(rep["systems"]) == {"fine_tuned", "zero_shot"}
+    bad = CliRunner().invoke(app, ["eval", str(run.artifact), "--data", str(FIX / "classification.jsonl")])
+    assert bad.exit_code == 2 and "chat / prompt_completion" in bad.output

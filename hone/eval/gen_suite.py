@@ -237,7 +237,9 @@ def evaluate_generator(run, cfg: RunConfig, *, log=lambda _: None) -> dict[str, 
     tuned = Generator(run.model, run.tokenizer, max_new_tokens=cfg.gen.max_new_tokens)
     base = load_base_generator(run, cfg)
     report: dict[str, Any] = {"kind": "generator", "model": cfg.model.name, "method": cfg.method.name,
-                              "objective": run.objective, "training": run.result.to_dict()}
+                              "objective": run.objective}
+    if run.result is not None:
+        report["training"] = run.result.to_dict()
     if run.lint is not None:
         report["lint"] = {"examples": run.lint.examples, "truncated": run.lint.truncated,
                           "dropped": len(run.lint.dropped), "trained_share": run.lint.trained_share}
@@ -292,3 +294,33 @@ def _compare(run, cfg: RunConfig, pairs, tuned: Generator, base: Generator, log)
     return {"test_examples": len(pairs), "metrics": metrics, "main_metric": metrics[0], "systems": systems,
             "gains": gains, "examples": _examples(pairs, {n: g for n, (g, _) in gens.items()}, list(per), cfg.seed),
             "generation_seconds_per_example": round(gens["fine_tuned"][1] / len(pairs), 3)}
+
+
+def evaluate_artifact(artifact, data_file, *, max_examples: int | None = None, baselines: bool = True,
+                      log=lambda _: None) -> dict[str, Any]:
+    """``hone eval`` for a generator: its test-time behaviour on any chat / prompt-completion file."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from hone import artifacts
+    from hone.config import load_config
+    from hone.data.check import DataReport, validate
+    from hone.data.read import read_rows
+    from hone.errors import DataError
+
+    cfg = load_config(Path(artifact) / artifacts.RESOLVED_CONFIG)
+    cfg.eval.max_examples = max_examples
+    cfg.eval.baselines = ["zero_shot"] if baselines else []
+    cfg.eval.forgetting = False
+    problems: list = []
+    rep = DataReport(files=[str(data_file)])
+    recs = validate(read_rows(data_file, problems), rep, schema="auto", read_problems=problems, min_examples=1)
+    if not rep.ok:
+        raise DataError(f"{rep.error_count} error(s) in {data_file}\n  " + "\n  ".join(str(p) for p in rep.errors[:20]))
+    if rep.schema not in ("chat", "prompt_completion", "instruction"):
+        raise DataError(f"{data_file}: a generator is evaluated on chat / prompt_completion / instruction data, "
+                        f"got {rep.schema}")
+    gen = Generator.load(artifact)
+    run = SimpleNamespace(model=gen.model, tokenizer=gen.tokenizer, objective="sft", result=None, lint=None,
+                          metadata={"schema": rep.schema}, splits={"test": [r.data for r in recs], "train": []})
+    return evaluate_generator(run, cfg, log=log)
