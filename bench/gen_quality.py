@@ -3,7 +3,7 @@
     python bench/gen_datasets.py sgd ../hone-bench-data/sgd          # once per dataset
     python bench/gen_quality.py sgd        # configs/sgd_banking_reply.yaml: SmolLM2 + LoRA vs base
     python bench/gen_quality.py dialogsum  # configs/dialogsum_summary.yaml
-    python bench/gen_quality.py teleqna [--items 400]  # DAPT on TeleQnA explanations, MC accuracy base vs DAPT
+    python bench/gen_quality.py teleqna    # configs/teleqna_dapt.yaml: DAPT on TeleQnA explanations, MC base vs DAPT
 
 Each run writes its run directory under runs/bench-<name>/ (report.html there) and prints a
 JSON summary with the wall times; figures go into bench/RESULTS.md by hand.
@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import random
 import sys
 import time
 from pathlib import Path
@@ -34,6 +33,7 @@ def _summary(report: dict) -> dict:
         out["gains"][name] = {m: [round(x["gain"], 2), round(x["low"], 2), round(x["high"], 2)] for m, x in g.items()}
     out["training_s"] = report.get("training", {}).get("wall_time_s")
     out["forgetting"] = report.get("forgetting")
+    out["choice"] = report.get("choice")
     return out
 
 
@@ -49,52 +49,13 @@ def run_recipe(name: str, recipe: str) -> dict:
     return {"total_s": round(time.perf_counter() - t0, 1), **_summary(report), "report": str(files["html"])}
 
 
-def teleqna(items: int, seed: int = 0) -> dict:
-    """DAPT (LoRA) on the train-split explanations, then MC accuracy on held-out questions."""
-    from hone.config import load_config
-    from hone.eval.choice import choice_accuracy, score_choices
-    from hone.model.load import load_lm
-    from hone.serve.generator import Generator
-    from hone.train.generative import train_generator
-
-    test = [json.loads(x) for x in (DATA / "teleqna" / "mc_test.jsonl").read_text().splitlines()]
-    test = random.Random(seed).sample(test, min(items, len(test)))
-    cfg = load_config(ROOT / "configs" / "teleqna_dapt.yaml")
-    t0 = time.perf_counter()
-    grun = train_generator(cfg, ROOT / "runs" / "bench-teleqna", log=lambda m: print(f"  {m}", flush=True))
-    train_s = time.perf_counter() - t0
-    tuned = Generator.load(grun.artifact)
-    base_model, base_tok = load_lm("smollm2")
-    res = {}
-    for name, (model, tok) in {"base": (base_model, base_tok), "dapt": (tuned.model, tuned.tokenizer)}.items():
-        t = time.perf_counter()
-        scored = score_choices(model, tok, test, batch_size=16)
-        acc = choice_accuracy(scored)
-        res[name] = {"accuracy": round(acc, 4), "ci": _binomial_ci([r["correct"] for r in scored], seed),
-                     "seconds": round(time.perf_counter() - t, 1)}
-    return {"items": len(test), "training_s": round(train_s, 1), **res,
-            "train_result": grun.result.to_dict() | {"history": None}}
-
-
-def _binomial_ci(correct: list[bool], seed: int, n: int = 1000) -> list[float]:
-    import numpy as np
-
-    x = np.asarray(correct, dtype=float)
-    idx = np.random.default_rng(seed).integers(0, len(x), size=(n, len(x)))
-    means = x[idx].mean(1)
-    return [round(float(np.percentile(means, 2.5)), 4), round(float(np.percentile(means, 97.5)), 4)]
-
-
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("what", choices=["sgd", "dialogsum", "teleqna"])
-    ap.add_argument("--items", type=int, default=400)
     a = ap.parse_args()
     print(f"# {time.strftime('%Y-%m-%d %H:%M')} {platform.processor() or platform.machine()} python {sys.version.split()[0]}")
-    if a.what == "teleqna":
-        out = teleqna(a.items)
-    else:
-        out = run_recipe(a.what, {"sgd": "sgd_banking_reply.yaml", "dialogsum": "dialogsum_summary.yaml"}[a.what])
+    out = run_recipe(a.what, {"sgd": "sgd_banking_reply.yaml", "dialogsum": "dialogsum_summary.yaml",
+                              "teleqna": "teleqna_dapt.yaml"}[a.what])
     print(json.dumps(out, indent=1))
     (ROOT / "runs").mkdir(exist_ok=True)
     (ROOT / "runs" / f"bench-{a.what}.json").write_text(json.dumps(out, indent=1))
