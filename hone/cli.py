@@ -253,7 +253,9 @@ def quickstart_cmd(out: RunDir = None, overrides: Overrides = None,
 def eval_cmd(artifact: Path, data: Annotated[Path, typer.Option(help="Labelled data to evaluate on (any format hone reads).")],
              out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Report directory (default: ARTIFACT/../eval-DATA).")] = None,
              text_column: TextCol = None, label_column: LabelCol = None,
-             baselines: Annotated[bool, typer.Option(help="Also compute the zero-/few-shot baselines.")] = True) -> None:
+             baselines: Annotated[bool, typer.Option(help="Also compute the zero-/few-shot baselines.")] = True,
+             max_examples: Annotated[Optional[int], typer.Option(help="Generators: score at most this many examples (seeded).")] = None,
+             overrides: Overrides = None) -> None:
     """Evaluate an artifact on a labelled file (classifier) or a chat / prompt-completion file (generator)."""
     from hone.config import EvalConfig
     from hone.errors import DataError
@@ -265,7 +267,8 @@ def eval_cmd(artifact: Path, data: Annotated[Path, typer.Option(help="Labelled d
     if _is_generator(artifact):
         from hone.eval.gen_suite import evaluate_artifact
 
-        report = evaluate_artifact(artifact, data, baselines=baselines, log=_log)
+        report = evaluate_artifact(artifact, data, baselines=baselines, max_examples=max_examples,
+                                   overrides=overrides or [], log=_log)
         report["title"] = f"{artifact} on {data.name}"
         files = write_reports(out or artifact.parent / f"eval-{data.stem}", report)
         for line in headline(files["json"]):

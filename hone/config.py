@@ -289,6 +289,7 @@ class GenConfig(_Section):
     max_new_tokens: int = Field(128, ge=1, le=4096)
     temperature: float = Field(0.0, ge=0)  # 0 = greedy (evaluation is greedy)
     top_p: float = Field(1.0, gt=0, le=1)
+    repetition_penalty: float = Field(1.0, ge=1.0, le=2.0)  # > 1 discourages loops of small models (also in evaluation)
     batch_size: int = Field(16, ge=1)  # generation batch (left padding, KV cache)
 
 

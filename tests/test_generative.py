@@ -387,3 +387,12 @@ def test_eval_cli_on_a_generator_artifact(tiny, tmp_path):
     assert rep["test_examples"] == 11 and set(rep["systems"]) == {"fine_tuned", "zero_shot"}
     bad = CliRunner().invoke(app, ["eval", str(run.artifact), "--data", str(FIX / "classification.jsonl")])
     assert bad.exit_code == 2 and "chat / prompt_completion" in bad.output
+
+
+def test_repetition_penalty_breaks_loops(tiny):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model, tok = AutoModelForCausalLM.from_pretrained(tiny), AutoTokenizer.from_pretrained(tiny)
+    plain = Generator(model, tok, max_new_tokens=12).generate("my phone bill")[0]
+    penalised = Generator(model, tok, max_new_tokens=12, repetition_penalty=100.0).generate("my phone bill")[0]
+    assert len(set(penalised.text.split())) > len(set(plain.text.split()))

@@ -41,7 +41,7 @@ def load_base_generator(run, cfg: RunConfig) -> Generator:
     if not getattr(model.config, "is_encoder_decoder", False):
         setup_tokenizer(tok, cfg.gen.template, where=cfg.model.name) if cfg.gen.template or tok.chat_template \
             else setup_tokenizer(tok, "plain", where=cfg.model.name)
-    return Generator(model, tok, max_new_tokens=cfg.gen.max_new_tokens)
+    return Generator(model, tok, max_new_tokens=cfg.gen.max_new_tokens, repetition_penalty=cfg.gen.repetition_penalty)
 
 
 def test_pairs(run, cfg: RunConfig) -> list[tuple[list[dict[str, Any]], str]]:
@@ -234,9 +234,12 @@ def preference_accuracy(gen: Generator, run, cfg: RunConfig) -> float | None:
 
 def evaluate_generator(run, cfg: RunConfig, *, log=lambda _: None) -> dict[str, Any]:
     """Generate on the test split with the tuned and base models and compare; returns the report dict."""
-    tuned = Generator(run.model, run.tokenizer, max_new_tokens=cfg.gen.max_new_tokens)
+    tuned = Generator(run.model, run.tokenizer, max_new_tokens=cfg.gen.max_new_tokens,
+                      repetition_penalty=cfg.gen.repetition_penalty)
     base = load_base_generator(run, cfg)
     report: dict[str, Any] = {"kind": "generator", "model": cfg.model.name, "method": cfg.method.name,
+                              "decoding": {"max_new_tokens": cfg.gen.max_new_tokens, "greedy": True,
+                                           "repetition_penalty": cfg.gen.repetition_penalty},
                               "objective": run.objective}
     if run.result is not None:
         report["training"] = run.result.to_dict()
@@ -297,7 +300,7 @@ def _compare(run, cfg: RunConfig, pairs, tuned: Generator, base: Generator, log)
 
 
 def evaluate_artifact(artifact, data_file, *, max_examples: int | None = None, baselines: bool = True,
-                      log=lambda _: None) -> dict[str, Any]:
+                      overrides: list[str] | tuple[str, ...] = (), log=lambda _: None) -> dict[str, Any]:
     """``hone eval`` for a generator: its test-time behaviour on any chat / prompt-completion file."""
     from pathlib import Path
     from types import SimpleNamespace
@@ -308,7 +311,7 @@ def evaluate_artifact(artifact, data_file, *, max_examples: int | None = None, b
     from hone.data.read import read_rows
     from hone.errors import DataError
 
-    cfg = load_config(Path(artifact) / artifacts.RESOLVED_CONFIG)
+    cfg = load_config(Path(artifact) / artifacts.RESOLVED_CONFIG, overrides)
     cfg.eval.max_examples = max_examples
     cfg.eval.baselines = ["zero_shot"] if baselines else []
     cfg.eval.forgetting = False

@@ -47,10 +47,11 @@ class Generator:
     """A generative model + tokenizer + how to stop; ``hone.load(artifact)`` returns one."""
 
     def __init__(self, model, tokenizer, *, eos_ids: Sequence[int] | None = None, max_new_tokens: int = 128,
-                 manifest: dict[str, Any] | None = None) -> None:
+                 repetition_penalty: float = 1.0, manifest: dict[str, Any] | None = None) -> None:
         self.model, self.tokenizer = model.eval(), tokenizer
         self.eos_ids = list(eos_ids or end_of_turn_ids(tokenizer))
         self.max_new_tokens = max_new_tokens
+        self.repetition_penalty = repetition_penalty  # > 1 discourages repeating tokens (CTRL-style)
         self.manifest = manifest or {}
         self.seq2seq = bool(getattr(model.config, "is_encoder_decoder", False))
 
@@ -67,6 +68,7 @@ class Generator:
         model, tok = _load_artifact_model(path, manifest, dtype)
         gen = manifest.get("generation", {})
         return cls(model, tok, eos_ids=gen.get("eos_token_ids"), max_new_tokens=gen.get("max_new_tokens", 128),
+                   repetition_penalty=gen.get("repetition_penalty", 1.0),
                    manifest=manifest)
 
     def prompt_ids(self, prompt: Prompt) -> list[int]:
@@ -83,6 +85,7 @@ class Generator:
 
     def _kwargs(self, max_new: int, temperature: float, top_p: float) -> dict[str, Any]:
         kw: dict[str, Any] = {"max_new_tokens": max_new, "eos_token_id": self.eos_ids,
+                              "repetition_penalty": self.repetition_penalty,
                               "pad_token_id": self.tokenizer.pad_token_id, "do_sample": temperature > 0}
         if temperature > 0:
             kw.update(temperature=temperature, top_p=top_p)
