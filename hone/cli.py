@@ -378,16 +378,10 @@ def _generator(name: str, template: str | None):
 
 
 def _read_chats(path: Path) -> list[list[dict]]:
-    from hone.data.records import normalize
+    from hone.data.read import json_lines
 
     convs = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise HoneError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+    for n, obj in json_lines(path):
         msgs = obj.get("messages") if isinstance(obj, dict) else None
         if not isinstance(msgs, list) or not msgs or not all(isinstance(m, dict) and "role" in m and "content" in m for m in msgs):
             raise HoneError(f"{path}:{n}: messages: expected a list of {{role, content}} objects")

@@ -41,7 +41,7 @@ class LintReport:
 
     def to_markdown(self) -> str:
         lines = [f"# Chat-data lint: {self.examples} examples", "",
-                 f"- tokens per example: " + ", ".join(f"{k} {v:g}" for k, v in self.tokens.items()),
+                 "- tokens per example: " + ", ".join(f"{k} {v:g}" for k, v in self.tokens.items()),
                  f"- trained tokens: {self.trained_share:.1%} of all tokens",
                  f"- truncated: {self.truncated}; dropped (nothing left to train): {len(self.dropped)}"]
         lines += [f"- note: {n}" for n in self.notes]

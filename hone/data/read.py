@@ -33,6 +33,18 @@ class RawRow:
     tabular: bool = False  # CSV/TSV/Parquet: every row has the header's columns
 
 
+def json_lines(path: str | Path) -> Iterator[tuple[int, Any]]:
+    """(line number, object) for each non-empty line of a JSONL file; bad JSON is a DataError with file:line."""
+    with open(path, encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                yield n, json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+
+
 def detect_format(path: Path) -> str:
     if path.is_dir():
         return "txt"

@@ -25,9 +25,10 @@ train/eval state is restored afterwards.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
+
+from hone.model.embed import eval_mode
 
 Template = Callable[[dict[str, Any]], str]
 Normalize = Literal["mean", "sum"]
@@ -53,17 +54,6 @@ def _pad_id(tokenizer: Any) -> int:
         if isinstance(tid, int):
             return tid
     return 0
-
-
-@contextlib.contextmanager
-def _eval_mode(model: Any) -> Iterator[None]:
-    """Dropout off while scoring, then the caller's train/eval state restored."""
-    was_training = bool(getattr(model, "training", False))
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
 
 
 def _encode(tokenizer: Any, items: Sequence[dict[str, Any]], template: Template) -> list[tuple[list[int], int]]:
@@ -128,7 +118,7 @@ def score_choices(
     seqs = _encode(tokenizer, items, template or default_template)
     order = sorted(range(len(seqs)), key=lambda k: -len(seqs[k][0]))  # similar lengths share a batch
     totals = [0.0] * len(seqs)
-    with _eval_mode(model), torch.inference_mode():
+    with eval_mode(model), torch.inference_mode():
         for start in range(0, len(order), batch_size):
             chunk = order[start:start + batch_size]
             for k, s in zip(chunk, _score_batch(model, [seqs[k] for k in chunk], _pad_id(tokenizer)), strict=True):

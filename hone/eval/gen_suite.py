@@ -168,14 +168,10 @@ def read_choices(path: str) -> list[dict[str, Any]]:
     """Multiple-choice items, each checked: a question, >= 2 options and an answer index in range."""
     from hone.errors import DataError
 
+    from hone.data.read import json_lines
+
     items = []
-    for n, line in enumerate(open(path, encoding="utf-8"), 1):
-        if not line.strip():
-            continue
-        try:
-            it = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+    for n, it in json_lines(path):
         ok = (isinstance(it, dict) and isinstance(it.get("question"), str) and isinstance(it.get("options"), list)
               and len(it["options"]) >= 2 and isinstance(it.get("answer"), int) and 0 <= it["answer"] < len(it["options"]))
         if not ok:

@@ -52,8 +52,8 @@ def _device_of(model: Any) -> Any:
 
 
 @contextlib.contextmanager
-def _eval_mode(model: Any) -> Iterator[None]:
-    """Dropout off while embedding, then the caller's train/eval state restored."""
+def eval_mode(model: Any) -> Iterator[None]:
+    """Dropout off while embedding or scoring, then the caller's train/eval state restored."""
     was_training = bool(getattr(model, "training", False))
     model.eval()
     try:
@@ -110,7 +110,7 @@ def embed(model: Any, tokenizer: Any, texts: Sequence[str], *, batch_size: int =
         from rich.progress import track
 
         batches = track(batches, description=f"Embedding {len(texts)} texts")
-    with _eval_mode(model), torch.inference_mode():
+    with eval_mode(model), torch.inference_mode():
         for idx in batches:
             padded = tokenizer.pad({"input_ids": [ids[i] for i in idx], "attention_mask": [masks[i] for i in idx]},
                                    return_tensors="pt")

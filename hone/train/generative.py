@@ -17,7 +17,7 @@ import torch
 
 from hone import artifacts
 from hone.config import RunConfig
-from hone.data.chat import Example, encode_messages, encode_text, end_of_turn_ids, setup_tokenizer, to_messages
+from hone.data.chat import Example, encode_text, end_of_turn_ids, setup_tokenizer, to_messages
 from hone.data.lint import LintReport, lint_conversations, raise_on_errors
 from hone.data.lm import LMData, PairData, chunk_text, from_examples, pack
 from hone.errors import ConfigError, DataError, ModelError
