@@ -29,16 +29,13 @@ def quickstart_config(overrides: list[str] | tuple[str, ...] = (), task: str = "
 
 def resolve_task(cfg: RunConfig, run_dir: Path, log=lambda _: None) -> str:
     """classify or generate: from ``cfg.task``, else the objective, else the prepared data's schema."""
-    from hone.data.prepare import prepare
+    from hone.data.prepare import prepare_once
 
     if cfg.task != "auto":
         return cfg.task
     if cfg.train.objective != "auto":
         return "classify" if cfg.train.objective == "classification" else "generate"
-    data_dir = run_dir / artifacts.RUN_DATA
-    if not (data_dir / artifacts.MANIFEST).exists():
-        prepare(cfg, data_dir, log=log)
-    schema = json.loads((data_dir / artifacts.DATA_METADATA).read_text())["schema"]
+    schema = prepare_once(cfg, run_dir, log=log)[1]["schema"]
     return "classify" if schema == "classification" else "generate"
 
 

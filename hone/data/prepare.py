@@ -9,6 +9,7 @@ the inputs and the config (no timestamps), so running twice gives byte-identical
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -254,3 +255,11 @@ def prepare(cfg: RunConfig, out_dir: str | Path, *, overwrite: bool = False, log
     prep = run_pipeline(cfg, log=log, tokenizer=tokenizer)
     write_prepared(prep, cfg, out_dir, overwrite=overwrite)
     return prep
+
+
+def prepare_once(cfg: RunConfig, run_dir: Path, *, log: Log = lambda _: None) -> tuple[Path, dict]:
+    """The run directory's prepared dataset (prepared on first use) and its metadata."""
+    data_dir = Path(run_dir) / artifacts.RUN_DATA
+    if not (data_dir / artifacts.MANIFEST).exists():
+        prepare(cfg, data_dir, log=log)
+    return data_dir, json.loads((data_dir / artifacts.DATA_METADATA).read_text())

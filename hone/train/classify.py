@@ -89,13 +89,10 @@ def build_classifier(name: str, labels: list[str], *, multi_label: bool, revisio
 def train_classifier(cfg: RunConfig, run_dir: Path, *, log=lambda _: None, stop_after: int | None = None,
                      progress: bool = True) -> ClassifierRun:
     """Prepare the data (once per run directory), train with ``cfg.method``, save the artifact."""
-    from hone.data.prepare import prepare
+    from hone.data.prepare import prepare_once
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    data_dir = run_dir / artifacts.RUN_DATA
-    if not (data_dir / artifacts.MANIFEST).exists():
-        prepare(cfg, data_dir, log=log)
-    meta = json.loads((data_dir / artifacts.DATA_METADATA).read_text())
+    data_dir, meta = prepare_once(cfg, run_dir, log=log)
     if meta["schema"] != "classification":
         raise DataError(f"{cfg.data.path or cfg.data.files}: intent classification needs classification data, "
                         f"got {meta['schema']}")

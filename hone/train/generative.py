@@ -194,13 +194,10 @@ def build_objective(name: str, cfg: RunConfig, model):
 def train_generator(cfg: RunConfig, run_dir: Path, *, log=lambda _: None, stop_after: int | None = None,
                     progress: bool = True) -> GeneratorRun:
     """Prepare the data (once per run directory), lint, train with ``cfg.method``, save the artifact."""
-    from hone.data.prepare import prepare
+    from hone.data.prepare import prepare_once
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    data_dir = run_dir / artifacts.RUN_DATA
-    if not (data_dir / artifacts.MANIFEST).exists():
-        prepare(cfg, data_dir, log=log)
-    meta = json.loads((data_dir / artifacts.DATA_METADATA).read_text())
+    data_dir, meta = prepare_once(cfg, run_dir, log=log)
     schema = meta["schema"]
     objective = resolve_objective(cfg.train.objective, schema)
     splits = {s: read_rows(data_dir / f) for s, f in artifacts.SPLIT_FILES.items()}
