@@ -9,6 +9,7 @@ small general multiple-choice probe; a regression above ``eval.forgetting_thresh
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import time
@@ -27,20 +28,14 @@ N_EXAMPLES = 3  # per best / worst / random group
 SHORT_ANSWER_WORDS = 8  # exact match is reported when the median reference is at most this long
 
 
-def _null(*_a, **_k):
-    import contextlib
-
-    return contextlib.nullcontext()
-
-
 def load_base_generator(run, cfg: RunConfig) -> Generator:
     """The untuned base model with the same template, pad token and stop ids as the tuned one."""
     from hone.model.load import load_lm
 
     model, tok = load_lm(cfg.model.name, revision=cfg.model.revision, trust_remote_code=cfg.model.trust_remote_code)
-    if not getattr(model.config, "is_encoder_decoder", False):
-        setup_tokenizer(tok, cfg.gen.template, where=cfg.model.name) if cfg.gen.template or tok.chat_template \
-            else setup_tokenizer(tok, "plain", where=cfg.model.name)
+    if not getattr(model.config, "is_encoder_decoder", False):  # the template training used (see _template_notes)
+        template = cfg.gen.template if cfg.gen.template or tok.chat_template else "plain"
+        setup_tokenizer(tok, template, where=cfg.model.name)
     return Generator(model, tok, max_new_tokens=cfg.gen.max_new_tokens, repetition_penalty=cfg.gen.repetition_penalty)
 
 
@@ -94,7 +89,7 @@ def _generate(gen: Generator, prompts, cfg: RunConfig, max_prompt_tokens: int | 
 def _perplexity(gen: Generator, data) -> float | None:
     if data is None or not len(data):
         return None
-    return CausalLMObjective().evaluate(gen.model, data, batch_size=8, autocast=_null)["perplexity"]
+    return CausalLMObjective().evaluate(gen.model, data, batch_size=8, autocast=contextlib.nullcontext)["perplexity"]
 
 
 def _test_data(run, cfg: RunConfig, tok):

@@ -167,7 +167,6 @@ def load_teacher(name: str):
 def _sequence_kd(rows, schema: str, cfg: RunConfig, log) -> list[dict[str, Any]]:
     """Sequence-level KD: the teacher's greedy replies replace every trained assistant turn."""
     teacher = load_teacher(cfg.gen.distill.teacher)
-    out = []
     convs = [to_messages(r, schema) for r in rows]
     slots = [(c, i) for c, msgs in enumerate(convs) for i, m in enumerate(msgs)
              if m["role"] == "assistant" and m.get("weight", 1) != 0 and i]
@@ -177,8 +176,7 @@ def _sequence_kd(rows, schema: str, cfg: RunConfig, log) -> list[dict[str, Any]]
     convs = [[dict(m) for m in msgs] for msgs in convs]
     for (c, i), g in zip(slots, gens, strict=True):
         convs[c][i]["content"] = g.text or convs[c][i]["content"]
-    out = [{"messages": msgs} for msgs in convs]
-    return out
+    return [{"messages": msgs} for msgs in convs]
 
 
 def build_objective(name: str, cfg: RunConfig, model):
