@@ -257,6 +257,9 @@ class TrainConfig(_Section):
     log_every: int = Field(10, ge=1)  # optimizer steps per train-loss line in metrics.jsonl
     keep_checkpoints: int = Field(2, ge=1)
     bucket: bool = True  # length-bucketed batches with dynamic padding
+    # a trainable, untied input embedding gets sparse gradients and lazy AdamW row updates
+    # (CPU, no fp16): only the rows of the batch's tokens are touched instead of the whole matrix
+    sparse_embeddings: bool = True
     threads: int | None = Field(None, ge=1)  # torch threads; None = all cores
 
     @field_validator("warmup_steps")

@@ -15,6 +15,7 @@ import torch
 
 from hone import artifacts
 from hone.errors import ArtifactError
+from hone.model.fast import first_token_only
 
 
 class Classifier:
@@ -31,7 +32,11 @@ class Classifier:
 
     @classmethod
     def load(cls, path: str | Path) -> Classifier:
-        from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import (
+            AutoConfig,
+            AutoModelForSequenceClassification,
+            AutoTokenizer,
+        )
 
         path = Path(path)
         man_path = path / artifacts.MANIFEST
@@ -56,7 +61,7 @@ class Classifier:
         """(N, C) probabilities (softmax, or sigmoid for multi-label), in input order."""
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out = torch.empty((len(texts), len(self.labels)))
-        with torch.inference_mode():
+        with torch.inference_mode(), first_token_only(self.model):
             for s in range(0, len(order), batch_size):
                 idx = order[s:s + batch_size]
                 enc = self.tokenizer([texts[i] for i in idx], truncation=True, max_length=self.max_length,

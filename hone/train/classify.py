@@ -16,6 +16,7 @@ from hone import artifacts
 from hone.config import RunConfig
 from hone.data.batches import Encoded, encode
 from hone.errors import DataError, ModelError
+from hone.model.fast import first_token_only
 from hone.model.methods import apply_method, count_params, is_adapter
 from hone.train.loop import TrainResult, train
 from hone.train.objectives import ClassificationObjective
@@ -115,8 +116,9 @@ def train_classifier(cfg: RunConfig, run_dir: Path, *, log=lambda _: None, stop_
         weights = torch.tensor([cw.get(lab, 1.0) for lab in labels], dtype=torch.float)
     objective = ClassificationObjective(class_weights=weights, label_smoothing=cfg.train.label_smoothing,
                                         multi_label=multi)
-    result = train(model, enc["train"], enc.get("validation"), cfg.train, objective=objective, run_dir=run_dir,
-                   seed=cfg.seed, method=cfg.method, log=log, stop_after=stop_after, progress=progress)
+    with first_token_only(model):  # exact: the head reads position 0 only (hone.model.fast)
+        result = train(model, enc["train"], enc.get("validation"), cfg.train, objective=objective, run_dir=run_dir,
+                       seed=cfg.seed, method=cfg.method, log=log, stop_after=stop_after, progress=progress)
     artifacts.atomic_write_json(run_dir / artifacts.RUN_TRAIN_RESULT, result.to_dict())
     art = run_dir / artifacts.RUN_ARTIFACT
     save_artifact(model, tok, art, cfg=cfg, base_path=base_path, labels=labels, multi_label=multi,

@@ -28,8 +28,14 @@ from hone.errors import TrainError
 from hone.model.methods import ProgressiveUnfreezer, trainable_state
 from hone.train import checkpoint as ckpt
 from hone.train.objectives import to_device
-from hone.train.optim import all_param_groups, make_optimizer, make_scheduler, param_groups
-
+from hone.train.optim import (
+    all_param_groups,
+    clip_grad_norm,
+    make_optimizer,
+    make_scheduler,
+    param_groups,
+    use_sparse_embeddings,
+)
 
 
 @dataclass
@@ -107,14 +113,20 @@ def train(model, train_data, val_data, cfg: TrainConfig, *, objective, run_dir: 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     _seed_all(seed)
-    acc = Accelerator(mixed_precision=resolve_precision(cfg.precision, log), cpu=not torch.cuda.is_available())
+    mixed = resolve_precision(cfg.precision, log)
+    acc = Accelerator(mixed_precision=mixed, cpu=not torch.cuda.is_available())
     n_micro = math.ceil(len(train_data) / cfg.batch_size)
     steps_per_epoch = math.ceil(n_micro / cfg.grad_accum)
     total = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
     warmup = cfg.warmup_steps or int(cfg.warmup_ratio * total)
     # progressive unfreezing opens frozen parameters later, so they join the optimizer from the start;
     # otherwise frozen (and quantized, non-float) parameters stay out of it entirely
-    groups = all_param_groups if getattr(method, "name", None) == "progressive" else param_groups
+    progressive = getattr(method, "name", None) == "progressive"
+    groups = all_param_groups if progressive else param_groups
+    # sparse embedding gradients: on CPU (where the dense update is memory-bound), never under fp16's
+    # gradient scaler or progressive unfreezing (which flips requires_grad mid-run)
+    sparse_emb = (use_sparse_embeddings(model) if cfg.sparse_embeddings and acc.device.type == "cpu"
+                  and mixed != "fp16" and not progressive else None)
     optimizer = make_optimizer(groups(model, cfg.weight_decay, cfg.lr, cfg.head_lr))
     scheduler = make_scheduler(optimizer, cfg.schedule, warmup, total)
     model, optimizer = acc.prepare(model, optimizer)
@@ -146,13 +158,15 @@ def train(model, train_data, val_data, cfg: TrainConfig, *, objective, run_dir: 
     stop = False
     bar = _progress(progress, total, st.step)
     try:
-        stop = _loop(model, train_data, val_data, cfg, st, _Ctx(
+        stop = _loop(model, train_data, val_data, cfg, st, _Ctx(sparse=sparse_emb is not None,
             acc=acc, optimizer=optimizer, scheduler=scheduler, unfreezer=unfreezer, objective=objective,
             lengths=lengths, total=total, steps_per_epoch=steps_per_epoch, seed=seed,
             ckpt_root=ckpt_root, best_path=best_path, record=record, log=log, bar=bar, stop_after=stop_after,
             start_step=start_step, counters=counters))
     finally:
         bar(None, 0, 0, 0)
+        if sparse_emb is not None:
+            sparse_emb.sparse = False  # the saved / returned model behaves like any transformers model
     seen, tokens = counters["seen"], counters["tokens"]
     wall = time.perf_counter() - t0
     if st.best_step is not None and (stop_after is None or st.step >= total or stop):
@@ -186,6 +200,7 @@ class _Ctx:
     stop_after: int | None
     start_step: int
     counters: dict[str, Any]  # samples and tokens seen, start time
+    sparse: bool = False  # some gradients are sparse (clipped by hone, not accelerate)
 
 
 def _loop(model, train_data, val_data, cfg: TrainConfig, st: _State, c: _Ctx) -> bool:
@@ -213,7 +228,10 @@ def _loop(model, train_data, val_data, cfg: TrainConfig, st: _State, c: _Ctx) ->
                 counters["seen"] += len(idx)
                 counters["tokens"] += b["num_tokens"]
             if cfg.max_grad_norm:
-                acc.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                if c.sparse:
+                    clip_grad_norm(model.parameters(), cfg.max_grad_norm)
+                else:
+                    acc.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             scheduler.step()
@@ -310,7 +328,13 @@ def _restore(model, path: Path) -> None:
 
 def _progress(enabled: bool, total: int, start: int):
     """A rich progress bar with loss / lr / throughput; returns an update function (None = close)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     if not enabled:
         return lambda *a: None

@@ -1,0 +1,217 @@
+"""Exact speed-ups: the first-token-only last layer, sparse embedding rows (lazy AdamW), fused AdamW."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from hone.model.fast import first_token_only
+from hone.train.optim import (
+    AdamW,
+    clip_grad_norm,
+    make_optimizer,
+    use_sparse_embeddings,
+)
+
+
+def _classifier(kind: str, attn: str = "sdpa", dropout: float = 0.0):
+    from transformers import (
+        BertConfig,
+        BertForSequenceClassification,
+        ElectraConfig,
+        ElectraForSequenceClassification,
+        RobertaConfig,
+        RobertaForSequenceClassification,
+    )
+
+    common = dict(vocab_size=120, hidden_size=32, num_hidden_layers=3, num_attention_heads=4, intermediate_size=64,
+                  max_position_embeddings=64, num_labels=5, hidden_dropout_prob=dropout,
+                  attention_probs_dropout_prob=dropout, attn_implementation=attn)
+    cls = {"bert": (BertConfig, BertForSequenceClassification),
+           "roberta": (RobertaConfig, RobertaForSequenceClassification),
+           "electra": (ElectraConfig, ElectraForSequenceClassification)}[kind]
+    torch.manual_seed(0)
+    if kind == "roberta":
+        common["pad_token_id"] = 1
+    return cls[1](cls[0](**common))
+
+
+def _batch():
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(5, 120, (4, 9), generator=g)
+    mask = torch.ones_like(ids)
+    mask[1, 6:] = 0
+    mask[3, 3:] = 0
+    ids[mask == 0] = 1
+    return ids, mask, torch.tensor([0, 3, 4, 1])
+
+
+def _loss_and_grads(model, ids, mask, labels):
+    model.zero_grad(set_to_none=True)
+    out = model(input_ids=ids, attention_mask=mask)
+    loss = nn.functional.cross_entropy(out.logits, labels)
+    loss.backward()
+    return out.logits.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("kind,attn", [("bert", "sdpa"), ("bert", "eager"), ("roberta", "sdpa"), ("electra", "sdpa")])
+def test_first_token_only_is_exact(kind, attn):
+    model = _classifier(kind, attn)
+    model.train()
+    ids, mask, labels = _batch()
+    ref_logits, ref_grads = _loss_and_grads(model, ids, mask, labels)
+    keys = list(model.state_dict())
+    with first_token_only(model) as active:
+        assert active
+        logits, grads = _loss_and_grads(model, ids, mask, labels)
+    torch.testing.assert_close(logits, ref_logits, atol=1e-5, rtol=1e-4)
+    assert grads.keys() == ref_grads.keys()
+    for n in ref_grads:
+        torch.testing.assert_close(grads[n], ref_grads[n], atol=1e-5, rtol=1e-4, msg=n)
+    # the last layer really ran for one position only, and the model is restored afterwards
+    last = model.base_model.encoder.layer[-1]
+    seen = []
+    h = last.intermediate.dense.register_forward_hook(lambda m, i, o: seen.append(o.shape[1]))
+    with first_token_only(model):
+        model(input_ids=ids, attention_mask=mask)
+    model(input_ids=ids, attention_mask=mask)
+    h.remove()
+    assert seen == [1, ids.shape[1]]
+    assert list(model.state_dict()) == keys and "forward" not in vars(last)
+
+
+def test_first_token_only_with_lora_and_refusals():
+    from peft import LoraConfig, get_peft_model
+    from transformers import BertConfig, BertModel
+
+    model = get_peft_model(_classifier("bert"), LoraConfig(r=4, target_modules=["query", "value"],
+                                                           modules_to_save=["classifier"], lora_dropout=0.0))
+    for p in model.parameters():  # give LoRA's B non-zero values so its path matters
+        if p.requires_grad:
+            nn.init.normal_(p, std=0.05)
+    ids, mask, labels = _batch()
+    ref_logits, ref_grads = _loss_and_grads(model, ids, mask, labels)
+    with first_token_only(model) as active:
+        assert active
+        logits, grads = _loss_and_grads(model, ids, mask, labels)
+    torch.testing.assert_close(logits, ref_logits, atol=1e-5, rtol=1e-4)
+    for n in ref_grads:
+        torch.testing.assert_close(grads[n], ref_grads[n], atol=1e-5, rtol=1e-4, msg=n)
+    # a bare encoder (every position is an output) is left alone
+    bare = BertModel(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                intermediate_size=32))
+    with first_token_only(bare) as active:
+        assert not active
+
+
+def _embedding_model(vocab=10, dim=4):
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Embedding(vocab, dim), nn.Linear(dim, 3))
+
+
+def _step(model, opt, ids, clip=None, clip_fn=clip_grad_norm):
+    out = model(ids).sum(1)
+    loss = nn.functional.cross_entropy(out, torch.zeros(ids.shape[0], dtype=torch.long))
+    loss.backward()
+    if clip:
+        clip_fn(model.parameters(), clip)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+
+
+@pytest.mark.parametrize("clip", [None, 0.05])
+def test_lazy_adamw_equals_adamw_when_every_row_is_in_the_batch(clip):
+    dense, sparse = _embedding_model(), _embedding_model()
+    sparse[0].sparse = True
+    opt_d = torch.optim.AdamW(dense.parameters(), lr=0.05, weight_decay=0.1)
+    opt_s = AdamW(sparse.parameters(), lr=0.05, weight_decay=0.1)
+    for s in range(4):
+        ids = torch.stack([torch.randperm(10, generator=torch.Generator().manual_seed(s)) for _ in range(2)])
+        ids = torch.cat([ids, ids[:, :3]], 1)  # duplicates: their gradients must be summed
+        _step(dense, opt_d, ids, clip, torch.nn.utils.clip_grad_norm_)
+        _step(sparse, opt_s, ids, clip)
+    for (n, a), b in zip(dense.named_parameters(), sparse.parameters()):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5, msg=n)
+    st = opt_s.state[sparse[0].weight]
+    torch.testing.assert_close(st["exp_avg_sq"], opt_d.state[dense[0].weight]["exp_avg_sq"])
+
+
+def test_lazy_adamw_leaves_rows_outside_the_batch_alone_and_resumes():
+    model = _embedding_model()
+    model[0].sparse = True
+    opt = AdamW(model.parameters(), lr=0.05, weight_decay=0.1)
+    before = model[0].weight.detach().clone()
+    _step(model, opt, torch.tensor([[1, 2, 2]]))
+    w = model[0].weight.detach()
+    assert torch.equal(w[[0, 3, 4, 5, 6, 7, 8, 9]], before[[0, 3, 4, 5, 6, 7, 8, 9]])
+    assert not torch.equal(w[[1, 2]], before[[1, 2]])
+    assert opt.state[model[0].weight]["exp_avg"][5].abs().sum() == 0
+    # the state dict round-trips: a resumed optimizer continues identically
+    clone = _embedding_model()
+    clone.load_state_dict(model.state_dict())
+    clone[0].sparse = True
+    opt2 = AdamW(clone.parameters(), lr=0.05, weight_decay=0.1)
+    opt2.load_state_dict(copy.deepcopy(opt.state_dict()))  # as a checkpoint on disk would be
+    _step(model, opt, torch.tensor([[2, 3]]))
+    _step(clone, opt2, torch.tensor([[2, 3]]))
+    for a, b in zip(model.parameters(), clone.parameters()):
+        torch.testing.assert_close(a, b)
+
+
+def test_sparse_embeddings_only_for_untied_trainable_inputs():
+    from transformers import BertConfig, BertForSequenceClassification
+
+    model = BertForSequenceClassification(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1,
+                                                     num_attention_heads=2, intermediate_size=32))
+    assert use_sparse_embeddings(model) is model.get_input_embeddings()
+    assert model.get_input_embeddings().sparse
+    frozen = BertForSequenceClassification(model.config)
+    frozen.get_input_embeddings().weight.requires_grad_(False)
+    assert use_sparse_embeddings(frozen) is None
+
+    class Tied(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb, self.head = nn.Embedding(10, 4), nn.Linear(4, 10, bias=False)
+            self.head.weight = self.emb.weight
+
+        def get_input_embeddings(self):
+            return self.emb
+
+        def get_output_embeddings(self):
+            return self.head
+    assert use_sparse_embeddings(Tied()) is None
+
+
+def test_make_optimizer_is_fused_on_cpu():
+    opt = make_optimizer([{"params": [nn.Parameter(torch.zeros(3))]}])
+    assert isinstance(opt, AdamW) and opt.defaults["fused"]
+
+
+
+def test_training_loop_uses_sparse_rows_and_restores_the_model(tmp_path):
+    from hone.config import TrainConfig
+    from hone.data.batches import Encoded
+    from hone.train.loop import train
+    from hone.train.objectives import ClassificationObjective
+
+    model = _classifier("bert", dropout=0.1)
+    emb = model.get_input_embeddings()
+    before = emb.weight.detach().clone()
+    g = torch.Generator().manual_seed(3)
+    ids = [torch.randint(5, 60, (int(n),), generator=g).tolist() for n in torch.randint(3, 9, (24,), generator=g)]
+    data = Encoded(ids, torch.tensor([i % 5 for i in range(24)]), 0)
+    seen = sorted({t for row in ids for t in row})
+    res = train(model, data, None, TrainConfig(max_steps=4, batch_size=8, lr=1e-2), objective=ClassificationObjective(),
+                run_dir=tmp_path, seed=0, progress=False)
+    assert res.steps == 4 and not emb.sparse
+    after = emb.weight.detach()
+    assert torch.equal(after[60:], before[60:])  # tokens never in a batch: untouched (no decay, no momentum)
+    assert not torch.equal(after[seen], before[seen])
+    dense = _classifier("bert", dropout=0.1)
+    train(dense, data, None, TrainConfig(max_steps=4, batch_size=8, lr=1e-2, sparse_embeddings=False),
+          objective=ClassificationObjective(), run_dir=tmp_path / "dense", seed=0, progress=False)
+    assert not torch.equal(dense.get_input_embeddings().weight[60:], before[60:])  # dense AdamW decays every row
