@@ -1,7 +1,7 @@
 """Inference throughput: hone's batched ``predict`` / ``generate`` vs a per-example transformers pipeline.
 
     python bench/infer.py classify [--n 1000] [--batch-size 64]   # MiniLM-L6, 77 labels, BANKING77 test texts
-    python bench/infer.py generate [--n 32] [--max-new-tokens 32]  # SmolLM2-135M, SGD-style prompts
+    python bench/infer.py generate [--n 32] [--max-new-tokens 32]  # SmolLM2-135M, banking-support prompts
 
 Both sides use the same model object, weights and threads; the baseline is what a user writes
 first: ``pipeline(task)(text)`` once per example.  A batched pipeline call (``batch_size=``) is
