@@ -32,11 +32,7 @@ class Classifier:
 
     @classmethod
     def load(cls, path: str | Path) -> Classifier:
-        from transformers import (
-            AutoConfig,
-            AutoModelForSequenceClassification,
-            AutoTokenizer,
-        )
+        from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
         path = Path(path)
         man_path = path / artifacts.MANIFEST

@@ -28,14 +28,8 @@ from hone.errors import TrainError
 from hone.model.methods import ProgressiveUnfreezer, trainable_state
 from hone.train import checkpoint as ckpt
 from hone.train.objectives import to_device
-from hone.train.optim import (
-    all_param_groups,
-    clip_grad_norm,
-    make_optimizer,
-    make_scheduler,
-    param_groups,
-    use_sparse_embeddings,
-)
+from hone.train.optim import (all_param_groups, clip_grad_norm, make_optimizer, make_scheduler, param_groups,
+                              use_sparse_embeddings)
 
 
 @dataclass
@@ -158,11 +152,11 @@ def train(model, train_data, val_data, cfg: TrainConfig, *, objective, run_dir: 
     stop = False
     bar = _progress(progress, total, st.step)
     try:
-        stop = _loop(model, train_data, val_data, cfg, st, _Ctx(sparse=sparse_emb is not None,
+        stop = _loop(model, train_data, val_data, cfg, st, _Ctx(
             acc=acc, optimizer=optimizer, scheduler=scheduler, unfreezer=unfreezer, objective=objective,
             lengths=lengths, total=total, steps_per_epoch=steps_per_epoch, seed=seed,
             ckpt_root=ckpt_root, best_path=best_path, record=record, log=log, bar=bar, stop_after=stop_after,
-            start_step=start_step, counters=counters))
+            start_step=start_step, counters=counters, sparse=sparse_emb is not None))
     finally:
         bar(None, 0, 0, 0)
         if sparse_emb is not None:
@@ -328,13 +322,7 @@ def _restore(model, path: Path) -> None:
 
 def _progress(enabled: bool, total: int, start: int):
     """A rich progress bar with loss / lr / throughput; returns an update function (None = close)."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     if not enabled:
         return lambda *a: None
