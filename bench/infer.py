@@ -49,9 +49,9 @@ def classify(a) -> dict:
     test = SHARED / "data" / "banking77" / "test.csv"
     if not test.exists():
         sys.exit(f"{test} is missing (the shared BANKING77 data)")
-    rows = list(csv.DictReader(test.open()))[:a.n]
-    labels = sorted({r["category"] for r in csv.DictReader(test.open())})
-    texts = [r["text"] for r in rows]
+    rows = list(csv.DictReader(test.open()))
+    labels = sorted({r["category"] for r in rows})
+    texts = [r["text"] for r in rows[:a.n]]
     torch.manual_seed(0)
     model, tok, _ = build_classifier(a.model, labels, multi_label=False)
     model.eval()
