@@ -260,6 +260,9 @@ class TrainConfig(_Section):
     # a trainable, untied input embedding gets sparse gradients and lazy AdamW row updates
     # (CPU, no fp16): only the rows of the batch's tokens are touched instead of the whole matrix
     sparse_embeddings: bool = True
+    # CPU kernels (hone.model.cpu_kernels): dropout masks from 16-bit uniforms instead of bernoulli_,
+    # and one fused autograd node per LoRA linear layer; the masks are a different random stream
+    cpu_kernels: bool = True
     threads: int | None = Field(None, ge=1)  # torch threads; None = all cores
 
     @field_validator("warmup_steps")

@@ -9,6 +9,7 @@ parameters are trainable (``hone.model.methods``), never in this code.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import random
@@ -25,6 +26,7 @@ import torch
 from hone.config import TrainConfig
 from hone.data.batches import epoch_order
 from hone.errors import TrainError
+from hone.model.cpu_kernels import cpu_kernels
 from hone.model.methods import ProgressiveUnfreezer, trainable_state
 from hone.train import checkpoint as ckpt
 from hone.train.objectives import to_device
@@ -151,12 +153,14 @@ def train(model, train_data, val_data, cfg: TrainConfig, *, objective, run_dir: 
     counters = {"seen": 0, "tokens": 0, "t0": t0}
     stop = False
     bar = _progress(progress, total, st.step)
+    kernels = cpu_kernels(model) if cfg.cpu_kernels and acc.device.type == "cpu" else contextlib.nullcontext()
     try:
-        stop = _loop(model, train_data, val_data, cfg, st, _Ctx(
-            acc=acc, optimizer=optimizer, scheduler=scheduler, unfreezer=unfreezer, objective=objective,
-            lengths=lengths, total=total, steps_per_epoch=steps_per_epoch, seed=seed,
-            ckpt_root=ckpt_root, best_path=best_path, record=record, log=log, bar=bar, stop_after=stop_after,
-            start_step=start_step, counters=counters, sparse=sparse_emb is not None))
+        with kernels:
+            stop = _loop(model, train_data, val_data, cfg, st, _Ctx(
+                acc=acc, optimizer=optimizer, scheduler=scheduler, unfreezer=unfreezer, objective=objective,
+                lengths=lengths, total=total, steps_per_epoch=steps_per_epoch, seed=seed,
+                ckpt_root=ckpt_root, best_path=best_path, record=record, log=log, bar=bar, stop_after=stop_after,
+                start_step=start_step, counters=counters, sparse=sparse_emb is not None))
     finally:
         bar(None, 0, 0, 0)
         if sparse_emb is not None:

@@ -1,0 +1,190 @@
+"""hone.model.cpu_kernels: dropout masks and the fused LoRA linear layer."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from hone.model.cpu_kernels import _LoraLinear, cpu_kernels, dropout, keep_mask
+
+
+def test_keep_mask_rate_scale_and_seed():
+    torch.manual_seed(0)
+    mask, scale = keep_mask((1000, 1000), 0.1)
+    assert mask.dtype == torch.bool and mask.shape == (1000, 1000)
+    dropped = round(0.1 * 65536)
+    assert scale == 65536 / (65536 - dropped)
+    assert abs(mask.float().mean().item() - (65536 - dropped) / 65536) < 0.002  # sd of the mean is 0.0003
+    # every one of the four 16-bit lanes of a 64-bit draw is uniform (the sign bit too)
+    lanes = mask.flatten()[: 4 * 200_000].view(-1, 4).float().mean(0)
+    assert torch.all((lanes - 0.9).abs() < 0.005), lanes
+    torch.manual_seed(0)
+    again, _ = keep_mask((1000, 1000), 0.1)
+    assert torch.equal(mask, again)
+    assert abs(keep_mask((999, 7), 0.5)[0].float().mean().item() - 0.5) < 0.02  # odd sizes
+    assert keep_mask((10,), 0.0)[0].all()
+
+
+def test_dropout_forward_and_backward():
+    torch.manual_seed(1)
+    x = torch.full((300, 70), 2.0, requires_grad=True)
+    y = dropout(x, 0.25)
+    scale = 65536 / (65536 - round(0.25 * 65536))
+    kept = y != 0
+    assert torch.allclose(y[kept], torch.full_like(y[kept], 2.0 * scale))
+    assert abs(1 - kept.float().mean().item() - 0.25) < 0.02
+    y.sum().backward()
+    assert torch.allclose(x.grad, kept.float() * scale)  # the same mask, the same scale
+
+
+def test_cpu_kernels_switch_dropout_modules_in_training_only():
+    model = nn.Sequential(nn.Linear(8, 8), nn.Dropout(0.5), nn.Linear(8, 2))
+    x = torch.randn(64, 8)
+    model.eval()
+    with torch.no_grad():
+        ref = model(x)
+    with cpu_kernels(model) as counts:
+        assert counts == {"dropout": 1, "lora": 0}
+        with torch.no_grad():
+            assert torch.equal(model(x), ref)  # eval: identity
+        model.train()
+        h = model[0](x)
+        out = model[1](h)
+        zeros = (out == 0) & (h != 0)
+        assert 0.3 < zeros.float().mean().item() < 0.7
+        assert torch.allclose(out[~zeros], h[~zeros] * 2.0)
+    assert "forward" not in vars(model[1])  # restored
+
+
+def _lora_llama(dropout: float, **lora_kwargs):
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2)
+    model = get_peft_model(LlamaForCausalLM(cfg), LoraConfig(r=4, lora_alpha=8, lora_dropout=dropout,
+                                                            target_modules="all-linear", **lora_kwargs))
+    for name, p in model.named_parameters():
+        if "lora_B" in name:
+            nn.init.normal_(p, std=0.1)  # peft starts B at zero, which would hide a wrong A gradient
+    return model
+
+
+def _loss_and_grads(model, ids):
+    model.zero_grad()
+    out = model(input_ids=ids, labels=ids)
+    out.loss.backward()
+    return out.loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def test_fused_lora_equals_peft_without_dropout():
+    model = _lora_llama(0.0)
+    ids = torch.randint(0, 100, (3, 9), generator=torch.Generator().manual_seed(1))
+    loss, grads = _loss_and_grads(model, ids)
+    with cpu_kernels(model) as counts:
+        assert counts["lora"] == 14  # 7 projections x 2 layers
+        fused_loss, fused_grads = _loss_and_grads(model, ids)
+    assert torch.allclose(loss, fused_loss, atol=1e-6)
+    assert grads.keys() == fused_grads.keys() and any("lora_A" in k for k in grads)
+    for k in grads:
+        assert torch.allclose(grads[k], fused_grads[k], atol=1e-6, rtol=1e-4), k
+    assert all("forward" not in vars(m) for m in model.modules())
+
+
+def test_fused_lora_gradcheck():
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 3, 5, dtype=torch.float64, generator=g, requires_grad=True)
+    w, b = torch.randn(4, 5, dtype=torch.float64, generator=g), torch.randn(4, dtype=torch.float64, generator=g)
+    a = torch.randn(2, 5, dtype=torch.float64, generator=g, requires_grad=True)
+    bb = torch.randn(4, 2, dtype=torch.float64, generator=g, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, a, bb: _LoraLinear.apply(x, w, b, a, bb, 0.7, 0.0), (x, a, bb))
+
+
+def test_fused_lora_with_dropout_matches_the_reference_with_the_same_mask():
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(4, 6, 8, generator=g, requires_grad=True)
+    w, b = torch.randn(5, 8, generator=g), torch.randn(5, generator=g)
+    a = torch.randn(3, 8, generator=g, requires_grad=True)
+    bb = torch.randn(5, 3, generator=g, requires_grad=True)
+    up = torch.randn(4, 6, 5, generator=g)
+    torch.manual_seed(7)
+    y = _LoraLinear.apply(x, w, b, a, bb, 2.0, 0.3)
+    (y * up).sum().backward()
+    fused = (y.detach(), x.grad.clone(), a.grad.clone(), bb.grad.clone())
+    x.grad = a.grad = bb.grad = None
+    torch.manual_seed(7)
+    mask, scale = keep_mask((24, 8), 0.3)  # the mask the fused node drew
+    ref = x @ w.T + b + 2.0 * ((x * mask.view(4, 6, 8) * scale) @ a.T) @ bb.T
+    (ref * up).sum().backward()
+    for got, want in zip(fused, (ref.detach(), x.grad, a.grad, bb.grad)):
+        assert torch.allclose(got, want, atol=1e-5, rtol=1e-5)
+    assert 0.2 < 1 - mask.float().mean().item() < 0.4
+
+
+def test_fused_lora_falls_back_to_peft_where_it_does_not_apply():
+    ids = torch.randint(0, 100, (2, 5), generator=torch.Generator().manual_seed(4))
+    dora = _lora_llama(0.0, use_dora=True)
+    loss, grads = _loss_and_grads(dora, ids)
+    with cpu_kernels(dora):
+        fused_loss, fused_grads = _loss_and_grads(dora, ids)  # DoRA: peft's own forward
+    assert torch.equal(loss, fused_loss)
+    model = _lora_llama(0.1)
+    model.eval()
+    with torch.no_grad():
+        ref = model(input_ids=ids).logits
+        with cpu_kernels(model):
+            assert torch.allclose(model(input_ids=ids).logits, ref, atol=1e-6)  # eval: no dropout
+            with model.disable_adapter():
+                base = model(input_ids=ids).logits
+        assert not torch.allclose(base, ref)
+        model.merge_adapter()
+        with cpu_kernels(model):
+            assert torch.allclose(model(input_ids=ids).logits, ref, atol=1e-5)  # merged: the base layer alone
+    trainable_base = _lora_llama(0.0)
+    for m in trainable_base.modules():
+        if hasattr(m, "base_layer"):
+            m.base_layer.weight.requires_grad_(True)
+    with cpu_kernels(trainable_base) as counts:
+        assert counts["lora"] == 0
+
+
+class _Rows:
+    """Token rows, every position trained (the shape hone's SFT batches have)."""
+
+    def __init__(self, seed: int):
+        g = torch.Generator().manual_seed(seed)
+        self.rows = [torch.randint(0, 100, (int(n),), generator=g) for n in torch.randint(4, 9, (16,), generator=g)]
+        self.lengths = [len(r) for r in self.rows]
+
+    def __len__(self):
+        return len(self.rows)
+
+    def batch(self, idx):
+        n = max(self.lengths[i] for i in idx)
+        ids = torch.zeros(len(idx), n, dtype=torch.long)
+        labels = torch.full((len(idx), n), -100)
+        for j, i in enumerate(idx):
+            ids[j, : self.lengths[i]] = labels[j, : self.lengths[i]] = self.rows[i]
+        return {"input_ids": ids, "attention_mask": (labels != -100).long(), "labels": labels,
+                "num_tokens": int((labels != -100).sum())}
+
+
+def test_training_loop_with_and_without_cpu_kernels(tmp_path):
+    from hone.config import TrainConfig
+    from hone.train.loop import train
+    from hone.train.objectives import CausalLMObjective
+
+    trained = {}
+    for kernels in (True, False):
+        model = _lora_llama(0.0)
+        before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+        res = train(model, _Rows(5), None, TrainConfig(max_steps=3, batch_size=8, lr=1e-2, cpu_kernels=kernels),
+                    objective=CausalLMObjective(), run_dir=tmp_path / str(kernels), seed=0, progress=False)
+        assert res.steps == 3
+        assert all("forward" not in vars(m) for m in model.modules())  # the context restored the model
+        trained[kernels] = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+        assert all(not torch.equal(trained[kernels][n], before[n]) for n in before)
+    for n, p in trained[True].items():  # no dropout: the fused layers train exactly like peft's
+        assert torch.allclose(p, trained[False][n], atol=1e-5), n
