@@ -151,6 +151,9 @@ class ModelConfig(_Section):
     revision: str | None = None
     trust_remote_code: bool = False
     max_length: int = Field(128, ge=8, le=8192)  # tokens; longer inputs are truncated
+    # classifiers: "cls" = transformers' [CLS] pooler head; "mean" = the masked mean of the last hidden
+    # states (how sentence-transformers encoders such as minilm were trained; BERT encoders)
+    pooling: Literal["cls", "mean"] = "cls"
 
 
 class FullMethod(_Section):

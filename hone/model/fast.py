@@ -29,6 +29,8 @@ def _last_layer(model: nn.Module) -> nn.Module | None:
         return None
     if not type(base).__name__.endswith("ForSequenceClassification"):
         return None
+    if getattr(base.config, "classifier_pooling", "cls") != "cls":
+        return None  # a mean-pooling head (hone.model.pooling) reads every position
     if getattr(base.config, "is_decoder", False) or getattr(base.config, "add_cross_attention", False):
         return None
     if hasattr(model, "peft_config") and model.peft_config[model.active_adapter].is_prompt_learning:

@@ -32,7 +32,9 @@ class Classifier:
 
     @classmethod
     def load(cls, path: str | Path) -> Classifier:
-        from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoConfig, AutoTokenizer
+
+        from hone.train.classify import classifier_class
 
         path = Path(path)
         man_path = path / artifacts.MANIFEST
@@ -46,11 +48,13 @@ class Classifier:
         if (path / artifacts.ADAPTER_CONFIG).is_file():
             from peft import PeftModel
 
-            base = AutoModelForSequenceClassification.from_pretrained(
-                manifest["base_model_path"], config=AutoConfig.from_pretrained(str(path)), use_safetensors=True)
+            config = AutoConfig.from_pretrained(str(path))
+            base = classifier_class(config).from_pretrained(manifest["base_model_path"], config=config,
+                                                            use_safetensors=True)
             model = PeftModel.from_pretrained(base, str(path))
         else:
-            model = AutoModelForSequenceClassification.from_pretrained(str(path), use_safetensors=True)
+            model = classifier_class(AutoConfig.from_pretrained(str(path))).from_pretrained(
+                str(path), use_safetensors=True)
         return cls(model, tok, manifest)
 
     def scores(self, texts: Sequence[str], *, batch_size: int = 64) -> torch.Tensor:

@@ -65,21 +65,47 @@ def targets(labels: list[Any], label2id: dict[str, int], multi_label: bool) -> t
     return torch.tensor([label2id[lab if not isinstance(lab, list) else lab[0]] for lab in labels], dtype=torch.long)
 
 
-def build_classifier(name: str, labels: list[str], *, multi_label: bool, revision: str | None = None,
-                     trust_remote_code: bool = False):
-    """A sequence classifier on top of the base model, with hone's label map in its config."""
+def classifier_class(config):
+    """The model class of a classifier config: hone's mean-pooling BERT head when
+    ``config.classifier_pooling`` is ``"mean"`` on a BERT encoder, else transformers' auto class."""
     from transformers import AutoModelForSequenceClassification
+
+    if getattr(config, "classifier_pooling", None) == "mean" and config.model_type == "bert":
+        from hone.model.pooling import BertMeanPoolingForSequenceClassification
+
+        return BertMeanPoolingForSequenceClassification
+    return AutoModelForSequenceClassification
+
+
+def build_classifier(name: str, labels: list[str], *, multi_label: bool, revision: str | None = None,
+                     trust_remote_code: bool = False, pooling: str = "cls"):
+    """A sequence classifier on top of the base model, with hone's label map in its config.
+
+    ``pooling="mean"`` puts the head on the masked mean of the last hidden states
+    (:mod:`hone.model.pooling`, BERT encoders) instead of the [CLS] pooler."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
 
     from hone.model.load import load_tokenizer, resolve_model_path
 
     path = resolve_model_path(name, revision=revision)
     tok = load_tokenizer(name, revision=revision, trust_remote_code=trust_remote_code)
+    head = {"num_labels": len(labels), "id2label": dict(enumerate(labels)),
+            "label2id": {lab: i for i, lab in enumerate(labels)},
+            "problem_type": "multi_label_classification" if multi_label else "single_label_classification"}
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(
-            path, num_labels=len(labels), id2label=dict(enumerate(labels)),
-            label2id={lab: i for i, lab in enumerate(labels)}, use_safetensors=True, revision=revision,
-            problem_type="multi_label_classification" if multi_label else "single_label_classification",
-            trust_remote_code=trust_remote_code)
+        if pooling == "mean":
+            config = AutoConfig.from_pretrained(path, revision=revision, **head)
+            if config.model_type != "bert":
+                raise ModelError(f"model.pooling: mean is built for BERT encoders (model_type bert, such as minilm); "
+                                 f"{name} is {config.model_type!r}: use model.pooling: cls")
+            from hone.model.pooling import BertMeanPoolingForSequenceClassification
+
+            config.classifier_pooling = "mean"
+            model = BertMeanPoolingForSequenceClassification.from_pretrained(
+                path, config=config, use_safetensors=True, revision=revision)
+        else:
+            model = AutoModelForSequenceClassification.from_pretrained(
+                path, use_safetensors=True, revision=revision, trust_remote_code=trust_remote_code, **head)
     except (OSError, ValueError) as e:
         raise ModelError(f"cannot build a classifier from {name}: {e}") from None
     if model.config.pad_token_id is None and tok.pad_token_id is not None:
@@ -101,7 +127,7 @@ def train_classifier(cfg: RunConfig, run_dir: Path, *, log=lambda _: None, stop_
     splits = {s: read_split(data_dir / f) for s, f in artifacts.SPLIT_FILES.items()}
     torch.manual_seed(cfg.seed)  # the new head's (and an adapter's) initial weights are part of the run
     model, tok, base_path = build_classifier(cfg.model.name, labels, multi_label=multi, revision=cfg.model.revision,
-                                             trust_remote_code=cfg.model.trust_remote_code)
+                                             trust_remote_code=cfg.model.trust_remote_code, pooling=cfg.model.pooling)
     model = apply_method(model, cfg.method)
     pc = count_params(model)
     log(f"model {cfg.model.name}: {pc.total:,} parameters, {pc.trainable:,} trainable ({pc.share:.1%}) "
@@ -139,7 +165,12 @@ def save_artifact(model, tok, out: Path, *, cfg: RunConfig, base_path: str, labe
     with artifacts.staged_dir(out, overwrite=True) as stage:
         model.save_pretrained(stage, safe_serialization=True)
         if is_adapter(model):  # the label map and head shape, so vanilla peft can rebuild the base
-            model.get_base_model().config.save_pretrained(stage)
+            base = model.get_base_model()
+            if getattr(base, "_auto_class", None):  # hone's mean-pooling head: its modeling file + auto_map
+                from transformers.dynamic_module_utils import custom_object_save
+
+                custom_object_save(base, stage, config=base.config)
+            base.config.save_pretrained(stage)
         tok.save_pretrained(stage)
         artifacts.atomic_write_text(stage / artifacts.RESOLVED_CONFIG, cfg.to_yaml())
         artifacts.atomic_write_json(stage / artifacts.MANIFEST, {
