@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 from torch import nn
 
@@ -130,6 +129,7 @@ def test_fused_lora_falls_back_to_peft_where_it_does_not_apply():
     with cpu_kernels(dora):
         fused_loss, fused_grads = _loss_and_grads(dora, ids)  # DoRA: peft's own forward
     assert torch.equal(loss, fused_loss)
+    assert all(torch.equal(grads[k], fused_grads[k]) for k in grads)
     model = _lora_llama(0.1)
     model.eval()
     with torch.no_grad():

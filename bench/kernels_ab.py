@@ -1,0 +1,93 @@
+"""A/B of ``train.cpu_kernels`` (hone/model/cpu_kernels.py) inside one process, alternating blocks.
+
+    python bench/kernels_ab.py classify [--rounds 4] [--steps 15]   # MiniLM-L6 classifier, batch 64 x 16 tokens
+    python bench/kernels_ab.py lora [--rounds 2] [--steps 5]        # SmolLM2-135M-shape Llama, LoRA r16 every linear,
+                                                                    # dropout 0.05, batch 16 x 22 tokens
+
+Random token ids (the speed of a step does not depend on them), fused AdamW, 2 threads.  Each
+round times ``--steps`` optimizer steps with the kernels on, then off (one untimed warm-up step
+each), on the same model and optimizer; the medians of the rounds are printed.  ``--profile``
+adds a torch.profiler table of a few steps with the kernels on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import time
+
+import torch
+
+
+def build(task: str):
+    from hone.model.load import minilm_dir
+
+    if task == "classify":
+        from transformers import BertForSequenceClassification
+
+        model = BertForSequenceClassification.from_pretrained(str(minilm_dir()), num_labels=77,
+                                                              attn_implementation="sdpa")
+        batch = {"input_ids": torch.randint(1000, 20000, (64, 16)), "labels": torch.randint(0, 77, (64,))}
+        return model, batch, 64
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = LlamaConfig(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+                      num_attention_heads=9, num_key_value_heads=3, tie_word_embeddings=True)
+    model = get_peft_model(LlamaForCausalLM(cfg), LoraConfig(
+        r=16, lora_alpha=32, lora_dropout=0.05,
+        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))
+    ids = torch.randint(0, 30000, (16, 22))
+    return model, {"input_ids": ids, "labels": ids}, 16
+
+
+def main() -> None:
+    from hone.model.cpu_kernels import cpu_kernels
+    from hone.model.fast import first_token_only
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("task", choices=["classify", "lora"])
+    ap.add_argument("--rounds", type=int, default=None)
+    ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--profile", action="store_true")
+    a = ap.parse_args()
+    rounds = a.rounds or (4 if a.task == "classify" else 2)
+    steps = a.steps or (15 if a.task == "classify" else 5)
+    torch.manual_seed(0)
+    torch.set_num_threads(a.threads)
+    model, batch, bs = build(a.task)
+    model.train()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4, fused=True)
+
+    def step():
+        model(**batch).loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    rates: dict[bool, list[float]] = {True: [], False: []}
+    with first_token_only(model):  # as in hone's classifier training (a no-op for the Llama)
+        for _ in range(rounds):
+            for on in (True, False):
+                with cpu_kernels(model) if on else contextlib.nullcontext():
+                    step()
+                    t0 = time.perf_counter()
+                    for _ in range(steps):
+                        step()
+                    rates[on].append(bs * steps / (time.perf_counter() - t0))
+        for on in (True, False):
+            print(f"cpu_kernels {'on ' if on else 'off'}: samples/s median {statistics.median(rates[on]):.1f} "
+                  f"(rounds: {', '.join(f'{r:.1f}' for r in rates[on])})")
+        print(f"on / off: {statistics.median(rates[True]) / statistics.median(rates[False]):.3f}x")
+        if a.profile:
+            from torch.profiler import profile
+
+            with cpu_kernels(model), profile() as prof:
+                for _ in range(3):
+                    step()
+            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=20))
+
+
+if __name__ == "__main__":
+    main()
