@@ -25,6 +25,7 @@ runs peft's own forward.
 
 from __future__ import annotations
 
+import math
 import types
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,9 +41,7 @@ def keep_mask(shape: torch.Size | tuple[int, ...], p: float) -> tuple[torch.Tens
     """A bool mask that keeps each element with probability ``1 - p`` (p rounded to 1/65536), and
     the inverse keep rate that makes ``x * mask * scale`` unbiased."""
     dropped = min(round(p * _LEVELS), _LEVELS - 1)
-    n = 1
-    for d in shape:
-        n *= d
+    n = math.prod(shape)
     words = torch.empty((n + 3) // 4, dtype=torch.int64).random_(-(1 << 63), None)  # all 64 bits
     uniform16 = words.view(torch.int16)[:n].view(shape)  # uniform on [-32768, 32767]
     return uniform16 >= dropped - (_LEVELS // 2), _LEVELS / (_LEVELS - dropped)
@@ -70,7 +69,7 @@ def dropout(x: torch.Tensor, p: float) -> torch.Tensor:
 def _dropout_forward(self: nn.Dropout, x: torch.Tensor) -> torch.Tensor:
     if not self.training or self.p == 0 or self.inplace or not x.is_cpu or not x.is_floating_point():
         return type(self).forward(self, x)
-    return _Dropout.apply(x, self.p)
+    return dropout(x, self.p)
 
 
 class _LoraLinear(torch.autograd.Function):

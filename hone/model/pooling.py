@@ -4,8 +4,8 @@ Sentence-transformers encoders such as all-MiniLM-L6-v2 (hone's embedded default
 to represent a text by the mean of its token vectors; their [CLS] vector was never trained for
 that.  ``BertForSequenceClassification`` classifies from the pooler's [CLS] output, so the head
 first has to teach the encoder a new summary.  This class classifies from the masked mean
-instead (``model.pooling: mean``).  Measured on BANKING77 after one epoch with the same loop and
-recipe: 92.95% test accuracy against 90.84% for the [CLS] pooler (bench/RESULTS.md).
+instead (``model.pooling: mean``).  Measured on BANKING77 after one epoch of the same plain loop
+(``bench/pooling.py``): 92.95% test accuracy against 90.84% for the [CLS] pooler (bench/RESULTS.md).
 
 The weights and their names are ``BertForSequenceClassification``'s (the pooler is kept and
 unused) and ``config.classifier_pooling`` is ``"mean"`` (the key ModernBERT uses).  hone writes

@@ -45,16 +45,15 @@ class Classifier:
         if manifest.get("task") != "classification":
             raise ArtifactError(f"{path}: a {manifest.get('task')} artifact cannot classify")
         tok = AutoTokenizer.from_pretrained(str(path))
+        config = AutoConfig.from_pretrained(str(path))  # picks the class (mean-pooling head or transformers')
         if (path / artifacts.ADAPTER_CONFIG).is_file():
             from peft import PeftModel
 
-            config = AutoConfig.from_pretrained(str(path))
             base = classifier_class(config).from_pretrained(manifest["base_model_path"], config=config,
                                                             use_safetensors=True)
             model = PeftModel.from_pretrained(base, str(path))
         else:
-            model = classifier_class(AutoConfig.from_pretrained(str(path))).from_pretrained(
-                str(path), use_safetensors=True)
+            model = classifier_class(config).from_pretrained(str(path), config=config, use_safetensors=True)
         return cls(model, tok, manifest)
 
     def scores(self, texts: Sequence[str], *, batch_size: int = 64) -> torch.Tensor:
