@@ -1,13 +1,16 @@
 """[CLS]-pooler head vs mean-pooling head on BANKING77, in one plain loop (no hone training code).
 
     python bench/pooling.py mean|pooler|cls [--epochs 1] [--data ../shared/data/banking77]
+        [--seed 0] [--dropout P] [--freeze N] [--hf-like clip,init,wd]
 
 MiniLM-L6 (embedded), every weight trained, batch 64, AdamW (body lr 4e-4, head 8e-3, weight
 decay 0.01), 6% linear warm-up, label smoothing 0.1, max_length 64, length-sorted batches within
 random chunks, seed 0; test accuracy on the published test file.  ``pooler`` is
 BertForSequenceClassification's path (tanh pooler on [CLS]), ``cls`` the raw [CLS] vector,
 ``mean`` the masked mean of the last hidden states (what ``model.pooling: mean`` trains).
-The loop is deliberately separate from hone's, so the comparison isolates the head's input.
+The loop is deliberately separate from hone's, so the comparison isolates the head's input;
+``--dropout``, ``--freeze`` and ``--hf-like`` switch on, one at a time, the settings in which
+hone's run differs or that hone's recipe uses (bench/RESULTS.md, time to accuracy).
 """
 
 from __future__ import annotations
@@ -36,9 +39,16 @@ def main() -> None:
     ap.add_argument("--epochs", type=float, default=1.0)
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--dropout", type=float, default=None, help="encoder dropout (default: the checkpoint's 0.1)")
+    ap.add_argument("--freeze", type=int, default=0, help="freeze the embeddings and this many lower layers")
+    ap.add_argument("--hf-like", default="", help="comma list of the HF Trainer / hone habits to adopt: "
+                    "clip (clip the head's gradient too), init (head weights ~ N(0, 0.02), zero bias), "
+                    "wd (no weight decay on biases and LayerNorm)")
     a = ap.parse_args()
-    torch.manual_seed(0)
-    random.seed(0)
+    hf = set(filter(None, a.hf_like.split(",")))
+    torch.manual_seed(a.seed)
+    random.seed(a.seed)
     torch.set_num_threads(a.threads)
 
     def read(p):
@@ -51,8 +61,15 @@ def main() -> None:
     l2i = {lab: i for i, lab in enumerate(sorted(set(tr_y)))}
     tok = AutoTokenizer.from_pretrained(str(minilm_dir()))
     tr, te = (tok(x, truncation=True, max_length=64)["input_ids"] for x in (tr_x, te_x))
-    body = BertModel.from_pretrained(str(minilm_dir()), attn_implementation="sdpa")
+    extra = {} if a.dropout is None else {"hidden_dropout_prob": a.dropout, "attention_probs_dropout_prob": a.dropout}
+    body = BertModel.from_pretrained(str(minilm_dir()), attn_implementation="sdpa", **extra)
+    if a.freeze:
+        for mod in [body.embeddings, *body.encoder.layer[:a.freeze]]:
+            mod.requires_grad_(False)
     head = nn.Linear(body.config.hidden_size, len(l2i))
+    if "init" in hf:
+        nn.init.normal_(head.weight, std=body.config.initializer_range)
+        nn.init.zeros_(head.bias)
 
     def feats(ids, mask):
         h = body(input_ids=ids, attention_mask=mask).last_hidden_state
@@ -79,10 +96,17 @@ def main() -> None:
 
     bs = 64
     steps = math.ceil(a.epochs * math.ceil(len(tr) / bs))
-    body_params = [p for n, p in body.named_parameters() if not n.startswith("pooler")]
-    opt = torch.optim.AdamW([{"params": body_params, "lr": 4e-4},
-                             {"params": [*head.parameters(), *body.pooler.parameters()], "lr": 8e-3}],
-                            weight_decay=0.01, fused=True)
+    body_params = [p for n, p in body.named_parameters() if not n.startswith("pooler") and p.requires_grad]
+    if "wd" in hf:
+        nd = [p for n, p in body.named_parameters() if p in set(body_params) and (p.ndim < 2 or "LayerNorm" in n)]
+        groups = [{"params": [p for p in body_params if all(p is not q for q in nd)], "lr": 4e-4},
+                  {"params": nd, "lr": 4e-4, "weight_decay": 0.0},
+                  {"params": [head.weight, body.pooler.dense.weight], "lr": 8e-3},
+                  {"params": [head.bias, body.pooler.dense.bias], "lr": 8e-3, "weight_decay": 0.0}]
+    else:
+        groups = [{"params": body_params, "lr": 4e-4},
+                  {"params": [*head.parameters(), *body.pooler.parameters()], "lr": 8e-3}]
+    opt = torch.optim.AdamW(groups, weight_decay=0.01, fused=True)
     sch = get_linear_schedule_with_warmup(opt, int(0.06 * steps), steps)
     y = torch.tensor([l2i[lab] for lab in tr_y])
     t0, step = time.perf_counter(), 0
@@ -90,9 +114,9 @@ def main() -> None:
     while step < steps:
         for b in batches(tr, bs, True):
             ids, m = pad([tr[i] for i in b])
-            loss = F.cross_entropy(head(F.dropout(feats(ids, m), 0.1, True)), y[b], label_smoothing=0.1)
+            loss = F.cross_entropy(head(F.dropout(feats(ids, m), 0.1 if a.dropout is None else a.dropout, True)), y[b], label_smoothing=0.1)
             loss.backward()
-            nn.utils.clip_grad_norm_(body.parameters(), 1.0)
+            nn.utils.clip_grad_norm_([*body.parameters(), *head.parameters()] if "clip" in hf else body.parameters(), 1.0)
             opt.step()
             sch.step()
             opt.zero_grad(set_to_none=True)
@@ -106,7 +130,7 @@ def main() -> None:
         for b in batches(te, 128, False):
             ids, m = pad([te[i] for i in b])
             correct += (head(feats(ids, m)).argmax(-1) == torch.tensor([l2i[te_y[i]] for i in b])).sum().item()
-    print(f"{a.mode} epochs {a.epochs}: training {train_s:.1f} s, test accuracy {correct / len(te):.4f} "
+    print(f"{a.mode} epochs {a.epochs} seed {a.seed} dropout {a.dropout} freeze {a.freeze} hf-like {a.hf_like or '-'}: training {train_s:.1f} s, test accuracy {correct / len(te):.4f} "
           f"({len(te)} texts)")
 
 

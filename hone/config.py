@@ -152,8 +152,12 @@ class ModelConfig(_Section):
     trust_remote_code: bool = False
     max_length: int = Field(128, ge=8, le=8192)  # tokens; longer inputs are truncated
     # classifiers: "cls" = transformers' [CLS] pooler head; "mean" = the masked mean of the last hidden
-    # states (how sentence-transformers encoders such as minilm were trained; BERT encoders)
-    pooling: Literal["cls", "mean"] = "cls"
+    # states (how sentence-transformers encoders such as minilm were trained; BERT encoders); "auto" =
+    # mean for a BERT checkpoint whose sentence-transformers 1_Pooling/config.json says mean, else cls
+    pooling: Literal["auto", "cls", "mean"] = "cls"
+    # every dropout probability of the base model (hidden, attention, classifier head); None = the
+    # checkpoint's own (0.1 for BERT encoders); LoRA's dropout is method.dropout
+    dropout: float | None = Field(None, ge=0, lt=1)
 
 
 class FullMethod(_Section):

@@ -15,7 +15,7 @@ from _util import clf_rows, write_jsonl
 from hone.cli import app
 from hone.errors import ModelError
 from hone.model.fast import first_token_only
-from hone.train.classify import build_classifier
+from hone.train.classify import build_classifier, sentence_pooling
 
 runner = CliRunner()
 
@@ -38,6 +38,29 @@ def test_mean_pooling_logits_ignore_padding_and_differ_from_cls(tmp_path):
     cls_model, _, _ = build_classifier(str(tiny), ["a", "b", "c"], multi_label=False)
     assert type(cls_model).__name__ == "BertForSequenceClassification"
     assert cls_model.state_dict().keys() == model.state_dict().keys()  # same weights, same names
+
+
+@pytest.mark.parametrize("pool_conf, expected", [
+    ({"pooling_mode_cls_token": False, "pooling_mode_mean_tokens": True, "pooling_mode_max_tokens": False}, "mean"),
+    ({"pooling_mode_cls_token": True, "pooling_mode_mean_tokens": False}, "cls"),
+    ({"pooling_mode": "mean"}, "mean"),
+    (None, None),
+])
+def test_auto_pooling_follows_the_sentence_transformers_pooling_config(tmp_path, pool_conf, expected):
+    tiny = build_tiny_bert(tmp_path / "bert")
+    if pool_conf is not None:
+        (tiny / "1_Pooling").mkdir()
+        (tiny / "1_Pooling" / "config.json").write_text(json.dumps(pool_conf))
+    assert sentence_pooling(str(tiny)) == expected
+    model, _, _ = build_classifier(str(tiny), ["a", "b"], multi_label=False, pooling="auto")
+    want = "BertMeanPoolingForSequenceClassification" if expected == "mean" else "BertForSequenceClassification"
+    assert type(model).__name__ == want
+
+
+def test_auto_pooling_is_mean_for_the_embedded_encoder():
+    from hone.model.load import minilm_dir
+
+    assert sentence_pooling(str(minilm_dir())) == "mean"
 
 
 def test_mean_pooling_refuses_non_bert_encoders(tmp_path):

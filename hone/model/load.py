@@ -509,3 +509,30 @@ def load_encoder(name: str, *, dtype: Any = None, revision: str | None = None, t
     from transformers import AutoModel
 
     return _load_model(AutoModel, name, dtype, revision, trust_remote_code, "model")
+
+
+def set_dropout(model: Any, p: float) -> list[str]:
+    """Set every dropout probability of a loaded transformers model to ``p``; returns what changed.
+
+    Covers ``nn.Dropout`` modules, float ``*dropout*`` attributes that attention modules read at
+    run time (Llama's ``attention_dropout``) and the config's ``*dropout*`` floats (so a saved
+    artifact records them).  Call it before adding adapters: LoRA's own dropout is ``method.dropout``.
+    """
+    from torch import nn
+
+    changed = []
+    for name, mod in model.named_modules():
+        if isinstance(mod, nn.Dropout | nn.Dropout1d | nn.Dropout2d | nn.AlphaDropout) and mod.p != p:
+            mod.p = p
+            changed.append(name or "dropout")
+        for k, v in list(vars(mod).items()):
+            if "dropout" in k and not k.startswith("_") and isinstance(v, float) and v != p:
+                setattr(mod, k, p)
+                changed.append(f"{name}.{k}")
+    config = getattr(model, "config", None)
+    if config is not None:
+        for k, v in config.to_dict().items():
+            if "dropout" in k and isinstance(v, float) and not isinstance(v, bool) and v != p:
+                setattr(config, k, p)
+                changed.append(f"config.{k}")
+    return changed

@@ -17,6 +17,7 @@ from hone.config import RunConfig
 from hone.data.batches import Encoded, encode
 from hone.errors import DataError, ModelError
 from hone.model.fast import first_token_only
+from hone.model.load import set_dropout
 from hone.model.methods import apply_method, count_params, is_adapter
 from hone.train.loop import TrainResult, train
 from hone.train.objectives import ClassificationObjective
@@ -77,12 +78,35 @@ def classifier_class(config):
     return AutoModelForSequenceClassification
 
 
+def sentence_pooling(path: str, *, revision: str | None = None) -> str | None:
+    """The pooling a sentence-transformers checkpoint was trained with (``"mean"``, ``"cls"``, ...),
+    from its ``1_Pooling/config.json``; None for a plain transformers checkpoint (or when unreadable)."""
+    from transformers.utils import cached_file
+
+    try:
+        f = cached_file(path, "1_Pooling/config.json", revision=revision,
+                        _raise_exceptions_for_missing_entries=False, _raise_exceptions_for_connection_errors=False)
+    except (OSError, ValueError):
+        return None
+    if not f:
+        return None
+    try:
+        conf = json.loads(Path(f).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if conf.get("pooling_mode"):  # newer sentence-transformers write the mode by name
+        return str(conf["pooling_mode"]).removesuffix("_tokens").removesuffix("_token")
+    modes = [m for m in ("mean", "cls", "max") if conf.get(f"pooling_mode_{m}_tokens") or conf.get(f"pooling_mode_{m}_token")]
+    return modes[0] if len(modes) == 1 else None
+
+
 def build_classifier(name: str, labels: list[str], *, multi_label: bool, revision: str | None = None,
                      trust_remote_code: bool = False, pooling: str = "cls"):
     """A sequence classifier on top of the base model, with hone's label map in its config.
 
     ``pooling="mean"`` puts the head on the masked mean of the last hidden states
-    (:mod:`hone.model.pooling`, BERT encoders) instead of the [CLS] pooler."""
+    (:mod:`hone.model.pooling`, BERT encoders) instead of the [CLS] pooler; ``"auto"`` picks mean
+    for a BERT sentence-transformers checkpoint trained with mean pooling (such as minilm), else cls."""
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
     from hone.model.load import load_tokenizer, resolve_model_path
@@ -93,6 +117,10 @@ def build_classifier(name: str, labels: list[str], *, multi_label: bool, revisio
             "label2id": {lab: i for i, lab in enumerate(labels)},
             "problem_type": "multi_label_classification" if multi_label else "single_label_classification"}
     try:
+        if pooling == "auto":
+            config = AutoConfig.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
+            pooling = "mean" if config.model_type == "bert" and sentence_pooling(path, revision=revision) == "mean" \
+                else "cls"
         if pooling == "mean":
             config = AutoConfig.from_pretrained(path, revision=revision, **head)
             if config.model_type != "bert":
@@ -128,6 +156,9 @@ def train_classifier(cfg: RunConfig, run_dir: Path, *, log=lambda _: None, stop_
     torch.manual_seed(cfg.seed)  # the new head's (and an adapter's) initial weights are part of the run
     model, tok, base_path = build_classifier(cfg.model.name, labels, multi_label=multi, revision=cfg.model.revision,
                                              trust_remote_code=cfg.model.trust_remote_code, pooling=cfg.model.pooling)
+    if cfg.model.dropout is not None:
+        set_dropout(model, cfg.model.dropout)
+        log(f"dropout set to {cfg.model.dropout:g} in every layer of the base model")
     model = apply_method(model, cfg.method)
     pc = count_params(model)
     log(f"model {cfg.model.name}: {pc.total:,} parameters, {pc.trainable:,} trainable ({pc.share:.1%}) "

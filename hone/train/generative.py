@@ -21,6 +21,7 @@ from hone.data.chat import Example, encode_text, end_of_turn_ids, setup_tokenize
 from hone.data.lint import LintReport, lint_conversations, raise_on_errors
 from hone.data.lm import LMData, PairData, chunk_text, from_examples, pack
 from hone.errors import ConfigError, DataError, ModelError
+from hone.model.load import set_dropout
 from hone.model.methods import apply_method, count_params, is_adapter
 from hone.serve.generator import seq2seq_source
 from hone.train.loop import TrainResult, train
@@ -206,6 +207,9 @@ def train_generator(cfg: RunConfig, run_dir: Path, *, log=lambda _: None, stop_a
     if objective == "distill" and cfg.gen.distill.mode == "sequence":
         splits["train"] = _sequence_kd(splits["train"], schema, cfg, log)
         schema = "chat"
+    if cfg.model.dropout is not None:
+        set_dropout(model, cfg.model.dropout)
+        log(f"dropout set to {cfg.model.dropout:g} in every layer of the base model")
     model = apply_method(model, cfg.method)
     pc = count_params(model)
     log(f"model {cfg.model.name}: {pc.total:,} parameters, {pc.trainable:,} trainable ({pc.share:.1%}) "
