@@ -532,7 +532,7 @@ def set_dropout(model: Any, p: float) -> list[str]:
     config = getattr(model, "config", None)
     if config is not None:
         for k, v in config.to_dict().items():
-            if "dropout" in k and isinstance(v, float) and not isinstance(v, bool) and v != p:
+            if "dropout" in k and isinstance(v, float) and v != p:
                 setattr(config, k, p)
                 changed.append(f"config.{k}")
     return changed

@@ -117,12 +117,12 @@ def build_classifier(name: str, labels: list[str], *, multi_label: bool, revisio
             "label2id": {lab: i for i, lab in enumerate(labels)},
             "problem_type": "multi_label_classification" if multi_label else "single_label_classification"}
     try:
+        if pooling in ("auto", "mean"):
+            config = AutoConfig.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code, **head)
         if pooling == "auto":
-            config = AutoConfig.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
-            pooling = "mean" if config.model_type == "bert" and sentence_pooling(path, revision=revision) == "mean" \
-                else "cls"
+            bert_mean = config.model_type == "bert" and sentence_pooling(path, revision=revision) == "mean"
+            pooling = "mean" if bert_mean else "cls"
         if pooling == "mean":
-            config = AutoConfig.from_pretrained(path, revision=revision, **head)
             if config.model_type != "bert":
                 raise ModelError(f"model.pooling: mean is built for BERT encoders (model_type bert, such as minilm); "
                                  f"{name} is {config.model_type!r}: use model.pooling: cls")
