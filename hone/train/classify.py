@@ -126,11 +126,9 @@ def build_classifier(name: str, labels: list[str], *, multi_label: bool, revisio
             if config.model_type != "bert":
                 raise ModelError(f"model.pooling: mean is built for BERT encoders (model_type bert, such as minilm); "
                                  f"{name} is {config.model_type!r}: use model.pooling: cls")
-            from hone.model.pooling import BertMeanPoolingForSequenceClassification
-
             config.classifier_pooling = "mean"
-            model = BertMeanPoolingForSequenceClassification.from_pretrained(
-                path, config=config, use_safetensors=True, revision=revision)
+            model = classifier_class(config).from_pretrained(path, config=config, use_safetensors=True,
+                                                             revision=revision)
         else:
             model = AutoModelForSequenceClassification.from_pretrained(
                 path, use_safetensors=True, revision=revision, trust_remote_code=trust_remote_code, **head)
