@@ -1,8 +1,11 @@
-"""A/B of ``train.cpu_kernels`` (hone/model/cpu_kernels.py) inside one process, alternating blocks.
+"""A/B of ``train.cpu_kernels`` (hone/model/cpu_kernels.py) or ``train.heap_reuse`` (hone/train/heap.py)
+inside one process, alternating blocks.
 
     python bench/kernels_ab.py classify [--rounds 4] [--steps 15]   # MiniLM-L6 classifier, batch 64 x 16 tokens
     python bench/kernels_ab.py lora [--rounds 2] [--steps 5]        # SmolLM2-135M-shape Llama, LoRA r16 every linear,
                                                                     # dropout 0.05, batch 16 x 22 tokens
+    python bench/kernels_ab.py full ...                             # the same Llama, full fine-tuning
+    python bench/kernels_ab.py lora --switch heap                   # A/B heap_reuse instead (kernels on in both)
 
 Random token ids (the speed of a step does not depend on them), fused AdamW, 2 threads.  Each
 round times ``--steps`` optimizer steps with the kernels on, then off (one untimed warm-up step
@@ -35,25 +38,38 @@ def build(task: str):
 
     cfg = LlamaConfig(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
                       num_attention_heads=9, num_key_value_heads=3, tie_word_embeddings=True)
+    ids = torch.randint(0, 30000, (16, 22))
+    if task == "full":
+        return LlamaForCausalLM(cfg), {"input_ids": ids, "labels": ids}, 16
     model = get_peft_model(LlamaForCausalLM(cfg), LoraConfig(
         r=16, lora_alpha=32, lora_dropout=0.05,
         target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))
-    ids = torch.randint(0, 30000, (16, 22))
     return model, {"input_ids": ids, "labels": ids}, 16
 
 
 def main() -> None:
     from hone.model.cpu_kernels import cpu_kernels
     from hone.model.fast import first_token_only
+    from hone.train.heap import heap_reuse
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("task", choices=["classify", "lora"])
+    ap.add_argument("task", choices=["classify", "lora", "full"])
+    ap.add_argument("--switch", choices=["kernels", "heap"], default="kernels", help="what the A/B turns on and off")
     ap.add_argument("--rounds", type=int, default=None)
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--profile", action="store_true")
     a = ap.parse_args()
     rounds = a.rounds or (4 if a.task == "classify" else 2)
+
+    def switched(on: bool):
+        if a.switch == "heap":
+            stack = contextlib.ExitStack()
+            stack.enter_context(cpu_kernels(model))
+            stack.enter_context(heap_reuse(on))
+            return stack
+        return cpu_kernels(model) if on else contextlib.nullcontext()
+
     steps = a.steps or (15 if a.task == "classify" else 5)
     torch.manual_seed(0)
     torch.set_num_threads(a.threads)
@@ -70,14 +86,14 @@ def main() -> None:
     with first_token_only(model):  # as in hone's classifier training (a no-op for the Llama)
         for _ in range(rounds):
             for on in (True, False):
-                with cpu_kernels(model) if on else contextlib.nullcontext():
+                with switched(on):
                     step()
                     t0 = time.perf_counter()
                     for _ in range(steps):
                         step()
                     rates[on].append(bs * steps / (time.perf_counter() - t0))
         for on in (True, False):
-            print(f"cpu_kernels {'on ' if on else 'off'}: samples/s median {statistics.median(rates[on]):.1f} "
+            print(f"{a.switch} {'on ' if on else 'off'}: samples/s median {statistics.median(rates[on]):.1f} "
                   f"(rounds: {', '.join(f'{r:.1f}' for r in rates[on])})")
         print(f"on / off: {statistics.median(rates[True]) / statistics.median(rates[False]):.3f}x")
         if a.profile:

@@ -270,6 +270,9 @@ class TrainConfig(_Section):
     # CPU kernels (hone.model.cpu_kernels): dropout masks from 16-bit uniforms instead of bernoulli_,
     # and one fused autograd node per LoRA linear layer; the masks are a different random stream
     cpu_kernels: bool = True
+    # keep freed memory in the heap while training on a CPU (glibc malloc: no mmap chunks, no trimming),
+    # so each step's large buffers are reused instead of page-faulted in again (hone.train.heap)
+    heap_reuse: bool = True
     threads: int | None = Field(None, ge=1)  # torch threads; None = all cores
 
     @field_validator("warmup_steps")

@@ -29,6 +29,7 @@ from hone.errors import TrainError
 from hone.model.cpu_kernels import cpu_kernels
 from hone.model.methods import ProgressiveUnfreezer, trainable_state
 from hone.train import checkpoint as ckpt
+from hone.train.heap import heap_reuse
 from hone.train.objectives import to_device
 from hone.train.optim import (all_param_groups, clip_grad_norm, make_optimizer, make_scheduler, param_groups,
                               use_sparse_embeddings)
@@ -153,9 +154,10 @@ def train(model, train_data, val_data, cfg: TrainConfig, *, objective, run_dir: 
     counters = {"seen": 0, "tokens": 0, "t0": t0}
     stop = False
     bar = _progress(progress, total, st.step)
-    kernels = cpu_kernels(model) if cfg.cpu_kernels and acc.device.type == "cpu" else contextlib.nullcontext()
+    on_cpu = acc.device.type == "cpu"
+    kernels = cpu_kernels(model) if cfg.cpu_kernels and on_cpu else contextlib.nullcontext()
     try:
-        with kernels:
+        with kernels, heap_reuse(cfg.heap_reuse and on_cpu):
             stop = _loop(model, train_data, val_data, cfg, st, _Ctx(
                 acc=acc, optimizer=optimizer, scheduler=scheduler, unfreezer=unfreezer, objective=objective,
                 lengths=lengths, total=total, steps_per_epoch=steps_per_epoch, seed=seed,
