@@ -84,7 +84,7 @@ def test_disabled_changes_nothing():
     ({}, False),
     ({"GLIBC_TUNABLES": "glibc.malloc.mmap_max=0"}, True),
     ({"GLIBC_TUNABLES": "glibc.rtld.optional_static_tls=512"}, False),
-    ({"MALLOC_ARENA_MAX_": "2"}, True),
+    ({"MALLOC_MMAP_THRESHOLD_": "131072"}, True),
     ({"LD_PRELOAD": "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"}, True),
 ])
 def test_user_tuning_is_respected(env, tuned):

@@ -26,6 +26,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_MAX = -4
@@ -48,6 +49,7 @@ def user_tuned(env: dict[str, str] | None = None) -> bool:
     return "jemalloc" in preload or "tcmalloc" in preload or "mimalloc" in preload
 
 
+@cache
 def _libc():
     if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
         return None
