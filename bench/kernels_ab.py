@@ -5,7 +5,8 @@ inside one process, alternating blocks.
     python bench/kernels_ab.py lora [--rounds 2] [--steps 5]        # SmolLM2-135M-shape Llama, LoRA r16 every linear,
                                                                     # dropout 0.05, batch 16 x 22 tokens
     python bench/kernels_ab.py full ...                             # the same Llama, full fine-tuning
-    python bench/kernels_ab.py lora --switch heap                   # A/B heap_reuse instead (kernels on in both)
+    python bench/kernels_ab.py lora --switch heap                   # A/B heap_reuse instead (kernels on in both;
+                                                                    # heap reuse is on in both arms of a kernels A/B)
 
 Random token ids (the speed of a step does not depend on them), fused AdamW, 2 threads.  Each
 round times ``--steps`` optimizer steps with the kernels on, then off (one untimed warm-up step
@@ -62,13 +63,11 @@ def main() -> None:
     a = ap.parse_args()
     rounds = a.rounds or (4 if a.task == "classify" else 2)
 
-    def switched(on: bool):
-        if a.switch == "heap":
-            stack = contextlib.ExitStack()
-            stack.enter_context(cpu_kernels(model))
-            stack.enter_context(heap_reuse(on))
-            return stack
-        return cpu_kernels(model) if on else contextlib.nullcontext()
+    def switched(on: bool):  # the other switch stays on, as in hone's training loop
+        stack = contextlib.ExitStack()
+        stack.enter_context(cpu_kernels(model) if on or a.switch == "heap" else contextlib.nullcontext())
+        stack.enter_context(heap_reuse(on or a.switch == "kernels"))
+        return stack
 
     steps = a.steps or (15 if a.task == "classify" else 5)
     torch.manual_seed(0)

@@ -264,8 +264,8 @@ class TrainConfig(_Section):
     log_every: int = Field(10, ge=1)  # optimizer steps per train-loss line in metrics.jsonl
     keep_checkpoints: int = Field(2, ge=1)
     bucket: bool = True  # length-bucketed batches with dynamic padding
-    # a trainable, untied input embedding gets sparse gradients and lazy AdamW row updates
-    # (CPU, no fp16): only the rows of the batch's tokens are touched instead of the whole matrix
+    # a trainable input embedding gets sparse gradients (CPU, no fp16): untied, AdamW updates only the
+    # rows of the batch's tokens; tied to the LM head, its rows are added into the head's dense gradient
     sparse_embeddings: bool = True
     # CPU kernels (hone.model.cpu_kernels): dropout masks from 16-bit uniforms instead of bernoulli_,
     # and one fused autograd node per LoRA linear layer; the masks are a different random stream

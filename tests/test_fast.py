@@ -161,7 +161,7 @@ def test_lazy_adamw_leaves_rows_outside_the_batch_alone_and_resumes():
         torch.testing.assert_close(a, b)
 
 
-def test_sparse_embeddings_only_for_untied_trainable_inputs():
+def test_sparse_embeddings_only_for_trainable_inputs():
     from transformers import BertConfig, BertForSequenceClassification
 
     model = BertForSequenceClassification(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1,
@@ -172,18 +172,34 @@ def test_sparse_embeddings_only_for_untied_trainable_inputs():
     frozen.get_input_embeddings().weight.requires_grad_(False)
     assert use_sparse_embeddings(frozen) is None
 
-    class Tied(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.emb, self.head = nn.Embedding(10, 4), nn.Linear(4, 10, bias=False)
-            self.head.weight = self.emb.weight
 
-        def get_input_embeddings(self):
-            return self.emb
+def test_tied_sparse_embedding_gives_the_dense_gradient():
+    """Tied to the LM head, the input side's sparse rows are added into the head's dense gradient:
+    the accumulated gradient is dense and equals the all-dense one, also over two micro-batches."""
+    from transformers import LlamaConfig, LlamaForCausalLM
 
-        def get_output_embeddings(self):
-            return self.head
-    assert use_sparse_embeddings(Tied()) is None
+    from hone.train.objectives import CausalLMObjective
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=1, tie_word_embeddings=True))
+    emb = model.get_input_embeddings()
+    assert model.get_output_embeddings().weight is emb.weight
+    ids = torch.randint(0, 64, (3, 7))
+    labels = ids.clone()
+    labels[:, :4] = -100
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
+    grads = []
+    for sparse in (False, True):
+        if sparse:
+            assert use_sparse_embeddings(model) is emb and emb.sparse
+        model.zero_grad(set_to_none=True)
+        for _ in range(2):  # a second micro-batch accumulates into the first one's gradient
+            CausalLMObjective().loss(model, batch).backward()
+        assert not emb.weight.grad.is_sparse
+        grads.append(emb.weight.grad.clone())
+    torch.testing.assert_close(grads[1], grads[0])
+    assert grads[0][40:].abs().sum() > 0  # rows of tokens not in the batch get the head's gradient
 
 
 def test_make_optimizer_is_fused_on_cpu():

@@ -101,19 +101,18 @@ def make_optimizer(groups: list[dict]) -> torch.optim.Optimizer:
 
 
 def use_sparse_embeddings(model: nn.Module) -> nn.Embedding | None:
-    """Switch a trainable, untied input embedding to sparse gradients; return it (None = left dense).
+    """Switch a trainable input embedding to sparse gradients; return it (None = left dense).
 
     The dense gradient of an embedding is a vocabulary x width matrix, nearly all zeros, that
     backward fills and AdamW then reads and writes in full on every step; a sparse one holds
-    only the rows of the batch's tokens.  Tied embeddings (an LM head sharing the matrix) stay
-    dense: their head gradient touches every row anyway.
+    only the rows of the batch's tokens.  A tied embedding (an LM head sharing the matrix) gets
+    a dense gradient from the head anyway: there autograd adds the input side's sparse rows into
+    the head's dense gradient in place, which saves zero-filling one vocabulary x width matrix
+    and adding two of them on every step, and AdamW sees an ordinary dense gradient.
     """
     get = getattr(model, "get_input_embeddings", None)
     emb = get() if get else None
     if not isinstance(emb, nn.Embedding) or not emb.weight.requires_grad or emb.max_norm is not None:
-        return None
-    out = getattr(model, "get_output_embeddings", lambda: None)()
-    if out is not None and getattr(out, "weight", None) is emb.weight:
         return None
     emb.sparse = True
     return emb
