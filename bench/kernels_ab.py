@@ -1,5 +1,5 @@
-"""A/B of ``train.cpu_kernels`` (hone/model/cpu_kernels.py) or ``train.heap_reuse`` (hone/train/heap.py)
-inside one process, alternating blocks.
+"""A/B of ``train.cpu_kernels`` (hone/model/cpu_kernels.py), ``train.heap_reuse`` (hone/train/heap.py) or
+``train.sparse_embeddings`` (hone/train/optim.py) inside one process, alternating blocks.
 
     python bench/kernels_ab.py classify [--rounds 4] [--steps 15]   # MiniLM-L6 classifier, batch 64 x 16 tokens
     python bench/kernels_ab.py lora [--rounds 2] [--steps 5]        # SmolLM2-135M-shape Llama, LoRA r16 every linear,
@@ -7,6 +7,8 @@ inside one process, alternating blocks.
     python bench/kernels_ab.py full ...                             # the same Llama, full fine-tuning
     python bench/kernels_ab.py lora --switch heap                   # A/B heap_reuse instead (kernels on in both;
                                                                     # heap reuse is on in both arms of a kernels A/B)
+    python bench/kernels_ab.py full --switch sparse                 # sparse gradients for the (tied) input embedding
+                                                                    # (kernels and heap reuse on in both)
 
 Random token ids (the speed of a step does not depend on them), fused AdamW, 2 threads.  Each
 round times ``--steps`` optimizer steps with the kernels on, then off (one untimed warm-up step
@@ -52,10 +54,12 @@ def main() -> None:
     from hone.model.cpu_kernels import cpu_kernels
     from hone.model.fast import first_token_only
     from hone.train.heap import heap_reuse
+    from hone.train.optim import AdamW, use_sparse_embeddings
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("task", choices=["classify", "lora", "full"])
-    ap.add_argument("--switch", choices=["kernels", "heap"], default="kernels", help="what the A/B turns on and off")
+    ap.add_argument("--switch", choices=["kernels", "heap", "sparse"], default="kernels",
+                    help="what the A/B turns on and off")
     ap.add_argument("--rounds", type=int, default=None)
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--threads", type=int, default=2)
@@ -63,10 +67,12 @@ def main() -> None:
     a = ap.parse_args()
     rounds = a.rounds or (4 if a.task == "classify" else 2)
 
-    def switched(on: bool):  # the other switch stays on, as in hone's training loop
+    def switched(on: bool):  # the other switches stay on, as in hone's training loop
         stack = contextlib.ExitStack()
-        stack.enter_context(cpu_kernels(model) if on or a.switch == "heap" else contextlib.nullcontext())
-        stack.enter_context(heap_reuse(on or a.switch == "kernels"))
+        stack.enter_context(cpu_kernels(model) if on or a.switch != "kernels" else contextlib.nullcontext())
+        stack.enter_context(heap_reuse(on or a.switch != "heap"))
+        if a.switch == "sparse":
+            emb.sparse = on
         return stack
 
     steps = a.steps or (15 if a.task == "classify" else 5)
@@ -74,7 +80,10 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     model, batch, bs = build(a.task)
     model.train()
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4, fused=True)
+    emb = use_sparse_embeddings(model) if a.switch == "sparse" else None
+    if a.switch == "sparse" and emb is None:
+        raise SystemExit(f"{a.task}: no trainable input embedding to switch")
+    opt = AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4, fused=True)  # takes sparse gradients
 
     def step():
         model(**batch).loss.backward()

@@ -713,7 +713,7 @@ def build_plan(args, recipe: dict, peak_json: str | None, stamp: str) -> tuple[l
     lr = args.lr if args.lr is not None else recipe["lr"][method]
     skip = args.timing_skip if args.timing_skip is not None else recipe["timing_skip"]
     warm = warmup_steps(recipe["warmup_ratio"], steps)
-    seed = recipe["seed"]
+    seed = recipe["seed"] if args.seed is None else args.seed
     common_b = ["--method", method, "--max-steps", str(steps), "--batch-size", str(bs), "--max-length", str(max_len),
                 "--lr", repr(lr), "--timing-skip", str(skip), "--threads", str(args.threads), "--seed", str(seed)]
     if peak_json:
@@ -975,6 +975,8 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int, default=None)
     ap.add_argument("--max-length", type=int, default=None)
     ap.add_argument("--lr", type=float, default=None)
+    ap.add_argument("--seed", type=int, default=None, help="training seed of both systems (default: the baseline's; "
+                    "sft's random-init model keeps the baseline's seed)")
     ap.add_argument("--timing-skip", type=int, default=None, help="warm-up steps excluded (default 5 / 3)")
     ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     ap.add_argument("--hone-set", action="append", default=[], metavar="KEY=VALUE",
