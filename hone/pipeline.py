@@ -39,9 +39,27 @@ def resolve_task(cfg: RunConfig, run_dir: Path, log=lambda _: None) -> str:
     return "classify" if schema == "classification" else "generate"
 
 
+def _no_eval_data(cfg: RunConfig) -> str | None:
+    """Why the run would have nothing to evaluate on (None when it has)."""
+    files, split = cfg.data.files or {}, cfg.data.split
+    if "test" in files or split.test > 0:
+        return None
+    if "validation" in files or split.validation > 0:
+        return None  # a classifier is scored on the validation split then, raw text by its perplexity
+    return ("nothing to evaluate on: data.split.test and data.split.validation are 0 and there is no test or "
+            "validation file — give data.files.test or a test share (data.split.test), or use `hone train` to "
+            "train without evaluation")
+
+
 def run(cfg: RunConfig, run_dir: Path, *, log=lambda _: None, progress: bool = True) -> dict[str, Path]:
     """Train and evaluate; returns the report files (json, md, html)."""
-    if resolve_task(cfg, run_dir, log) == "generate":
+    from hone.errors import ConfigError
+
+    task = resolve_task(cfg, run_dir, log)
+    why = _no_eval_data(cfg)
+    if why:
+        raise ConfigError(why)  # before training, not after it
+    if task == "generate":
         return run_generator(cfg, run_dir, log=log, progress=progress)
     return run_classifier(cfg, run_dir, log=log, progress=progress)
 
@@ -57,6 +75,11 @@ def run_generator(cfg: RunConfig, run_dir: Path, *, log=lambda _: None, progress
     saved = Generator.load(grun.artifact)
     grun.model, grun.tokenizer = saved.model, saved.tokenizer
     report = evaluate_generator(grun, cfg, log=log)
+    if not report["systems"]:
+        from hone.errors import DataError
+
+        raise DataError(f"the test split has no usable rows, so nothing was evaluated; the trained artifact is "
+                        f"saved in {grun.artifact}")
     report["title"] = f"{cfg.model.name} + {cfg.method.name} ({grun.objective}) on {Path(cfg.data.path or 'data').name}"
     report["artifact"] = str(grun.artifact)
     main = report.get("main_metric")

@@ -65,3 +65,26 @@ def test_roundtrip_yaml(tmp_path):
     again = load_config(f)
     assert again.to_dict() == cfg.to_dict()
     assert again.data.schema_ == "chat"
+
+
+def test_run_without_evaluation_data_fails_before_training(tmp_path):
+    """`hone run` with no test file and no test share stops with a clear error before any training."""
+    from hone.errors import ConfigError
+    from hone.pipeline import _no_eval_data, run
+
+    train = tmp_path / "train.jsonl"
+    train.write_text('{"prompt": "hi", "completion": "hello"}\n')
+    gen = load_config({"task": "generate", "data": {"files": {"train": str(train)},
+                                                    "split": {"train": 1.0, "validation": 0.0, "test": 0.0}}})
+    with pytest.raises(ConfigError, match="nothing to evaluate on"):
+        run(gen, tmp_path / "run")
+    assert not (tmp_path / "run" / "artifact").exists()
+    cls = load_config({"task": "classify", "data": {"files": {"train": str(train)},
+                                                    "split": {"train": 0.9, "validation": 0.1, "test": 0.0}}})
+    assert _no_eval_data(cls) is None  # a classifier is scored on the validation split
+    cls_none = load_config({"task": "classify", "data": {"files": {"train": str(train)},
+                                                         "split": {"train": 1.0, "validation": 0.0, "test": 0.0}}})
+    assert "data.split.validation are 0" in _no_eval_data(cls_none)
+    assert _no_eval_data(load_config({"task": "generate", "data": {"files": {"train": str(train), "test": str(train)},
+                                                                    "split": {"train": 1.0, "validation": 0.0,
+                                                                              "test": 0.0}}})) is None

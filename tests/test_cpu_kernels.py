@@ -220,5 +220,5 @@ def test_training_loop_with_and_without_cpu_kernels(tmp_path):
         assert all("forward" not in vars(m) for m in model.modules())  # the context restored the model
         trained[kernels] = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
         assert all(not torch.equal(trained[kernels][n], before[n]) for n in before)
-    for n, p in trained[True].items():  # no dropout: the fused layers train exactly like peft's
-        assert torch.allclose(p, trained[False][n], atol=1e-5), n
+    for n, p in trained[True].items():  # no dropout: like peft's to float rounding (3 Adam steps, lr 1e-2)
+        assert torch.allclose(p, trained[False][n], atol=1e-4), (n, (p - trained[False][n]).abs().max().item())

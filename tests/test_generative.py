@@ -237,7 +237,8 @@ def test_batched_generation_equals_one_by_one(tiny):
 
 
 def test_selective_head_equals_full_logits(tiny, monkeypatch):
-    """The lm_head-on-trained-positions fast path gives the same loss and gradients as full logits."""
+    """The lm_head-on-trained-positions fast path (right padding: no attention mask) gives the same loss and
+    gradients as full logits with the mask."""
     from transformers import AutoModelForCausalLM
 
     from hone.train import objectives as ob
@@ -245,6 +246,10 @@ def test_selective_head_equals_full_logits(tiny, monkeypatch):
     tok = build_tokenizer()
     data = from_examples([encode_messages(tok, CONV, 64), encode_messages(tok, CONV[:3], 64)], tok.pad_token_id)
     batch = data.batch([0, 1])
+    inputs = {k: batch[k] for k in ob.MODEL_KEYS if k in batch}
+    assert (batch["attention_mask"] == 0).any() and ob._right_padded(inputs)  # the fast path also drops the mask
+    assert not ob._right_padded({**inputs, "attention_mask": batch["attention_mask"].flip(1)})  # left padding
+    assert not ob._right_padded({**inputs, "position_ids": torch.zeros_like(batch["input_ids"])})  # packed rows
     model = AutoModelForCausalLM.from_pretrained(tiny)
     fast = ob.CausalLMObjective().loss(model, batch)
     fast.backward()
