@@ -55,11 +55,10 @@ def run(cfg: RunConfig, run_dir: Path, *, log=lambda _: None, progress: bool = T
     """Train and evaluate; returns the report files (json, md, html)."""
     from hone.errors import ConfigError
 
-    task = resolve_task(cfg, run_dir, log)
     why = _no_eval_data(cfg)
     if why:
-        raise ConfigError(why)  # before training, not after it
-    if task == "generate":
+        raise ConfigError(why)  # before preparing or training, not after it
+    if resolve_task(cfg, run_dir, log) == "generate":
         return run_generator(cfg, run_dir, log=log, progress=progress)
     return run_classifier(cfg, run_dir, log=log, progress=progress)
 

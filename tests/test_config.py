@@ -79,6 +79,10 @@ def test_run_without_evaluation_data_fails_before_training(tmp_path):
     with pytest.raises(ConfigError, match="nothing to evaluate on"):
         run(gen, tmp_path / "run")
     assert not (tmp_path / "run" / "artifact").exists()
+    auto = load_config({"data": {"files": {"train": str(train)}, "split": {"train": 1.0, "validation": 0.0, "test": 0.0}}})
+    with pytest.raises(ConfigError, match="nothing to evaluate on"):
+        run(auto, tmp_path / "auto")
+    assert not (tmp_path / "auto").exists()  # the check comes before the data is even prepared
     cls = load_config({"task": "classify", "data": {"files": {"train": str(train)},
                                                     "split": {"train": 0.9, "validation": 0.1, "test": 0.0}}})
     assert _no_eval_data(cls) is None  # a classifier is scored on the validation split
