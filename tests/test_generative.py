@@ -251,15 +251,58 @@ def test_selective_head_equals_full_logits(tiny, monkeypatch):
     assert not ob._right_padded({**inputs, "attention_mask": batch["attention_mask"].flip(1)})  # left padding
     assert not ob._right_padded({**inputs, "position_ids": torch.zeros_like(batch["input_ids"])})  # packed rows
     model = AutoModelForCausalLM.from_pretrained(tiny)
+    fused = []
+    monkeypatch.setattr(ob._LinearNLL, "forward", _spy(ob._LinearNLL.forward, fused))
     fast = ob.CausalLMObjective().loss(model, batch)
     fast.backward()
-    g_fast = model.model.layers[0].self_attn.q_proj.weight.grad.clone()
+    assert fused == [True]  # the head and the cross entropy ran fused
+    head = model.get_output_embeddings().weight
+    g_fast = model.model.layers[0].self_attn.q_proj.weight.grad.clone(), head.grad.clone()
     model.zero_grad()
     monkeypatch.setattr(ob, "PLAIN_HEAD_TYPES", ())
     slow = ob.CausalLMObjective().loss(model, batch)
     slow.backward()
+    assert fused == [True]
     assert torch.allclose(fast, slow, atol=1e-6)
-    assert torch.allclose(g_fast, model.model.layers[0].self_attn.q_proj.weight.grad, atol=1e-6)
+    assert torch.allclose(g_fast[0], model.model.layers[0].self_attn.q_proj.weight.grad, atol=1e-6)
+    assert torch.allclose(g_fast[1], head.grad, atol=1e-6)
+
+
+def _spy(fn, calls):
+    def wrapped(ctx, *args):
+        calls.append(True)
+        return fn(ctx, *args)
+    return staticmethod(wrapped)
+
+
+@pytest.mark.parametrize("chunk", [1 << 24, 7 * 50])  # one chunk, and 7 rows per chunk
+@pytest.mark.parametrize("trainable", ["all", "hidden"])  # full fine-tuning, and a frozen head (LoRA)
+def test_fused_head_cross_entropy(monkeypatch, chunk, trainable):
+    """_LinearNLL: the summed cross entropy of a linear head and its gradients, chunked over rows, equal
+    the unfused computation; under no_grad it only computes the loss."""
+    import torch.nn.functional as F
+
+    from hone.train import objectives as ob
+
+    monkeypatch.setattr(ob, "_CE_CHUNK_ELEMENTS", chunk)
+    g = torch.Generator().manual_seed(0)
+    h = torch.randn(23, 16, generator=g, requires_grad=True)
+    w = torch.randn(50, 16, generator=g, requires_grad=trainable == "all")
+    b = torch.randn(50, generator=g, requires_grad=trainable == "all")
+    t = torch.randint(0, 50, (23,), generator=g)
+    fused = ob._LinearNLL.apply(h, w, b, t)
+    (fused / 23).backward()
+    grads = [x.grad for x in (h, w, b)]
+    for x in (h, w, b):
+        x.grad = None
+    ref = F.cross_entropy(F.linear(h, w, b), t, reduction="sum")
+    (ref / 23).backward()
+    assert torch.allclose(fused, ref, rtol=1e-6)
+    for got, want in zip(grads, [x.grad for x in (h, w, b)], strict=True):
+        assert (got is None) == (want is None)
+        assert got is None or torch.allclose(got, want, atol=1e-6)
+    with torch.no_grad():
+        assert torch.allclose(ob._LinearNLL.apply(h, w, b, t), ref, rtol=1e-6)
 
 
 def test_run_reports_tuned_vs_base_and_cli_generate(tiny, tmp_path):
