@@ -138,6 +138,7 @@ class _LinearNLL(torch.autograd.Function):
                 zb = z.sum(0).to(bias.dtype)
                 grad_b = zb if grad_b is None else grad_b.add_(zb)
         ctx.single, ctx.grads = single, (grad_h, grad_w, grad_b)
+        ctx.bias_dtype = None if bias is None else bias.dtype
         return total
 
     @staticmethod
@@ -148,7 +149,7 @@ class _LinearNLL(torch.autograd.Function):
             z = z.mul_(grad.to(z.dtype))
             return (torch.mm(z, weight.to(z.dtype)) if needs[0] else None,
                     torch.mm(z.t().to(weight.dtype), hidden.to(weight.dtype)) if needs[1] else None,
-                    z.sum(0).to(weight.dtype) if needs[2] else None, None)
+                    z.sum(0).to(ctx.bias_dtype) if needs[2] else None, None)
         grad_h, grad_w, grad_b = ctx.grads
         ctx.grads = None
         return (None if grad_h is None else grad_h.mul_(grad), None if grad_w is None else grad_w.mul_(grad),
