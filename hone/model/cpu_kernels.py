@@ -53,9 +53,9 @@ def keep_mask(shape: torch.Size | tuple[int, ...], p: float) -> tuple[torch.Tens
 
 
 def _as_float(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """The bool mask as 0 / 1 values of ``dtype``.  Multiplying by a bool tensor directly (or
-    ``mask.to(dtype)``) goes through torch's scalar bool conversion, 5-10x slower on CPU than the
-    vectorized uint8 one."""
+    """The bool mask as 0 / 1 values of ``dtype``.  Converting a bool tensor (``mask.to(dtype)``, or
+    multiplying by it) was 4-8x slower on a 2-core CPU than the uint8 conversion; the whole masked
+    product is 2.6-2.9x cheaper this way (416 x 576 and 416 x 1536)."""
     return mask.view(torch.uint8).to(dtype)
 
 
