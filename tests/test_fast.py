@@ -173,33 +173,54 @@ def test_sparse_embeddings_only_for_trainable_inputs():
     assert use_sparse_embeddings(frozen) is None
 
 
-def test_tied_sparse_embedding_gives_the_dense_gradient():
-    """Tied to the LM head, the input side's sparse rows are added into the head's dense gradient:
-    the accumulated gradient is dense and equals the all-dense one, also over two micro-batches."""
+@pytest.mark.parametrize("chunk", [1 << 24, 5 * 64])  # the fused head in one chunk, and in 5-row chunks
+def test_tied_embedding_gradient_equals_autograd_sum(monkeypatch, chunk):
+    """Tied to the LM head, the input side's rows are added into the fused head's dense gradient in place
+    (_TiedLookup), sparse or dense input side: the gradient is dense and equals autograd's own sum of the
+    two uses, the padding row gets none from the input side, also over two micro-batches."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from hone.train.objectives import CausalLMObjective
+    from hone.train import objectives as ob
 
+    monkeypatch.setattr(ob, "_CE_CHUNK_ELEMENTS", chunk)
     torch.manual_seed(0)
     model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                                         num_attention_heads=2, num_key_value_heads=1, tie_word_embeddings=True))
+                                         num_attention_heads=2, num_key_value_heads=1, tie_word_embeddings=True,
+                                         pad_token_id=0))
     emb = model.get_input_embeddings()
-    assert model.get_output_embeddings().weight is emb.weight
-    ids = torch.randint(0, 64, (3, 7))
+    assert model.get_output_embeddings().weight is emb.weight and emb.padding_idx == 0
+    ids = torch.randint(1, 64, (3, 7))
+    ids[0, 5:] = 0  # right padding
     labels = ids.clone()
     labels[:, :4] = -100
-    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
-    grads = []
-    for sparse in (False, True):
-        if sparse:
-            assert use_sparse_embeddings(model) is emb and emb.sparse
-        model.zero_grad(set_to_none=True)
-        for _ in range(2):  # a second micro-batch accumulates into the first one's gradient
-            CausalLMObjective().loss(model, batch).backward()
+    labels[0, 5:] = -100
+    mask = (ids != 0).long()
+    ids[1, 2] = 0  # the padding id inside a prompt: nn.Embedding gives its row no gradient
+    batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    used = []
+    backward = ob._TiedLookup.backward
+    monkeypatch.setattr(ob._TiedLookup, "backward", staticmethod(
+        lambda ctx, g: (used.append(bool(ctx.slot)), backward(ctx, g))[1]))
+
+    def grad(sparse: bool, tied: bool) -> torch.Tensor:
+        emb.sparse = sparse
+        with monkeypatch.context() as m:
+            if not tied:
+                m.setattr(ob, "_tied_input", lambda plain: None)
+            model.zero_grad(set_to_none=True)
+            for _ in range(2):  # a second micro-batch accumulates into the first one's gradient
+                ob.CausalLMObjective().loss(model, batch).backward()
         assert not emb.weight.grad.is_sparse
-        grads.append(emb.weight.grad.clone())
-    torch.testing.assert_close(grads[1], grads[0])
-    assert grads[0][40:].abs().sum() > 0  # rows of tokens not in the batch get the head's gradient
+        return emb.weight.grad.clone()
+
+    want = grad(False, False)
+    assert used == []
+    for sparse in (False, True):
+        torch.testing.assert_close(grad(sparse, True), want)
+    assert used == [True] * 4  # every backward took the fused head's gradient and added the rows in place
+    torch.testing.assert_close(grad(True, False), want)  # autograd's out-of-place dense + sparse
+    assert used == [True] * 4
+    assert want[40:].abs().sum() > 0  # rows of tokens not in the batch get the head's gradient
 
 
 def test_make_optimizer_is_fused_on_cpu():

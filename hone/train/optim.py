@@ -106,10 +106,10 @@ def use_sparse_embeddings(model: nn.Module) -> nn.Embedding | None:
     The dense gradient of an embedding is a vocabulary x width matrix, nearly all zeros, that
     backward fills and AdamW then reads and writes in full on every step; a sparse one holds
     only the rows of the batch's tokens.  A tied embedding (an LM head sharing the matrix) gets
-    a dense gradient from the head anyway: there autograd adds the input side's sparse rows to
-    the head's dense gradient (a copy and a row-wise add, since the head's arrives first), which
-    saves zero-filling a second vocabulary x width gradient on every step and holding it in
-    memory; AdamW sees an ordinary dense gradient.
+    a dense gradient from the head anyway: the input side's rows are added into it (in place
+    where the head runs fused, see ``objectives._TiedLookup``; else by autograd, as a copy and
+    a row-wise add), which saves zero-filling a second vocabulary x width gradient on every
+    step and holding it in memory; AdamW sees an ordinary dense gradient.
     """
     get = getattr(model, "get_input_embeddings", None)
     emb = get() if get else None
