@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import types
+
 import torch
 from torch import nn
 
@@ -44,7 +46,7 @@ def test_cpu_kernels_switch_dropout_modules_in_training_only():
     with torch.no_grad():
         ref = model(x)
     with cpu_kernels(model) as counts:
-        assert counts == {"dropout": 1, "lora": 0, "rms_norm": 0}
+        assert counts == {"dropout": 1, "lora": 0, "rms_norm": 0, "short_attention": 0}  # no transformers model
         with torch.no_grad():
             assert torch.equal(model(x), ref)  # eval: identity
         model.train()
@@ -90,6 +92,71 @@ def test_fused_lora_equals_peft_without_dropout():
     for k in grads:
         assert torch.allclose(grads[k], fused_grads[k], atol=1e-6, rtol=1e-4), k
     assert all("forward" not in vars(m) for m in model.modules())
+
+
+def test_short_attention_equals_sdpa_and_passes_the_rest_on(monkeypatch):
+    """Within cpu_kernels transformers' sdpa attention runs as two batched products for fp32 rows up to
+    SHORT_ATTENTION_MAX tokens: causal and unmasked (grouped query heads included), or bidirectional,
+    unmasked or with a boolean padding mask; the same output and gradients as SDPA, and with dropout the
+    probabilities dropped by dropout()'s mask.  Float masks, a query with no key, longer rows or float64
+    reach the original function, which is restored on exit."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    from hone.model import cpu_kernels as ck
+
+    original = ALL_ATTENTION_FUNCTIONS["sdpa"]
+    calls = []
+    monkeypatch.setitem(ALL_ATTENTION_FUNCTIONS._local_mapping, "sdpa",
+                        lambda *a, **k: (calls.append(True), sdpa_attention_forward(*a, **k))[1])
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=100, hidden_size=48, intermediate_size=64, num_hidden_layers=1,
+                                         num_attention_heads=6, num_key_value_heads=2))
+    g = torch.Generator().manual_seed(5)
+    padding = torch.ones(2, 7, dtype=torch.bool)
+    padding[0, 5:] = False
+    shared = padding[:, None, None, :].expand(2, 1, 7, 7)  # BERT's padding mask: every query sees the real keys
+    per_head = torch.rand(2, 4, 7, 7, generator=g) < 0.6
+    per_head[..., 0] = True
+    with cpu_kernels(model) as counts:
+        assert counts["short_attention"] == 1
+        attend = ALL_ATTENTION_FUNCTIONS["sdpa"]
+        assert attend is ck._short_attention_forward
+        for heads, kv, t, causal, mask in [(6, 2, 9, True, None), (4, 4, 7, True, None),
+                                           (3, 1, ck.SHORT_ATTENTION_MAX, True, None), (4, 4, 7, False, None),
+                                           (4, 4, 7, False, shared), (4, 2, 7, False, per_head)]:
+            q, k, v = (torch.randn(2, n, t, 8, generator=g, requires_grad=True) for n in (heads, kv, kv))
+            module = types.SimpleNamespace(num_key_value_groups=heads // kv, is_causal=causal)
+            out, _ = attend(module, q, k, v, mask, scaling=0.3)
+            assert out.shape == (2, t, heads, 8) and out.is_contiguous() and not calls
+            grads = torch.autograd.grad(out.square().sum(), (q, k, v))
+            want, _ = sdpa_attention_forward(module, q, k, v, mask, scaling=0.3)
+            torch.testing.assert_close(out, want)
+            for got, ref in zip(grads, torch.autograd.grad(want.square().sum(), (q, k, v)), strict=True):
+                torch.testing.assert_close(got, ref)
+        # dropout: the probabilities times dropout()'s mask and scale
+        module = types.SimpleNamespace(num_key_value_groups=1, is_causal=False)
+        q, k, v = (torch.randn(2, 4, 7, 8, generator=g) for _ in range(3))
+        torch.manual_seed(3)
+        out, _ = attend(module, q, k, v, shared, dropout=0.4, scaling=0.3)
+        torch.manual_seed(3)
+        keep, scale = keep_mask((8, 7, 7), 0.4)
+        probs = torch.softmax((q @ k.transpose(-1, -2) * 0.3).masked_fill(~shared, float("-inf")), -1)
+        torch.testing.assert_close(out, ((probs * keep.view(2, 4, 7, 7) * scale) @ v).transpose(1, 2))
+        assert not calls
+        q, k, v = (torch.randn(2, 2, 5, 8, generator=g) for _ in range(3))
+        module = model.model.layers[0].self_attn
+        module.num_key_value_groups = 1
+        no_key = torch.ones(2, 1, 5, 5, dtype=torch.bool)
+        no_key[1, 0, 3] = False
+        long = (torch.randn(1, 2, ck.SHORT_ATTENTION_MAX + 1, 8, generator=g),) * 3
+        for args in [(q, k, v, torch.zeros(2, 1, 5, 5)), (q, k, v, no_key), (*long, None),
+                     (q.double(), k.double(), v.double(), None)]:
+            attend(module, *args)
+        assert len(calls) == 4  # each passed on to the original
+    assert ALL_ATTENTION_FUNCTIONS["sdpa"] is not ck._short_attention_forward
+    monkeypatch.undo()
+    assert ALL_ATTENTION_FUNCTIONS["sdpa"] is original
 
 
 def test_fused_rms_norm_gradcheck():
