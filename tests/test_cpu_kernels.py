@@ -7,7 +7,13 @@ import types
 import torch
 from torch import nn
 
-from hone.model.cpu_kernels import _LoraLinear, _RMSNorm, cpu_kernels, dropout, keep_mask
+from hone.model.cpu_kernels import (
+    _LoraLinear,
+    _RMSNorm,
+    cpu_kernels,
+    dropout,
+    keep_mask,
+)
 
 
 def test_keep_mask_rate_scale_and_seed():
