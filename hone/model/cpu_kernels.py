@@ -6,7 +6,7 @@ of the step and the LoRA adapters' extra elementwise passes (dropout multiply, `
 ``result + ...``) at another 5-6%: more than the weight-gradient GEMMs that LoRA saves.
 
 * :func:`keep_mask` draws a dropout mask from 16-bit uniforms, four per 64-bit word of numpy's
-  PCG64, seeded for each mask by one draw of torch's CPU generator: 8-20x faster than
+  PCG64, seeded for each mask by one draw of torch's CPU generator: 6-10x faster than
   ``bernoulli_``, and fixed by ``torch.manual_seed`` like any torch op.  The drop probability
   is rounded to a multiple of 1/65536 and the kept values are scaled by the exact inverse of
   the resulting keep rate, so the layer stays unbiased.  The masks are a different random
