@@ -230,7 +230,7 @@ def _short_attention_forward(module, query, key, value, attention_mask, dropout=
     b, h, t, d = query.shape
     kv = key.shape[1]
     mask = attention_mask
-    causal = t > 1 and mask is None and (is_causal if is_causal is not None else getattr(module, "is_causal", True))
+    causal = mask is None and (is_causal if is_causal is not None else getattr(module, "is_causal", True))
     if (not 1 < t <= SHORT_ATTENTION_MAX or key.shape[2] != t or h % kv or not query.is_cpu
             or query.dtype != torch.float32 or torch.is_autocast_enabled("cpu")
             or any(kwargs.get(k) is not None for k in ("softcap", "position_bias", "cache"))

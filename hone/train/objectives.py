@@ -87,16 +87,12 @@ class _TiedLookup(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         (ids,) = ctx.saved_tensors
-        pad = ctx.padding_idx
+        pad = -1 if ctx.padding_idx is None else ctx.padding_idx
         if not ctx.slot:
-            return None, torch.ops.aten.embedding_backward(
-                grad, ids, ctx.rows, -1 if pad is None else pad, False, ctx.sparse), None, None
+            return None, torch.ops.aten.embedding_backward(grad, ids, ctx.rows, pad, False, ctx.sparse), None, None
+        rows = torch.ops.aten.embedding_backward(grad, ids, ctx.rows, pad, False, True)  # the batch's rows, sparse
         dense = ctx.slot.pop()
-        ids, grad = ids.reshape(-1), grad.reshape(-1, grad.shape[-1])
-        if pad is not None:  # nn.Embedding gives the padding row no gradient
-            keep = ids != pad
-            ids, grad = ids[keep], grad[keep]
-        return None, dense.index_add_(0, ids, grad.to(dense.dtype)), None, None
+        return None, dense.add_(rows.to(dense.dtype)), None, None
 
 
 def _trained_hidden(model, inputs: dict[str, Any], targets: torch.Tensor, slot: list | None = None):
@@ -131,9 +127,9 @@ def trained_logits(model, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Te
         logits, targets = model(**inputs, labels=labels).logits, labels
     else:
         targets = labels[:, 1:]
-        mask = targets != IGNORE
         sel = _trained_hidden(model, inputs, targets)
         if sel is not None:
+            mask = targets != IGNORE
             return sel[1](sel[0]), targets[mask], mask.nonzero()[:, 0]
         logits = model(**inputs).logits
         logits = logits[:, -labels.shape[1]:][:, :-1]  # prompt tuning prepends virtual-token positions
