@@ -223,6 +223,114 @@ def test_tied_embedding_gradient_equals_autograd_sum(monkeypatch, chunk):
     assert want[40:].abs().sum() > 0  # rows of tokens not in the batch get the head's gradient
 
 
+def _tiny_decoder(kind: str, **extra):
+    import transformers as tf
+
+    names = {"llama": "Llama", "qwen2": "Qwen2", "qwen3": "Qwen3", "mistral": "Mistral"}[kind]
+    cfg = getattr(tf, f"{names}Config")(vocab_size=100, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                                        num_attention_heads=4, num_key_value_heads=2, head_dim=8, **extra)
+    return getattr(tf, f"{names}ForCausalLM")(cfg)
+
+
+def _causal_loss_and_grads(model, batch, monkeypatch, *, kept: bool):
+    from hone.model import fast
+    from hone.train import objectives as ob
+
+    model.zero_grad(set_to_none=True)
+    with monkeypatch.context() as m:
+        if not kept:
+            m.setattr(fast, "MAX_KEPT_SHARE", -1.0)
+        loss = ob.CausalLMObjective().loss(model, batch)
+    loss.backward()
+    return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("kind", ["llama", "qwen2", "qwen3", "mistral"])
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_last_layer_on_kept_positions_is_exact(kind, method, monkeypatch):
+    """An SFT batch (right padding, a few trained positions per row): with the last decoder layer computed at
+    the trained positions only, the loss and every gradient equal the full layer's; the path was taken, and the
+    no-grad evaluation loss is equal too.  Grouped-query attention (4 query, 2 key / value heads), Qwen2's
+    biases, Qwen3's q / k norms, Mistral's sliding window (wider than the rows)."""
+    from hone.model import fast
+
+    torch.manual_seed(0)
+    model = _tiny_decoder(kind)
+    if method == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules="all-linear"))
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                torch.nn.init.normal_(p, std=0.1)  # so that A's gradients are not zero
+    model.train()
+    ids = torch.randint(1, 100, (3, 12))
+    labels = torch.full_like(ids, -100)
+    labels[0, 8:] = ids[0, 8:]
+    labels[1, 4:7] = ids[1, 4:7]  # then padding
+    labels[2, 11] = ids[2, 11]
+    mask = torch.ones_like(ids)
+    mask[1, 7:] = 0
+    batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    calls = []
+    forward = fast._kept_positions_forward
+    monkeypatch.setattr(fast, "_kept_positions_forward", lambda *a, **k: (calls.append(1), forward(*a, **k))[1])
+    got, got_g = _causal_loss_and_grads(model, batch, monkeypatch, kept=True)
+    assert calls == [1]
+    want, want_g = _causal_loss_and_grads(model, batch, monkeypatch, kept=False)
+    assert calls == [1]
+    torch.testing.assert_close(got, want)
+    assert set(got_g) == set(want_g) and len(want_g) > 4
+    for name, g in want_g.items():
+        torch.testing.assert_close(got_g[name], g, atol=1e-6, rtol=1e-5, msg=name)
+    base = model.get_base_model() if method == "lora" else model
+    assert not hasattr(base.model.layers[-1], "_hone_keep") and "forward" not in vars(base.model.layers[-1])
+    from hone.train import objectives as ob
+
+    with torch.no_grad():
+        torch.testing.assert_close(ob.trained_nll(model, batch)[0], want * (labels != -100)[:, 1:].sum())
+
+
+def test_last_layer_on_kept_positions_refusals(monkeypatch):
+    """The full layer runs where the shortcut would not be exact or would not pay: most positions trained
+    (continued pre-training), left padding (an attention mask), a sliding window shorter than the rows,
+    attention dropout in training, and architectures outside the list."""
+    from hone.model import fast
+
+    calls = []
+    forward = fast._kept_positions_forward
+    monkeypatch.setattr(fast, "_kept_positions_forward", lambda *a, **k: (calls.append(1), forward(*a, **k))[1])
+    ids = torch.randint(1, 100, (2, 10))
+    few = torch.full_like(ids, -100)
+    few[:, 8:] = ids[:, 8:]
+
+    def taken(model, labels, mask=None) -> bool:
+        calls.clear()
+        batch = {"input_ids": ids, "labels": labels, "attention_mask": torch.ones_like(ids) if mask is None else mask}
+        from hone.train import objectives as ob
+
+        ob.CausalLMObjective().loss(model, batch).backward()
+        return calls == [1]
+
+    torch.manual_seed(0)
+    model = _tiny_decoder("llama")
+    assert taken(model, few)
+    assert not taken(model, ids.clone())  # every position trained
+    left = torch.ones_like(ids)
+    left[0, :2] = 0
+    assert not taken(model, few, left)  # left padding keeps its mask: not purely causal
+    assert not taken(_tiny_decoder("mistral", sliding_window=6), few)
+    assert taken(_tiny_decoder("mistral", sliding_window=10), few)
+    assert not taken(_tiny_decoder("llama", attention_dropout=0.1), few)
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from hone.train import objectives as ob
+
+    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=100, n_embd=16, n_layer=1, n_head=2))
+    ob.CausalLMObjective().loss(gpt2, {"input_ids": ids, "labels": few, "attention_mask": torch.ones_like(ids)})
+    assert calls == []  # not a plain causal head type: the whole model runs
+
+
 def test_make_optimizer_is_fused_on_cpu():
     opt = make_optimizer([{"params": [nn.Parameter(torch.zeros(3))]}])
     assert isinstance(opt, AdamW) and opt.defaults["fused"]

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from hone.data.chat import IGNORE
+from hone.model.fast import kept_positions_only
 
 MODEL_KEYS = ("input_ids", "attention_mask", "position_ids")
 
@@ -105,12 +106,18 @@ def _trained_hidden(model, inputs: dict[str, Any], targets: torch.Tensor, slot: 
         return None
     if _right_padded(inputs):  # causal attention never reaches padding on the right
         inputs = {k: v for k, v in inputs.items() if k != "attention_mask"}
+    trained = targets != IGNORE
+    keep = None  # the positions whose last hidden state is read; the last layer computes only those
+    if "attention_mask" not in inputs and "position_ids" not in inputs:
+        keep = torch.cat([trained, trained.new_zeros(trained.shape[0], 1)], 1)
     emb = _tied_input(plain) if slot is not None and "input_ids" in inputs else None
     if emb is not None:
         inputs = dict(inputs)
         inputs["inputs_embeds"] = _TiedLookup.apply(inputs.pop("input_ids"), emb.weight, emb, slot)
-    hidden = plain.get_decoder()(**inputs, use_cache=False).last_hidden_state[:, :-1]  # (B, T-1, H)
-    return hidden[targets != IGNORE], plain.get_output_embeddings(), emb is not None
+    decoder = plain.get_decoder()
+    with kept_positions_only(decoder, keep):
+        hidden = decoder(**inputs, use_cache=False).last_hidden_state[:, :-1]  # (B, T-1, H)
+    return hidden[trained], plain.get_output_embeddings(), emb is not None
 
 
 def trained_logits(model, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
