@@ -291,6 +291,32 @@ def test_last_layer_on_kept_positions_is_exact(kind, method, monkeypatch):
         torch.testing.assert_close(ob.trained_nll(model, batch)[0], want * (labels != -100)[:, 1:].sum())
 
 
+@pytest.mark.parametrize("reentrant", [False, True])
+def test_last_layer_on_kept_positions_under_gradient_checkpointing(reentrant, monkeypatch):
+    """With gradient checkpointing on (QLoRA's default), the kept-positions layer still gives the full layer's
+    loss and gradients (it runs outside the checkpoint, whose recompute would otherwise find it gone)."""
+    torch.manual_seed(0)
+    model = _tiny_decoder("llama")
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": reentrant})
+    model.train()
+    ids = torch.randint(1, 100, (3, 12))
+    labels = torch.full_like(ids, -100)
+    labels[:, 9:] = ids[:, 9:]
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
+    from hone.model import fast
+
+    calls = []
+    forward = fast._kept_positions_forward
+    monkeypatch.setattr(fast, "_kept_positions_forward", lambda *a, **k: (calls.append(1), forward(*a, **k))[1])
+    got, got_g = _causal_loss_and_grads(model, batch, monkeypatch, kept=True)
+    want, want_g = _causal_loss_and_grads(model, batch, monkeypatch, kept=False)
+    assert calls == [1]
+    torch.testing.assert_close(got, want)
+    assert set(got_g) == set(want_g)
+    for name, g in want_g.items():
+        torch.testing.assert_close(got_g[name], g, atol=1e-6, rtol=1e-5, msg=name)
+
+
 def test_last_layer_on_kept_positions_refusals(monkeypatch):
     """The full layer runs where the shortcut would not be exact or would not pay: most positions trained
     (continued pre-training), left padding (an attention mask), a sliding window shorter than the rows,

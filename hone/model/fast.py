@@ -152,7 +152,7 @@ def _kept_positions_forward(self, hidden_states, attention_mask=None, position_i
     out = out.view(b, kv, g, m, d).permute(0, 3, 1, 2, 4).reshape(b, m, -1)[rows, slot]  # (N, heads*d)
     x = hidden_states[rows, pos] + attn.o_proj(out)
     x = x + self.mlp(self.post_attention_layernorm(x))
-    return hidden_states.new_zeros(hidden_states.shape).index_put((rows, pos), x)
+    return x.new_zeros(hidden_states.shape).index_put((rows, pos), x)  # x's dtype, as the full layer's residual sum
 
 
 @contextmanager
@@ -161,7 +161,9 @@ def kept_positions_only(decoder: nn.Module, keep: torch.Tensor | None) -> Iterat
     when its architecture qualifies and at most :data:`MAX_KEPT_SHARE` of the positions are kept; its
     output is zero elsewhere, so only the kept positions of the last hidden state may be read.  The caller
     guarantees causal attention with default positions (no padding mask, no ``position_ids``, no cache).
-    Yields whether the path is on.  Outside the block the model is untouched."""
+    Yields whether the path is on.  Outside the block the model is untouched.  Under gradient
+    checkpointing the patched layer is not checkpointed (transformers wraps the class's ``forward``): its
+    activations at the kept positions are kept instead, and gradients are unchanged (tested)."""
     last = None
     if keep is not None and keep.dim() == 2 and bool(keep.any()) and keep.float().mean() <= MAX_KEPT_SHARE:
         last = _kept_layer(decoder, keep.shape[1])
