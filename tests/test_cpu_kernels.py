@@ -287,7 +287,8 @@ def test_training_loop_with_and_without_cpu_kernels(tmp_path):
     for kernels in (True, False):
         model = _lora_llama(0.0)
         before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
-        res = train(model, _Rows(5), None, TrainConfig(max_steps=3, batch_size=8, lr=1e-2, cpu_kernels=kernels),
+        res = train(model, _Rows(5), None, TrainConfig(max_steps=3, batch_size=8, lr=1e-2, cpu_kernels=kernels,
+                                                       precision="fp32"),
                     objective=CausalLMObjective(), run_dir=tmp_path / str(kernels), seed=0, progress=False)
         assert res.steps == 3
         assert all("forward" not in vars(m) for m in model.modules())  # the context restored the model
@@ -295,3 +296,52 @@ def test_training_loop_with_and_without_cpu_kernels(tmp_path):
         assert all(not torch.equal(trained[kernels][n], before[n]) for n in before)
     for n, p in trained[True].items():  # no dropout: like peft's to float rounding (3 Adam steps, lr 1e-2)
         assert torch.allclose(p, trained[False][n], atol=1e-4), (n, (p - trained[False][n]).abs().max().item())
+
+
+def test_kernels_under_bf16_autocast_are_as_accurate_as_the_stock_path():
+    """Under CPU autocast (``precision: bf16``) the fused LoRA layers compute in bf16 like autocast runs peft's,
+    the norms stay fp32 and short attention runs in fp32 from the bf16 projections: the loss and every
+    gradient are as close to the fp32 ones as the stock modules' under autocast are, and the gradients
+    come back fp32."""
+    model = _lora_llama(0.0)
+    for m in model.modules():
+        if type(m).__name__ == "LlamaRMSNorm":
+            nn.init.normal_(m.weight, mean=1.0, std=0.2)
+    ids = torch.randint(0, 100, (3, 9), generator=torch.Generator().manual_seed(1))
+    ref_loss, ref = _loss_and_grads(model, ids)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        stock_loss, stock = _loss_and_grads(model, ids)
+        with cpu_kernels(model) as counts:
+            assert counts == {"dropout": 0, "lora": 14, "rms_norm": 5, "short_attention": 1}
+            fused_loss, fused = _loss_and_grads(model, ids)
+            layer = model.base_model.model.model.layers[0].self_attn.q_proj
+            assert layer(torch.randn(2, 3, 32)).dtype == torch.bfloat16  # as autocast's linear gives
+
+    def err(got, want):
+        return ((got - want).norm() / want.norm()).item()
+
+    assert abs(fused_loss - ref_loss) <= max(2 * abs(stock_loss - ref_loss), 1e-3)
+    assert all(g.dtype == torch.float32 for g in fused.values())
+    worst_stock, worst_fused = max(err(stock[k], ref[k]) for k in ref), max(err(fused[k], ref[k]) for k in ref)
+    assert 0 < worst_fused <= max(1.5 * worst_stock, 0.02)  # bf16: ~1-2% (0.021 stock, 0.016 fused measured)
+
+
+def test_short_attention_under_autocast_runs_in_fp32():
+    """Under CPU autocast SDPA would run in bf16; the short attention computes in fp32 from the bf16
+    projections and returns bf16, as SDPA does there: closer to the fp32 result than SDPA in bf16."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    from hone.model import cpu_kernels as ck
+
+    g = torch.Generator().manual_seed(2)
+    q, k, v = (torch.randn(2, n, 12, 16, generator=g).bfloat16().requires_grad_() for n in (6, 2, 2))
+    module = types.SimpleNamespace(num_key_value_groups=3, is_causal=True)
+    want, _ = sdpa_attention_forward(module, q.float(), k.float(), v.float(), None, scaling=0.25)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        sdpa_bf16, _ = sdpa_attention_forward(module, q, k, v, None, scaling=0.25)
+        with ck._short_attention():
+            out, _ = ck._short_attention_forward(module, q, k, v, None, scaling=0.25)
+    assert out.dtype == sdpa_bf16.dtype == torch.bfloat16 and out.shape == want.shape
+    assert (out.float() - want).abs().max() <= (sdpa_bf16.float() - want).abs().max()
+    grads = torch.autograd.grad(out.float().square().sum(), (q, k, v))
+    assert all(gr.dtype == torch.bfloat16 and torch.isfinite(gr).all() for gr in grads)

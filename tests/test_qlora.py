@@ -116,8 +116,9 @@ def test_adapter_loads_on_the_unquantized_base(trained, tiny, tmp_path):
     gap is the base's quantization error, propagated through the adapted network: it must be
     of the order of the bare base's quantization error (RMS over the logits, measured here
     without the adapter).  The trained adapter scales the activations the errors flow through
-    (gap/error was 1.1-2.1 over 8 seeds), so allow 3x.  The adapter's own effect is 15-24x that
-    gap, so requiring > 5x also proves the adapter was transferred.
+    (gap/error was 1.1-2.1 over 8 seeds), so allow 3x.  The adapter's own effect was 15-24x that
+    gap on an AVX2 host and 4.8x on an AVX512-BF16 one (seed 0), so requiring > 3x also proves the
+    adapter was transferred.
     """
     from bitsandbytes.functional import dequantize_4bit
     from peft import PeftModel
@@ -149,7 +150,7 @@ def test_adapter_loads_on_the_unquantized_base(trained, tiny, tmp_path):
 
     quant_error, gap, effect = rms(quant_bare - fp_bare), rms(quant_adapted - fp_adapted), rms(fp_adapted - fp_bare)
     assert 0 < quant_error and gap <= 3 * quant_error
-    assert effect > 5 * gap
+    assert effect > 3 * gap
 
 
 def test_missing_backend_names_the_package(monkeypatch, tiny):

@@ -132,3 +132,22 @@ def test_artifact_loads_without_hone(tmp_path, tiny):
     lora.model.eval()
     with torch.no_grad():
         assert torch.allclose(pm(**x).logits, lora.model(**x).logits, atol=1e-5)
+
+
+def test_runs_with_different_precisions_in_one_process(tmp_path):
+    """accelerate keeps one state per process; hone resets it when a run asks for another precision, and
+    hands the model back with its own forward (not accelerate's autocast wrapper)."""
+    from test_cpu_kernels import _lora_llama, _Rows
+
+    from hone.config import TrainConfig
+    from hone.train.loop import train
+    from hone.train.objectives import CausalLMObjective
+
+    for precision in ("fp32", "bf16", "fp32"):
+        model = _lora_llama(0.0)
+        res = train(model, _Rows(5), None, TrainConfig(max_steps=1, batch_size=8, precision=precision),
+                    objective=CausalLMObjective(), run_dir=tmp_path / precision, seed=0, progress=False)
+        assert res.steps == 1
+        assert all("forward" not in vars(m) and "_original_forward" not in vars(m) for m in model.modules())
+        with torch.no_grad():
+            assert model(input_ids=torch.tensor([[1, 2, 3]])).logits.dtype == torch.float32

@@ -184,10 +184,24 @@ def load_quantized_causal_lm(path: str, *, bits: int = 4, backend: str = "auto",
             raise ConfigError("quantization compute_dtype: use float32, bfloat16 or float16")
     dtype = compute_dtype or default_compute_dtype()
     model = QUANT_BACKENDS[name](path, int(bits), dtype, trust_remote_code)
+    _cpu_kernel_in_compute_dtype(model, dtype)
     model = _freeze_and_prepare(model, gradient_checkpointing)
     model.eval()
     model.hone_quantization = f"{name}-{int(bits)}bit"
     return model
+
+
+def _cpu_kernel_in_compute_dtype(model: nn.Module, dtype: torch.dtype) -> None:
+    """bitsandbytes runs a 4-bit layer without gradients (evaluation, generation) through its AVX512-BF16
+    CPU kernel where the CPU has one: it repacks the weight and computes in bf16, whatever the compute
+    dtype, and the repacking fails (a reshape to ``[out, 0]``) when ``in_features`` is not a multiple of
+    the quantization block.  Unless the compute dtype is bf16 and the blocks fit, a layer keeps the
+    generic path, so that evaluation measures the model that trained, in its compute dtype."""
+    for m in model.modules():
+        state = getattr(getattr(m, "weight", None), "quant_state", None)
+        if getattr(m, "support_avx512bf16_for_cpu", False) and state is not None and (
+                dtype != torch.bfloat16 or getattr(m, "in_features", 0) % int(getattr(state, "blocksize", 1) or 1)):
+            m.support_avx512bf16_for_cpu = False
 
 
 def quantized_linear_types() -> tuple[type, ...]:

@@ -106,11 +106,15 @@ def train(model, train_data, val_data, cfg: TrainConfig, *, objective, run_dir: 
     ``stop_after`` stops after that many optimizer steps as if interrupted (for tests).
     """
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     _seed_all(seed)
     mixed = resolve_precision(cfg.precision, log)
+    shared = AcceleratorState._shared_state  # accelerate keeps one state per process and refuses a second precision;
+    if shared and shared.get("_mixed_precision") != mixed:  # hone trains one run at a time, each with its own
+        AcceleratorState._reset_state()
     acc = Accelerator(mixed_precision=mixed, cpu=not torch.cuda.is_available())
     n_micro = math.ceil(len(train_data) / cfg.batch_size)
     steps_per_epoch = math.ceil(n_micro / cfg.grad_accum)
@@ -167,6 +171,7 @@ def train(model, train_data, val_data, cfg: TrainConfig, *, objective, run_dir: 
         bar(None, 0, 0, 0)
         if sparse_emb is not None:
             sparse_emb.sparse = False  # the saved / returned model behaves like any transformers model
+        _drop_autocast_forward(acc.unwrap_model(model))
     seen, tokens = counters["seen"], counters["tokens"]
     wall = time.perf_counter() - t0
     if st.best_step is not None and (stop_after is None or st.step >= total or stop):
@@ -177,6 +182,20 @@ def train(model, train_data, val_data, cfg: TrainConfig, *, objective, run_dir: 
     return TrainResult(steps=st.step, epochs=round(st.step / steps_per_epoch, 3), wall_time_s=round(wall, 2),
                        samples_per_s=round(seen / max(wall, 1e-9), 2), tokens_per_s=round(tokens / max(wall, 1e-9), 1),
                        best_step=st.best_step, best_metric=best, stopped_early=stop, history=st.history)
+
+
+def _drop_autocast_forward(model) -> None:
+    """Under mixed precision accelerate's ``prepare`` replaces the model's ``forward`` (an instance attribute)
+    with one that runs in autocast and returns fp32 outputs.  The trained model gets its own forward back,
+    so that later calls (evaluation, a check against the saved artifact) run it in its own dtype, as a
+    loaded artifact does; the training loop's evaluations enter autocast themselves."""
+    original = model.__dict__.pop("_original_forward", None)
+    if original is None:
+        return
+    if getattr(original, "__self__", None) is model and getattr(original, "__func__", None) is type(model).forward:
+        model.__dict__.pop("forward", None)  # the class's forward again
+    else:
+        model.forward = original
 
 
 @dataclass
