@@ -445,3 +445,36 @@ def test_repetition_penalty_breaks_loops(tiny):
     plain = Generator(model, tok, max_new_tokens=12).generate("my phone bill")[0]
     penalised = Generator(model, tok, max_new_tokens=12, repetition_penalty=100.0).generate("my phone bill")[0]
     assert len(set(penalised.text.split())) > len(set(plain.text.split()))
+
+
+@pytest.mark.parametrize("chunk", [1 << 24, 7 * 50])
+def test_fused_head_cross_entropy_under_autocast(monkeypatch, chunk):
+    """Under bf16 autocast _LinearNLL runs its products in bf16, as autocast runs the unfused head: as
+    close to the fp32 loss and gradients as the unfused head under autocast, gradients in fp32."""
+    import torch.nn.functional as F
+
+    from hone.train import objectives as ob
+
+    monkeypatch.setattr(ob, "_CE_CHUNK_ELEMENTS", chunk)
+    g = torch.Generator().manual_seed(0)
+    h = torch.randn(23, 16, generator=g, requires_grad=True)
+    w = torch.randn(50, 16, generator=g, requires_grad=True)
+    b = torch.randn(50, generator=g, requires_grad=True)
+    t = torch.randint(0, 50, (23,), generator=g)
+
+    def run(fn, amp):
+        for x in (h, w, b):
+            x.grad = None
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            loss = fn()
+        loss.backward()
+        return loss.detach(), [x.grad for x in (h, w, b)]
+
+    ref, ref_g = run(lambda: F.cross_entropy(F.linear(h, w, b), t, reduction="sum"), False)
+    stock, stock_g = run(lambda: F.cross_entropy(F.linear(h, w, b).float(), t, reduction="sum"), True)
+    fused, fused_g = run(lambda: ob._LinearNLL.apply(h, w, b, t, None, torch.bfloat16), True)
+    assert all(x.dtype == torch.float32 for x in fused_g)
+    assert 0 < abs(fused - ref) <= 2 * abs(stock - ref) + 1e-3
+    for got, st, want in zip(fused_g, stock_g, ref_g, strict=True):
+        err = ((got - want).norm() / want.norm()).item()
+        assert 0 < err <= max(1.5 * ((st - want).norm() / want.norm()).item(), 0.01)

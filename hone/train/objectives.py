@@ -164,9 +164,20 @@ class _LinearNLL(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, hidden, weight, bias, targets, slot=None):
+    def forward(ctx, hidden, weight, bias, targets, slot=None, amp=None):
+        """``amp``: autocast's dtype when the loss runs under autocast: the three products run in it, as
+        autocast runs the unfused head, and the gradients come back in the inputs' dtypes."""
+        with torch.autocast(hidden.device.type, enabled=False):
+            return _LinearNLL._forward(ctx, hidden, weight, bias, targets, slot, amp)
+
+    @staticmethod
+    def _forward(ctx, hidden, weight, bias, targets, slot, amp):
         grads = ctx.needs_input_grad  # all False under no_grad / inference_mode
         need = any(grads[:3])
+        dtypes = (hidden.dtype, weight.dtype, None if bias is None else bias.dtype)
+        if amp is not None:  # cast once for all chunks, as autocast would for the unfused head
+            hidden, weight = hidden.to(amp), weight.to(amp)
+            bias = None if bias is None else bias.to(amp)
         step = max(1, _CE_CHUNK_ELEMENTS // weight.shape[0])
         single = hidden.shape[0] <= step
         grad_h = torch.empty_like(hidden) if grads[0] and not single else None
@@ -185,15 +196,20 @@ class _LinearNLL(torch.autograd.Function):
                 ctx.save_for_backward(z, hidden, weight)
                 break
             if grad_h is not None:
-                torch.mm(z, weight.to(z.dtype), out=grad_h[s:s + step])
-            if grads[1]:  # the first chunk writes the weight's gradient, later ones add to it
-                zw, hw = z.t().to(weight.dtype), h.to(weight.dtype)
-                grad_w = torch.mm(zw, hw) if grad_w is None else grad_w.addmm_(zw, hw)
+                torch.mm(z, weight, out=grad_h[s:s + step])
+            if grads[1]:  # the first chunk writes the weight's gradient (in its own dtype), later ones add to it
+                if grad_w is None:
+                    grad_w = torch.mm(z.t(), h).to(dtypes[1])
+                elif grad_w.dtype == z.dtype:
+                    grad_w.addmm_(z.t(), h)
+                else:
+                    grad_w.add_(torch.mm(z.t(), h))
             if grads[2]:
-                zb = z.sum(0).to(bias.dtype)
+                zb = z.sum(0).to(dtypes[2])
                 grad_b = zb if grad_b is None else grad_b.add_(zb)
-        ctx.single, ctx.grads, ctx.slot = single, (grad_h, grad_w, grad_b), slot
-        ctx.bias_dtype = None if bias is None else bias.dtype
+        if grad_h is not None:
+            grad_h = grad_h.to(dtypes[0])
+        ctx.single, ctx.grads, ctx.slot, ctx.dtypes = single, (grad_h, grad_w, grad_b), slot, dtypes
         return total
 
     @staticmethod
@@ -202,26 +218,29 @@ class _LinearNLL(torch.autograd.Function):
         if ctx.single:  # scale the (N, V) buffer, then the products give scaled gradients
             z, hidden, weight = ctx.saved_tensors
             z = z.mul_(grad.to(z.dtype))
-            grad_h = torch.mm(z, weight.to(z.dtype)) if needs[0] else None
-            grad_w = torch.mm(z.t().to(weight.dtype), hidden.to(weight.dtype)) if needs[1] else None
-            grad_b = z.sum(0).to(ctx.bias_dtype) if needs[2] else None
+            h_dtype, w_dtype, b_dtype = ctx.dtypes
+            grad_h = torch.mm(z, weight).to(h_dtype) if needs[0] else None
+            grad_w = torch.mm(z.t(), hidden).to(w_dtype) if needs[1] else None
+            grad_b = z.sum(0).to(b_dtype) if needs[2] else None
         else:
             grad_h, grad_w, grad_b = (None if g is None else g.mul_(grad) for g in ctx.grads)
             ctx.grads = None
         if ctx.slot is not None and grad_w is not None:  # a tied input embedding adds its rows (_TiedLookup)
             ctx.slot.append(grad_w)
             grad_w = None
-        return grad_h, grad_w, grad_b, None, None
+        return grad_h, grad_w, grad_b, None, None, None
 
 
 def trained_nll(model, batch: dict[str, Any]) -> tuple[torch.Tensor, int]:
     """Summed negative log-likelihood of the trained positions and their count.
 
-    For a plain causal LM with a plain linear head, outside autocast, the head and the cross
-    entropy run fused (:class:`_LinearNLL`); otherwise through :func:`trained_logits`.
+    For a plain causal LM with a plain linear head the head and the cross entropy run fused
+    (:class:`_LinearNLL`, in autocast's dtype under autocast); otherwise through :func:`trained_logits`.
     """
     inputs = {k: batch[k] for k in MODEL_KEYS if k in batch}
-    if not _is_seq2seq(model) and not torch.is_autocast_enabled(batch["input_ids"].device.type):
+    device = batch["input_ids"].device.type
+    amp = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
+    if not _is_seq2seq(model):
         targets = batch["labels"][:, 1:]
         slot: list = []
         sel = _trained_hidden(model, inputs, targets, slot)
@@ -230,7 +249,7 @@ def trained_nll(model, batch: dict[str, Any]) -> tuple[torch.Tensor, int]:
             targets = targets[targets != IGNORE]
             n = int(targets.numel())
             if type(head) is torch.nn.Linear and n and hidden.dtype == head.weight.dtype:
-                return _LinearNLL.apply(hidden, head.weight, head.bias, targets, slot if tied else None), n
+                return _LinearNLL.apply(hidden, head.weight, head.bias, targets, slot if tied else None, amp), n
             return token_nll(head(hidden), targets)
     logits, targets, _ = trained_logits(model, batch)
     return token_nll(logits, targets)
