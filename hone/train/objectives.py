@@ -240,7 +240,7 @@ def trained_nll(model, batch: dict[str, Any]) -> tuple[torch.Tensor, int]:
     inputs = {k: batch[k] for k in MODEL_KEYS if k in batch}
     device = batch["input_ids"].device.type
     amp = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
-    if not _is_seq2seq(model):
+    if not _is_seq2seq(model) and amp in (None, torch.bfloat16):  # (fp16 autocast: the unfused head, as before)
         targets = batch["labels"][:, 1:]
         slot: list = []
         sel = _trained_hidden(model, inputs, targets, slot)
