@@ -117,8 +117,8 @@ def test_adapter_loads_on_the_unquantized_base(trained, tiny, tmp_path):
     of the order of the bare base's quantization error (RMS over the logits, measured here
     without the adapter).  The trained adapter scales the activations the errors flow through
     (gap/error was 1.1-2.1 over 8 seeds), so allow 3x.  The adapter's own effect was 15-24x that
-    gap on an AVX2 host and 4.8x on an AVX512-BF16 one (seed 0), so requiring > 3x also proves the
-    adapter was transferred.
+    gap on an AVX2 host and 4.8x on an AVX512-BF16 one (seed 0; training there is exact against the
+    dequantized base, see the next test), so requiring > 3x also proves the adapter was transferred.
     """
     from bitsandbytes.functional import dequantize_4bit
     from peft import PeftModel
@@ -240,3 +240,41 @@ def test_bitsandbytes_on_cuda(tiny):
         opt.zero_grad()
         losses.append(loss.item())
     assert all(torch.isfinite(torch.tensor(losses))) and losses[-1] < losses[0]
+
+
+def test_lora_gradients_on_the_4bit_base_equal_the_dequantized_fp32_base(tiny):
+    """Training on the 4-bit base is exactly training on its dequantized fp32 weights: the same loss
+    and LoRA gradients (bitsandbytes' CPU forward and backward, whatever the CPU's kernels)."""
+    pytest.importorskip("bitsandbytes")
+    from bitsandbytes.functional import dequantize_4bit
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from hone.model.quant import load_quantized_causal_lm, lora_on_quantized
+
+    torch.manual_seed(0)
+    pm = lora_on_quantized(load_quantized_causal_lm(tiny), r=8, alpha=16, dropout=0.0, target_modules=TARGETS)
+    for n, p in pm.named_parameters():
+        if "lora_B" in n:
+            torch.nn.init.normal_(p, std=0.1)  # peft starts B at zero, which would hide A's gradient
+    deq = AutoModelForCausalLM.from_pretrained(tiny, dtype=torch.float32)
+    qmods = dict(pm.named_modules())
+    for n, m in deq.named_modules():
+        if n.split(".")[-1] in TARGETS:
+            w = qmods[f"base_model.model.{n}"].base_layer.weight
+            m.weight.data = dequantize_4bit(w.data, w.quant_state).float()
+    dm = get_peft_model(deq, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=TARGETS))
+    missing = dm.load_state_dict({k: v for k, v in pm.state_dict().items() if "lora_" in k}, strict=False)
+    assert not [k for k in missing.missing_keys if "lora_" in k]
+    ids = _batch()
+    results = []
+    for m in (pm, dm):
+        m.train()
+        loss = m(input_ids=ids, labels=ids).loss
+        loss.backward()
+        results.append((loss.detach(), {n: p.grad for n, p in m.named_parameters() if p.requires_grad}))
+    (q_loss, q_grads), (d_loss, d_grads) = results
+    torch.testing.assert_close(q_loss, d_loss, rtol=1e-5, atol=1e-6)
+    assert q_grads.keys() == d_grads.keys() and len(q_grads) == 2 * 14
+    for k in d_grads:
+        torch.testing.assert_close(q_grads[k], d_grads[k], rtol=1e-4, atol=1e-6, msg=k)
