@@ -140,15 +140,24 @@ def test_short_attention_equals_sdpa_and_passes_the_rest_on(monkeypatch):
             torch.testing.assert_close(out, want)
             for got, ref in zip(grads, torch.autograd.grad(want.square().sum(), (q, k, v)), strict=True):
                 torch.testing.assert_close(got, ref)
-        # dropout: the probabilities times dropout()'s mask and scale
+        # dropout: the probabilities times dropout()'s mask and scale, in rows padded for the softmax (7 keys)
+        # and not (20); the gradients through the same mask
         module = types.SimpleNamespace(num_key_value_groups=1, is_causal=False)
-        q, k, v = (torch.randn(2, 4, 7, 8, generator=g) for _ in range(3))
-        torch.manual_seed(3)
-        out, _ = attend(module, q, k, v, shared, dropout=0.4, scaling=0.3)
-        torch.manual_seed(3)
-        keep, scale = keep_mask((8, 7, 7), 0.4)
-        probs = torch.softmax((q @ k.transpose(-1, -2) * 0.3).masked_fill(~shared, float("-inf")), -1)
-        torch.testing.assert_close(out, ((probs * keep.view(2, 4, 7, 7) * scale) @ v).transpose(1, 2))
+        for t in (7, 20):
+            q, k, v = (torch.randn(2, 4, t, 8, generator=g, requires_grad=True) for _ in range(3))
+            pad = torch.ones(2, t, dtype=torch.bool)
+            pad[0, t - 2:] = False
+            mask = pad[:, None, None, :].expand(2, 1, t, t)
+            torch.manual_seed(3)
+            out, _ = attend(module, q, k, v, mask, dropout=0.4, scaling=0.3)
+            torch.manual_seed(3)
+            keep, scale = keep_mask((8, t, t), 0.4)
+            probs = torch.softmax((q @ k.transpose(-1, -2) * 0.3).masked_fill(~mask, float("-inf")), -1)
+            want = ((probs * keep.view(2, 4, t, t) * scale) @ v).transpose(1, 2)
+            torch.testing.assert_close(out, want)
+            for got, ref in zip(torch.autograd.grad(out.square().sum(), (q, k, v)),
+                                torch.autograd.grad(want.square().sum(), (q, k, v)), strict=True):
+                torch.testing.assert_close(got, ref)
         assert not calls
         q, k, v = (torch.randn(2, 2, 5, 8, generator=g) for _ in range(3))
         module = model.model.layers[0].self_attn
