@@ -39,10 +39,10 @@ Under CPU autocast (``precision: bf16``, the default on a CPU with native bf16) 
 its products in bf16 as autocast runs peft's (one cast of the input instead of two, the mask applied
 in bf16), the norms stay fp32 as they do under autocast, and short attention computes in fp32 from
 the bf16 projections (SDPA would run its flash kernel in bf16: on a 2-core Xeon with AMX its backward
-alone took 13 ms per SmolLM2 layer), casting each input in the same copy that lays it out.  In-process A/B on that host, SmolLM2-135M shape, batch 16 x 26,
-loss on the last 4 tokens: a LoRA step 1.55x and a full step 1.34x faster than with these kernels
-standing aside under autocast; the gradients' error against fp32 is that of the stock modules under
-autocast (tested).
+alone took 13 ms per SmolLM2 layer), casting each input in the same copy that lays it out.
+In-process A/B on that host, SmolLM2-135M shape, batch 16 x 26, loss on the last 4 tokens: a LoRA
+step 1.55x and a full step 1.34x faster than with these kernels standing aside under autocast; the
+gradients' error against fp32 is that of the stock modules under autocast (tested).
 """
 
 from __future__ import annotations
@@ -256,7 +256,8 @@ def _short_attention_forward(module, query, key, value, attention_mask, dropout=
     As one autograd node (:class:`_ShortAttention`) rather than stock ops: on a 2-core Xeon with AMX,
     a MiniLM layer's attention (32 rows x 12 heads, bf16 projections under autocast, dropout 0.1)
     took 3.5 ms forward + backward against 5.6 ms at 14 tokens and 6.6 against 9.0 ms at 29;
-    in-process A/B of whole training steps: MiniLM LoRA 1.14x, full 1.01x, SmolLM2 LoRA 0.99x."""
+    in-process A/Bs of whole training steps: MiniLM LoRA 1.01-1.14x, full 1.01x, SmolLM2 LoRA 0.92-0.99x
+    (this host's noise is about 5%)."""
     original = _ORIGINAL_SDPA[0]
     b, h, t, d = query.shape
     kv = key.shape[1]
