@@ -174,6 +174,27 @@ def test_short_attention_equals_sdpa_and_passes_the_rest_on(monkeypatch):
     assert ALL_ATTENTION_FUNCTIONS["sdpa"] is original
 
 
+def test_short_attention_gradients_for_the_inputs_that_need_them():
+    """The attention node computes only the gradients autograd asks for (a frozen key projection's
+    output needs none); each one it returns equals SDPA's."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    from hone.model import cpu_kernels as ck
+
+    g = torch.Generator().manual_seed(6)
+    module = types.SimpleNamespace(num_key_value_groups=2, is_causal=True)
+    for need in [(True, False, True), (False, True, False), (False, False, True), (True, True, False)]:
+        q, k, v = (torch.randn(2, n, 9, 8, generator=g).requires_grad_(r) for n, r in zip((4, 2, 2), need))
+        with ck._short_attention():
+            out, _ = ck._short_attention_forward(module, q, k, v, None, scaling=0.3)
+        want, _ = sdpa_attention_forward(module, q, k, v, None, scaling=0.3)
+        torch.testing.assert_close(out, want)
+        asked = [x for x in (q, k, v) if x.requires_grad]
+        for got, ref in zip(torch.autograd.grad(out.square().sum(), asked),
+                            torch.autograd.grad(want.square().sum(), asked), strict=True):
+            torch.testing.assert_close(got, ref)
+
+
 def test_fused_rms_norm_gradcheck():
     g = torch.Generator().manual_seed(4)
     x = torch.randn(2, 3, 6, dtype=torch.float64, generator=g, requires_grad=True)

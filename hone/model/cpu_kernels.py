@@ -350,17 +350,23 @@ class _ShortAttention(torch.autograd.Function):
             go = torch.empty(b, h, t, d)
             go.copy_(grad.transpose(1, 2))
             go = go.view(b * kv, g * t, d)
-            grad_v = torch.bmm(kept.transpose(1, 2), go)  # (b*kv, p, d)
-            grad_kept = torch.bmm(go, v.transpose(1, 2))  # (b*kv, g*t, p)
-            if keep is not None:
-                grad_kept[..., :t].mul_(_as_float(keep, grad_kept.dtype))
-                grad_kept.mul_(ctx.keep_scale)
-            grad_scores = torch._softmax_backward_data(grad_kept, probs, -1, probs.dtype).mul_(ctx.scale)
-            grad_q = torch.bmm(grad_scores, k)
-            grad_k = torch.bmm(grad_scores.transpose(1, 2), q)
+            need_q, need_k, need_v = ctx.needs_input_grad[:3]
+            grad_q = grad_k = grad_v = None
+            if need_v:
+                grad_v = torch.bmm(kept.transpose(1, 2), go)  # (b*kv, p, d)
+            if need_q or need_k:
+                grad_kept = torch.bmm(go, v.transpose(1, 2))  # (b*kv, g*t, p)
+                if keep is not None:
+                    grad_kept[..., :t].mul_(_as_float(keep, grad_kept.dtype))
+                    grad_kept.mul_(ctx.keep_scale)
+                grad_scores = torch._softmax_backward_data(grad_kept, probs, -1, probs.dtype).mul_(ctx.scale)
+                grad_q = torch.bmm(grad_scores, k) if need_q else None
+                grad_k = torch.bmm(grad_scores.transpose(1, 2), q) if need_k else None
 
-            def back(x: torch.Tensor, n: int, dtype: torch.dtype) -> torch.Tensor:
+            def back(x: torch.Tensor | None, n: int, dtype: torch.dtype) -> torch.Tensor | None:
                 """(b*n, rows, d) -> (b, n, t, d) laid out as (b, t, n, d), as the projections' views are."""
+                if x is None:
+                    return None
                 out = torch.empty(b, t, n, d, dtype=dtype)
                 out.copy_(x.view(b, n, -1, d)[:, :, :t].transpose(1, 2))
                 return out.transpose(1, 2)
