@@ -52,6 +52,20 @@ def _logits(model, ids):
         return model(input_ids=ids).logits.float()
 
 
+def _dequantized_base(tiny, pm):
+    """The tiny Llama in fp32 with each targeted projection's weight set to the 4-bit model's, dequantized."""
+    from bitsandbytes.functional import dequantize_4bit
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(tiny, dtype=torch.float32)
+    qmods = dict(pm.named_modules())
+    for n, m in base.named_modules():
+        if n.split(".")[-1] in TARGETS:
+            w = qmods[f"base_model.model.{n}"].base_layer.weight
+            m.weight.data = dequantize_4bit(w.data, w.quant_state).float()
+    return base
+
+
 @pytest.fixture(scope="module")
 def trained(tiny):
     """A bitsandbytes 4-bit tiny Llama with LoRA on every projection, trained 15 steps."""
@@ -120,7 +134,6 @@ def test_adapter_loads_on_the_unquantized_base(trained, tiny, tmp_path):
     gap on an AVX2 host and 4.8x on an AVX512-BF16 one (seed 0; training there is exact against the
     dequantized base, see the next test), so requiring > 3x also proves the adapter was transferred.
     """
-    from bitsandbytes.functional import dequantize_4bit
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
@@ -136,12 +149,7 @@ def test_adapter_loads_on_the_unquantized_base(trained, tiny, tmp_path):
     fp_bare = _logits(fp_base, ids)
     fp_adapted = _logits(PeftModel.from_pretrained(fp_base, tmp_path / "adapter").eval(), ids)
 
-    deq_base = AutoModelForCausalLM.from_pretrained(tiny, dtype=torch.float32)
-    qmods = dict(pm.named_modules())
-    for n, m in deq_base.named_modules():
-        if n.split(".")[-1] in TARGETS:
-            w = qmods[f"base_model.model.{n}"].base_layer.weight
-            m.weight.data = dequantize_4bit(w.data, w.quant_state).float()
+    deq_base = _dequantized_base(tiny, pm)
     deq_adapted = _logits(PeftModel.from_pretrained(deq_base, tmp_path / "adapter").eval(), ids)
 
     assert (deq_adapted - quant_adapted).abs().max() < 1e-4
@@ -246,9 +254,7 @@ def test_lora_gradients_on_the_4bit_base_equal_the_dequantized_fp32_base(tiny):
     """Training on the 4-bit base is exactly training on its dequantized fp32 weights: the same loss
     and LoRA gradients (bitsandbytes' CPU forward and backward, whatever the CPU's kernels)."""
     pytest.importorskip("bitsandbytes")
-    from bitsandbytes.functional import dequantize_4bit
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
 
     from hone.model.quant import load_quantized_causal_lm, lora_on_quantized
 
@@ -257,13 +263,7 @@ def test_lora_gradients_on_the_4bit_base_equal_the_dequantized_fp32_base(tiny):
     for n, p in pm.named_parameters():
         if "lora_B" in n:
             torch.nn.init.normal_(p, std=0.1)  # peft starts B at zero, which would hide A's gradient
-    deq = AutoModelForCausalLM.from_pretrained(tiny, dtype=torch.float32)
-    qmods = dict(pm.named_modules())
-    for n, m in deq.named_modules():
-        if n.split(".")[-1] in TARGETS:
-            w = qmods[f"base_model.model.{n}"].base_layer.weight
-            m.weight.data = dequantize_4bit(w.data, w.quant_state).float()
-    dm = get_peft_model(deq, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=TARGETS))
+    dm = get_peft_model(_dequantized_base(tiny, pm), LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=TARGETS))
     missing = dm.load_state_dict({k: v for k, v in pm.state_dict().items() if "lora_" in k}, strict=False)
     assert not [k for k in missing.missing_keys if "lora_" in k]
     ids = _batch()

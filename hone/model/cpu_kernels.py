@@ -242,9 +242,10 @@ _ORIGINAL_SDPA: list = []  # transformers' sdpa function while it is routed thro
 
 def _short_attention_forward(module, query, key, value, attention_mask, dropout=0.0, scaling=None,
                              is_causal=None, **kwargs):
-    """transformers' ``sdpa`` attention function, computed as two batched products and a softmax for fp32
-    CPU rows of at most :data:`SHORT_ATTENTION_MAX` tokens, causal or not, unmasked or with a boolean
-    mask in which every query has a key; anything else goes to the original function.
+    """transformers' ``sdpa`` attention function, computed in fp32 as two batched products and a softmax for
+    CPU rows (fp32, or autocast's dtype under CPU autocast) of at most :data:`SHORT_ATTENTION_MAX` tokens,
+    causal or not, unmasked or with a boolean mask in which every query has a key; anything else goes to
+    the original function.
 
     At short rows SDPA is overhead-bound: its flash kernel took 3.5-4.1 ms forward + backward for the
     causal rows of SmolLM2's SFT (16 rows x 26 tokens x 9 heads, 3 key / value heads) on 2 cores, where
