@@ -139,6 +139,64 @@ def test_lazy_adamw_equals_adamw_when_every_row_is_in_the_batch(clip):
     torch.testing.assert_close(st["exp_avg_sq"], opt_d.state[dense[0].weight]["exp_avg_sq"])
 
 
+def _grads(seed, scale):
+    g = torch.Generator().manual_seed(seed)
+    shapes = [(300, 40), (40,), (7, 5)]
+    params = [nn.Parameter(torch.zeros(s)) for s in shapes]
+    for p in params:
+        p.grad = torch.randn(p.shape, generator=g) * scale
+    params[2].grad = params[2].grad.t().contiguous().t()  # a non-contiguous gradient takes the fallback
+    return params
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e-4])
+def test_clip_grad_norm_equals_torch_and_leaves_small_gradients_alone(scale):
+    ours, ref = _grads(0, scale), _grads(0, scale)
+    before = [p.grad for p in ours]
+    kept = [p.grad.clone() for p in ours]
+    total = clip_grad_norm(ours, 1.0)
+    ref_total = torch.nn.utils.clip_grad_norm_(ref, 1.0)
+    torch.testing.assert_close(total, ref_total, rtol=1e-5, atol=0)
+    for a, b in zip(ours, ref):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-5, atol=1e-9)
+    assert all(p.grad is g for p, g in zip(ours, before))  # scaled in place, never replaced
+    if scale < 1:  # within bounds: not a single value changed
+        assert all(torch.equal(p.grad, k) for p, k in zip(ours, kept))
+    else:
+        assert torch.linalg.vector_norm(torch.cat([p.grad.reshape(-1) for p in ours]).double()) == pytest.approx(1.0, rel=1e-5)
+
+
+def test_clipping_deferred_into_fused_adamw_equals_clipping_first():
+    def model():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Embedding(10, 6), nn.Linear(6, 5), nn.Linear(5, 3))
+    ref, ours = model(), model()
+    ours[0].sparse = True  # a sparse gradient is scaled directly, the dense ones by the fused kernel
+    opt_r = torch.optim.AdamW(ref.parameters(), lr=0.05, weight_decay=0.1)
+    opt_o = AdamW(ours.parameters(), lr=0.05, weight_decay=0.1, fused=True)
+    ids = torch.stack([torch.randperm(10, generator=torch.Generator().manual_seed(s)) for s in range(3)])  # every row
+    for s, clip in enumerate([0.05, 0.05, 1e6, 0.05]):  # the third step is within bounds: no scale may linger
+        for m in (ref, ours):
+            m(ids).sum(1).pow(2).sum().mul(s + 1).backward()
+        torch.nn.utils.clip_grad_norm_(ref.parameters(), clip)
+        unscaled = ours[1].weight.grad.clone()
+        clip_grad_norm(ours.parameters(), clip, opt_o)
+        if clip < 1:
+            assert torch.equal(ours[1].weight.grad, unscaled)  # left to the optimizer
+        opt_r.step(), opt_o.step()
+        assert not hasattr(opt_o, "grad_scale")
+        opt_r.zero_grad(), opt_o.zero_grad()
+        for (n, a), b in zip(ref.named_parameters(), ours.parameters()):
+            torch.testing.assert_close(b, a, atol=1e-6, rtol=1e-5, msg=f"step {s}: {n}")
+
+
+def test_clip_grad_norm_is_accurate_on_a_large_gradient():
+    p = nn.Parameter(torch.zeros(4_000_000))
+    p.grad = torch.randn(4_000_000, generator=torch.Generator().manual_seed(1)) + 3.0
+    exact = p.grad.double().square().sum().sqrt().item()
+    assert clip_grad_norm([p], 1e12).item() == pytest.approx(exact, rel=2e-6)
+
+
 def test_lazy_adamw_leaves_rows_outside_the_batch_alone_and_resumes():
     model = _embedding_model()
     model[0].sparse = True

@@ -219,7 +219,7 @@ class _Ctx:
     stop_after: int | None
     start_step: int
     counters: dict[str, Any]  # samples and tokens seen, start time
-    sparse: bool = False  # some gradients are sparse (clipped by hone, not accelerate)
+    sparse: bool = False  # some gradients are sparse (clipped by hone, not accelerate; as on any CPU)
 
 
 def _loop(model, train_data, val_data, cfg: TrainConfig, st: _State, c: _Ctx) -> bool:
@@ -247,8 +247,8 @@ def _loop(model, train_data, val_data, cfg: TrainConfig, st: _State, c: _Ctx) ->
                 counters["seen"] += len(idx)
                 counters["tokens"] += b["num_tokens"]
             if cfg.max_grad_norm:
-                if c.sparse:
-                    clip_grad_norm(model.parameters(), cfg.max_grad_norm)
+                if c.sparse or acc.device.type == "cpu":
+                    clip_grad_norm(model.parameters(), cfg.max_grad_norm, getattr(optimizer, "optimizer", optimizer))
                 else:
                     acc.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
             optimizer.step()
