@@ -166,7 +166,8 @@ def train(model, train_data, val_data, cfg: TrainConfig, *, objective, run_dir: 
                 acc=acc, optimizer=optimizer, scheduler=scheduler, unfreezer=unfreezer, objective=objective,
                 lengths=lengths, total=total, steps_per_epoch=steps_per_epoch, seed=seed,
                 ckpt_root=ckpt_root, best_path=best_path, record=record, log=log, bar=bar, stop_after=stop_after,
-                start_step=start_step, counters=counters, sparse=sparse_emb is not None))
+                start_step=start_step, counters=counters,
+                hone_clip=on_cpu and mixed != "fp16"))
     finally:
         bar(None, 0, 0, 0)
         if sparse_emb is not None:
@@ -219,7 +220,9 @@ class _Ctx:
     stop_after: int | None
     start_step: int
     counters: dict[str, Any]  # samples and tokens seen, start time
-    sparse: bool = False  # some gradients are sparse (clipped by hone, not accelerate; as on any CPU)
+    # clipped by hone's clip_grad_norm (on CPU without fp16's gradient scaler: it takes sparse gradients, a BLAS
+    # norm, and leaves the scale to fused AdamW), else by accelerate's
+    hone_clip: bool = False
 
 
 def _loop(model, train_data, val_data, cfg: TrainConfig, st: _State, c: _Ctx) -> bool:
@@ -247,7 +250,7 @@ def _loop(model, train_data, val_data, cfg: TrainConfig, st: _State, c: _Ctx) ->
                 counters["seen"] += len(idx)
                 counters["tokens"] += b["num_tokens"]
             if cfg.max_grad_norm:
-                if c.sparse or acc.device.type == "cpu":
+                if c.hone_clip:
                     clip_grad_norm(model.parameters(), cfg.max_grad_norm, getattr(optimizer, "optimizer", optimizer))
                 else:
                     acc.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
