@@ -444,3 +444,23 @@ def test_training_loop_uses_sparse_rows_and_restores_the_model(tmp_path):
     train(dense, data, None, TrainConfig(max_steps=4, batch_size=8, lr=1e-2, sparse_embeddings=False),
           objective=ClassificationObjective(), run_dir=tmp_path / "dense", seed=0, progress=False)
     assert not torch.equal(dense.get_input_embeddings().weight[60:], before[60:])  # dense AdamW decays every row
+
+
+def test_training_loop_clips_inside_fused_adamw_on_cpu(tmp_path, monkeypatch):
+    """On CPU the loop clips with hone's clip_grad_norm, which leaves the scale to the fused AdamW step."""
+    from hone.config import TrainConfig
+    from hone.data.batches import Encoded
+    from hone.train import optim
+    from hone.train.loop import train
+    from hone.train.objectives import ClassificationObjective
+
+    deferred = []
+    real = optim.AdamW.scale_next_step
+    monkeypatch.setattr(optim.AdamW, "scale_next_step", lambda self, coef: deferred.append(real(self, coef)) or deferred[-1])
+    g = torch.Generator().manual_seed(4)
+    ids = [torch.randint(5, 60, (6,), generator=g).tolist() for _ in range(16)]
+    data = Encoded(ids, torch.tensor([i % 5 for i in range(16)]), 0)
+    res = train(_classifier("bert", dropout=0.0), data, None,
+                TrainConfig(max_steps=3, batch_size=8, lr=1e-2, max_grad_norm=1e-3),
+                objective=ClassificationObjective(), run_dir=tmp_path, seed=0, progress=False)
+    assert res.steps == 3 and deferred == [True, True, True]  # every step clipped, each time by the fused kernel
