@@ -456,7 +456,12 @@ def test_training_loop_clips_inside_fused_adamw_on_cpu(tmp_path, monkeypatch):
 
     deferred = []
     real = optim.AdamW.scale_next_step
-    monkeypatch.setattr(optim.AdamW, "scale_next_step", lambda self, coef: deferred.append(real(self, coef)) or deferred[-1])
+
+    def spy(self, coef):
+        deferred.append(real(self, coef))
+        return deferred[-1]
+
+    monkeypatch.setattr(optim.AdamW, "scale_next_step", spy)
     g = torch.Generator().manual_seed(4)
     ids = [torch.randint(5, 60, (6,), generator=g).tolist() for _ in range(16)]
     data = Encoded(ids, torch.tensor([i % 5 for i in range(16)]), 0)
