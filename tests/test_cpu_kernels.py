@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import types
 
 import torch
@@ -62,6 +64,18 @@ def test_cpu_kernels_switch_dropout_modules_in_training_only():
         assert 0.3 < zeros.float().mean().item() < 0.7
         assert torch.allclose(out[~zeros], h[~zeros] * 2.0)
     assert "forward" not in vars(model[1])  # restored
+
+
+def test_cpu_kernels_do_not_import_peft_for_a_model_without_it():
+    """Importing peft takes seconds that every run's training time would count; a model can only hold peft's
+    LoRA layers once peft is imported, so the switch looks it up instead of importing it."""
+    code = ("import sys, torch\n"
+            "from hone.model.cpu_kernels import cpu_kernels\n"
+            "model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Dropout(0.1))\n"
+            "with cpu_kernels(model) as counts:\n"
+            "    assert counts['dropout'] == 1, counts\n"
+            "assert 'peft' not in sys.modules, 'peft was imported'\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
 def _lora_llama(dropout: float, **lora_kwargs):
