@@ -405,8 +405,8 @@ def _short_attention() -> Iterator[bool]:
 
 def _lora_linear_type():
     """peft's LoRA ``Linear`` class, or None when peft's LoRA layers were never imported: then no model
-    holds one, and importing peft here (1.5-3 s on a 2-core CPU, counted in every run's training time)
-    would buy nothing."""
+    holds one, and importing peft here (1.7 s after torch and transformers on a 2-core CPU, counted in
+    every run's training time) would buy nothing."""
     layer = sys.modules.get("peft.tuners.lora.layer")
     return getattr(layer, "Linear", None)
 
