@@ -827,9 +827,9 @@ def table(by_system: dict[str, list[dict]], show_eval: bool) -> str:
     cols = [c for c in COLS if show_eval or c[1] not in ("accuracy", "macro_f1")]
     head = "| system | runs | " + " | ".join(c[0] for c in cols) + " | other-process CPU | contended |"
     lines = [head, "|" + " --- |" * (len(cols) + 4)]
-    med = {}
+    med, per_run = {}, {}
     for sysname, runs in by_system.items():
-        ms = [metrics(r) for r in runs]
+        ms = per_run[sysname] = [metrics(r) for r in runs]
         med[sysname] = {k: _med([m.get(k) for m in ms]) for _, k, _ in cols}
         ok = [m for m in ms if m]
         other = _med([m.get("other_cpu") for m in ok])
@@ -857,8 +857,7 @@ def table(by_system: dict[str, list[dict]], show_eval: bool) -> str:
                 cells.append(f"{h / v:.2f}x" if v else "–")
         lines.append(f"| **hone / {sysname}** | | " + " | ".join(cells) + " | | |")
         # a shared host's speed can drift by 1.5x between runs: one slow baseline run inflates a ratio of medians
-        fastest = {k: max((v for m in (metrics(r) for r in by_system[sysname]) if (v := m.get(k))), default=None)
-                   for k in SPEED_KEYS}
+        fastest = {k: max((m[k] for m in per_run[sysname] if m.get(k)), default=None) for k in SPEED_KEYS}
         cells = [f"{hone[k] / fastest[k]:.2f}x" if k in SPEED_KEYS and hone.get(k) and fastest[k] else ""
                  for _, k, _ in cols]
         lines.append(f"| hone / {sysname}'s fastest run | | " + " | ".join(cells) + " | | |")
