@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import inspect
 import io
 import json
 import logging
@@ -211,10 +212,14 @@ def _stepper(call: Any, names: Any = None, past: Any = None) -> Callable[[list[i
     """``(prompt, new_ids) -> last logits`` with a KV cache, for a torch model or (with ``names``) an ONNX runner."""
     import torch
     encoder = start = None
-    if names is None and getattr(call.config, "is_encoder_decoder", False):  # seq2seq: encode once, decode
-        names = {"encoder_outputs", "decoder_input_ids", "past_key_values", "use_cache"}
-        encoder, start = call.get_encoder(), call.config.decoder_start_token_id
-    names = names or {"input_ids", "past_key_values", "use_cache"}
+    if names is None:  # transformers 5.25 renamed the forward's ``past_key_values`` to ``cache``
+        params = inspect.signature(getattr(call, "get_base_model", lambda: call)().forward).parameters
+        cache = "cache" if "cache" in params else "past_key_values"
+        names = {"input_ids", cache, "use_cache"}
+        if getattr(call.config, "is_encoder_decoder", False):  # seq2seq: encode once, decode
+            names = {"encoder_outputs", "decoder_input_ids", cache, "use_cache"}
+            encoder, start = call.get_encoder(), call.config.decoder_start_token_id
+    cache = "cache" if "cache" in names else "past_key_values"
     state: dict[str, Any] = {"past": past, "pos": 0, "enc": None}
 
     def step(prompt: list[int], new: list[int]):
@@ -223,9 +228,9 @@ def _stepper(call: Any, names: Any = None, past: Any = None) -> Callable[[list[i
         p0, p1, ids = state["pos"], state["pos"] + len(new), torch.tensor([new])
         kw = {"input_ids": ids, "decoder_input_ids": ids, "encoder_outputs": state["enc"], "use_cache": True,
               "position_ids": torch.arange(p0, p1)[None], "cache_position": torch.arange(p0, p1),
-              "attention_mask": torch.ones(1, p1, dtype=torch.long), "past_key_values": state["past"]}
+              "attention_mask": torch.ones(1, p1, dtype=torch.long), cache: state["past"]}
         o = call(**{k: v for k, v in kw.items() if k in names})
-        state["past"], state["pos"] = o.past_key_values, p1
+        state["past"], state["pos"] = o["cache"] if "cache" in o else o.past_key_values, p1
         return o.logits[0, -1].float()
     return step
 

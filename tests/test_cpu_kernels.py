@@ -242,6 +242,27 @@ def test_fused_rms_norm_trains_a_llama_like_the_stock_module():
     assert all("forward" not in vars(m) for m in model.modules())
 
 
+def test_cpu_kernels_survive_train_eval_switches_of_a_loaded_model(tmp_path):
+    """A model from ``from_pretrained`` (which turns transformers' hub kernels on from 5.25): switching
+    train / eval inside the block must not drop the fused norms, and the block restores the model."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    LlamaForCausalLM(LlamaConfig(vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                 num_attention_heads=4, num_key_value_heads=2)).save_pretrained(tmp_path)
+    model = LlamaForCausalLM.from_pretrained(tmp_path).train()
+    hub_on = getattr(model, "use_kernels", False)
+    with cpu_kernels(model) as counts:
+        assert counts["rms_norm"] == 5
+        model.eval()
+        model.train()
+        norm = model.model.norm
+        assert vars(norm)["forward"].__func__.__name__ == "_rms_norm_forward"
+    assert all("forward" not in vars(m) for m in model.modules())
+    assert getattr(model, "use_kernels", False) == hub_on
+    model.eval()  # re-kernelizes when the hub kernels are on: still the stock forward on a CPU
+    assert model(torch.tensor([[1, 2, 3]])).logits.shape == (1, 3, 100)
+
+
 def test_fused_lora_gradcheck():
     g = torch.Generator().manual_seed(2)
     x = torch.randn(2, 3, 5, dtype=torch.float64, generator=g, requires_grad=True)

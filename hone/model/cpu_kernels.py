@@ -411,6 +411,17 @@ def _lora_linear_type():
     return getattr(layer, "Linear", None)
 
 
+def _hub_kernels_off(model: nn.Module) -> list[nn.Module]:
+    """Switch off transformers' hub kernels (``from_pretrained`` turns them on from 5.25) in the model's
+    ``PreTrainedModel`` parts, and return those parts.  While they are on, every ``train()`` / ``eval()``
+    re-kernelizes and drops the forwards this module sets on instances; the hub maps no CPU kernels for
+    these layers, so on a CPU nothing else changes."""
+    parts = [m for m in model.modules() if getattr(m, "use_kernels", False) is True and hasattr(m, "set_use_kernels")]
+    for m in parts:
+        m.use_kernels = False
+    return parts
+
+
 @contextmanager
 def cpu_kernels(model: nn.Module) -> Iterator[dict[str, int]]:
     """Within the block, the model's dropout modules, Llama-family RMSNorms and peft LoRA linear layers
@@ -419,6 +430,7 @@ def cpu_kernels(model: nn.Module) -> Iterator[dict[str, int]]:
     :func:`_short_attention_forward`.  Yields how many modules of each kind were switched (and
     ``short_attention``: 1 when attention was routed)."""
     lora_type = _lora_linear_type()
+    hub = _hub_kernels_off(model)
     patched: list[nn.Module] = []
     counts = {"dropout": 0, "lora": 0, "rms_norm": 0}
     for module in model.modules():
@@ -443,4 +455,6 @@ def cpu_kernels(model: nn.Module) -> Iterator[dict[str, int]]:
             yield counts
     finally:
         for module in patched:
-            del module.forward
+            module.__dict__.pop("forward", None)
+        for module in hub:
+            module.use_kernels = True

@@ -86,7 +86,7 @@ def first_token_only(model: nn.Module) -> Iterator[bool]:
     try:
         yield True
     finally:
-        del last.forward
+        last.__dict__.pop("forward", None)
 
 
 # Decoder layers computed as Llama's: input_layernorm -> self_attn (q / k / v / o_proj, rotary embeddings
@@ -175,4 +175,5 @@ def kept_positions_only(decoder: nn.Module, keep: torch.Tensor | None) -> Iterat
     try:
         yield True
     finally:
-        del last.forward, last._hone_keep
+        last.__dict__.pop("forward", None)
+        del last._hone_keep
