@@ -59,6 +59,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hone.model import frozen_casts
+
 _LEVELS = 1 << 16
 _MASK_CHUNK = 1 << 18  # mask elements drawn per numpy call: 64k 64-bit words
 
@@ -229,7 +231,8 @@ def _lora_forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         return type(self).forward(self, x, *args, **kwargs)
     drop = self.lora_dropout[name]
     p = drop.p if isinstance(drop, nn.Dropout) and drop.training else 0.0
-    return _LoraLinear.apply(x, base.weight, base.bias, a, b, float(self.scaling[name]), p, amp)
+    weight, bias = frozen_casts.amp_weights(base, amp) if amp is not None else (base.weight, base.bias)
+    return _LoraLinear.apply(x, weight, bias, a, b, float(self.scaling[name]), p, amp)
 
 
 # Longest sequence the short attention takes.  On 2 cores it was 1.3-1.6x faster than SDPA's flash kernel
@@ -426,13 +429,13 @@ def _hub_kernels_off(model: nn.Module) -> list[nn.Module]:
 def cpu_kernels(model: nn.Module) -> Iterator[dict[str, int]]:
     """Within the block, the model's dropout modules, Llama-family RMSNorms and peft LoRA linear layers
     use this module's CPU kernels (each falls back to its own forward on GPU tensors or unsupported
-    set-ups), and if it uses transformers' ``sdpa`` attention, short rows take
-    :func:`_short_attention_forward`.  Yields how many modules of each kind were switched (and
+    set-ups), frozen plain linear layers keep their autocast cast (:mod:`hone.model.frozen_casts`), and
+    if it uses transformers' ``sdpa`` attention, short rows take :func:`_short_attention_forward`.  Yields how many modules of each kind were switched (and
     ``short_attention``: 1 when attention was routed)."""
     lora_type = _lora_linear_type()
     hub = _hub_kernels_off(model)
     patched: list[nn.Module] = []
-    counts = {"dropout": 0, "lora": 0, "rms_norm": 0}
+    counts = {"dropout": 0, "lora": 0, "rms_norm": 0, "frozen_linear": 0}
     for module in model.modules():
         if type(module) is nn.Dropout:
             module.forward = types.MethodType(_dropout_forward, module)
@@ -444,6 +447,10 @@ def cpu_kernels(model: nn.Module) -> Iterator[dict[str, int]]:
         elif lora_type is not None and type(module) is lora_type and _fusable(module):
             module.forward = types.MethodType(_lora_forward, module)
             counts["lora"] += 1
+        elif frozen_casts.frozen(module):
+            frozen_casts.arm(module)
+            module.forward = types.MethodType(frozen_casts.frozen_linear_forward, module)
+            counts["frozen_linear"] += 1
         else:
             continue
         patched.append(module)
@@ -456,5 +463,6 @@ def cpu_kernels(model: nn.Module) -> Iterator[dict[str, int]]:
     finally:
         for module in patched:
             module.__dict__.pop("forward", None)
+            frozen_casts.disarm(module)
         for module in hub:
             module.use_kernels = True

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from hone.data.chat import IGNORE
 from hone.model.fast import kept_positions_only
+from hone.model.frozen_casts import amp_weights
 
 MODEL_KEYS = ("input_ids", "attention_mask", "position_ids")
 
@@ -249,7 +250,9 @@ def trained_nll(model, batch: dict[str, Any]) -> tuple[torch.Tensor, int]:
             targets = targets[targets != IGNORE]
             n = int(targets.numel())
             if type(head) is torch.nn.Linear and n and hidden.dtype == head.weight.dtype:
-                return _LinearNLL.apply(hidden, head.weight, head.bias, targets, slot if tied else None, amp), n
+                # a frozen head (LoRA) under the CPU kernels: its weight cast once, not at every step
+                weight, bias = amp_weights(head, amp) if amp is not None else (head.weight, head.bias)
+                return _LinearNLL.apply(hidden, weight, bias, targets, slot if tied else None, amp), n
             return token_nll(head(hidden), targets)
     logits, targets, _ = trained_logits(model, batch)
     return token_nll(logits, targets)
