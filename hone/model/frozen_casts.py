@@ -2,8 +2,9 @@
 
 CPU autocast caches its fp32 -> bf16 casts only for leaf tensors that require grad, and only within one
 forward.  A frozen weight (the base of LoRA, IA3 or a frozen layer) is therefore cast afresh on every call:
-for LoRA on MiniLM that is 10.8M weights read in fp32 and written in bf16 at every step, about 5 ms of a
-48 ms step (16-token BANKING77 batches of 32) on a 2-core CPU, for a result that never changes.
+for LoRA on MiniLM that is 10.8M weights read in fp32 and written in bf16 at every step, for a result that
+never changes.  Keeping the cast made a MiniLM LoRA step 1.028x and a SmolLM2-135M LoRA SFT step 1.036x
+faster on a 2-core Zen 5 CPU (in-process A/Bs, ``bench/RESULTS.md``, session 15).
 
 :func:`amp_weights` keeps one bf16 copy per frozen layer (the same rounding as autocast's cast, so every
 output and gradient is bit-identical to the stock path) and makes it again when the weight or bias is
