@@ -231,8 +231,17 @@ def _lora_forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         return type(self).forward(self, x, *args, **kwargs)
     drop = self.lora_dropout[name]
     p = drop.p if isinstance(drop, nn.Dropout) and drop.training else 0.0
-    weight, bias = frozen_casts.amp_weights(base, amp) if amp is not None else (base.weight, base.bias)
+    weight, bias = frozen_casts.amp_weights(base, amp)
     return _LoraLinear.apply(x, weight, bias, a, b, float(self.scaling[name]), p, amp)
+
+
+def _frozen_linear_forward(self: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    """``nn.Linear.forward``; under CPU autocast with the frozen weights' kept cast (:mod:`frozen_casts`), which
+    autocast would otherwise make afresh at every call."""
+    amp = _autocast_dtype()
+    if amp is None or not x.is_cpu:
+        return type(self).forward(self, x)
+    return F.linear(x, *frozen_casts.amp_weights(self, amp))  # autocast casts x as it would
 
 
 # Longest sequence the short attention takes.  On 2 cores it was 1.3-1.6x faster than SDPA's flash kernel
@@ -429,9 +438,9 @@ def _hub_kernels_off(model: nn.Module) -> list[nn.Module]:
 def cpu_kernels(model: nn.Module) -> Iterator[dict[str, int]]:
     """Within the block, the model's dropout modules, Llama-family RMSNorms and peft LoRA linear layers
     use this module's CPU kernels (each falls back to its own forward on GPU tensors or unsupported
-    set-ups), frozen plain linear layers keep their autocast cast (:mod:`hone.model.frozen_casts`), and
-    if it uses transformers' ``sdpa`` attention, short rows take :func:`_short_attention_forward`.  Yields how many modules of each kind were switched (and
-    ``short_attention``: 1 when attention was routed)."""
+    set-ups), frozen plain linear layers keep their autocast cast (:mod:`hone.model.frozen_casts`), and if
+    it uses transformers' ``sdpa`` attention, short rows take :func:`_short_attention_forward`.  Yields how
+    many modules of each kind were switched (and ``short_attention``: 1 when attention was routed)."""
     lora_type = _lora_linear_type()
     hub = _hub_kernels_off(model)
     patched: list[nn.Module] = []
@@ -449,7 +458,7 @@ def cpu_kernels(model: nn.Module) -> Iterator[dict[str, int]]:
             counts["lora"] += 1
         elif frozen_casts.frozen(module):
             frozen_casts.arm(module)
-            module.forward = types.MethodType(frozen_casts.frozen_linear_forward, module)
+            module.forward = types.MethodType(_frozen_linear_forward, module)
             counts["frozen_linear"] += 1
         else:
             continue

@@ -9,7 +9,7 @@ faster on a 2-core Zen 5 CPU (in-process A/Bs, ``bench/RESULTS.md``, session 15)
 :func:`amp_weights` keeps one bf16 copy per frozen layer (the same rounding as autocast's cast, so every
 output and gradient is bit-identical to the stock path) and makes it again when the weight or bias is
 changed in place (``_version``) or replaced.  :func:`hone.model.cpu_kernels.cpu_kernels` arms every frozen
-plain ``nn.Linear`` for the duration of its block and gives it :func:`frozen_linear_forward`; the fused
+plain ``nn.Linear`` for the duration of its block and gives it a forward that uses the copy; the fused
 LoRA layer and the fused LM head (``hone.train.objectives``) take their frozen weights from the same
 copies.  The copies go when the block ends.  Outside CPU autocast, or once a weight trains (progressive
 unfreezing), a layer runs its own forward.
@@ -18,7 +18,6 @@ unfreezing), a layer runs its own forward.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 _SLOT = "_hone_frozen_cast"  # instance attribute holding (key, weight, bias) while the kernels are on
@@ -44,14 +43,15 @@ def disarm(layer: nn.Module) -> None:
     layer.__dict__.pop(_SLOT, None)
 
 
-def amp_weights(layer: nn.Module, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``layer``'s weight and bias in ``dtype`` when it is an armed frozen layer: cast once and reused while
-    they are unchanged; otherwise its own weight and bias (for the caller's usual casts).
+def amp_weights(layer: nn.Module, dtype: torch.dtype | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``layer``'s weight and bias in ``dtype`` (autocast's, or None outside autocast) when it is an armed
+    frozen layer: cast once and reused while they are unchanged; otherwise its own weight and bias (for the
+    caller's usual casts).
 
     The copies are normal tensors even when first made under ``inference_mode`` (an evaluation inside the
     training loop), so a later training forward can save them for backward."""
     w, b = layer.weight, layer.bias
-    if _SLOT not in layer.__dict__ or not frozen(layer):
+    if dtype is None or _SLOT not in layer.__dict__ or not frozen(layer):
         return w, b
     key = _key(w, dtype) + _key(b, dtype)
     slot = layer.__dict__[_SLOT]
@@ -60,12 +60,3 @@ def amp_weights(layer: nn.Module, dtype: torch.dtype) -> tuple[torch.Tensor, tor
             slot = (key, w.to(dtype), None if b is None else b.to(dtype))
         layer.__dict__[_SLOT] = slot
     return slot[1], slot[2]
-
-
-def frozen_linear_forward(self: nn.Linear, x: torch.Tensor) -> torch.Tensor:
-    """``nn.Linear.forward``; under CPU autocast, with the frozen weight's cached cast."""
-    amp = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None
-    if amp is None or not x.is_cpu or not frozen(self):
-        return type(self).forward(self, x)
-    weight, bias = amp_weights(self, amp)
-    return F.linear(x, weight, bias)  # autocast casts x as it would; the weight is already in its dtype

@@ -251,7 +251,7 @@ def trained_nll(model, batch: dict[str, Any]) -> tuple[torch.Tensor, int]:
             n = int(targets.numel())
             if type(head) is torch.nn.Linear and n and hidden.dtype == head.weight.dtype:
                 # a frozen head (LoRA) under the CPU kernels: its weight cast once, not at every step
-                weight, bias = amp_weights(head, amp) if amp is not None else (head.weight, head.bias)
+                weight, bias = amp_weights(head, amp)
                 return _LinearNLL.apply(hidden, weight, bias, targets, slot if tied else None, amp), n
             return token_nll(head(hidden), targets)
     logits, targets, _ = trained_logits(model, batch)
