@@ -206,6 +206,36 @@ def test_short_attention_equals_sdpa_and_passes_the_rest_on(monkeypatch):
     assert ALL_ATTENTION_FUNCTIONS["sdpa"] is original
 
 
+def test_short_attention_reuses_the_bias_of_the_same_mask_only():
+    """The layers of one forward share their mask, and the scores' bias built for it; a mask changed in place,
+    another mask or an inference tensor gets its own, and the block's exit drops the kept one."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    from hone.model import cpu_kernels as ck
+
+    g = torch.Generator().manual_seed(8)
+    module = types.SimpleNamespace(num_key_value_groups=1, is_causal=False)
+    q, k, v = (torch.randn(2, 3, 6, 8, generator=g) for _ in range(3))
+    pad = torch.ones(2, 6, dtype=torch.bool)
+    pad[1, 4:] = False
+    mask = pad[:, None, None, :].expand(2, 1, 6, 6).clone()
+    with ck._short_attention():
+        first = ck._scores_bias(2, 3, 1, 6, 16, mask, False)
+        assert ck._scores_bias(2, 3, 1, 6, 16, mask, False) is first  # the next layer's call
+        assert ck._scores_bias(2, 3, 1, 6, 16, mask.clone(), False) is not first
+        for _ in range(2):  # each forward after the first reuses the bias: the output stays SDPA's
+            out, _ = ck._short_attention_forward(module, q, k, v, mask, scaling=0.3)
+            torch.testing.assert_close(out, sdpa_attention_forward(module, q, k, v, mask, scaling=0.3)[0])
+        mask[0, :, :, 2] = False  # changed in place: a new bias, and the output follows
+        assert ck._scores_bias(2, 3, 1, 6, 16, mask, False) is not first
+        out, _ = ck._short_attention_forward(module, q, k, v, mask, scaling=0.3)
+        torch.testing.assert_close(out, sdpa_attention_forward(module, q, k, v, mask, scaling=0.3)[0])
+        with torch.inference_mode():
+            frozen = mask.clone()
+            assert ck._scores_bias(2, 3, 1, 6, 16, frozen, False) is not ck._scores_bias(2, 3, 1, 6, 16, frozen, False)
+    assert ck._LAST_BIAS == [None]
+
+
 def test_short_attention_gradients_for_the_inputs_that_need_them():
     """The attention node computes only the gradients autograd asks for (a frozen key projection's
     output needs none); each one it returns equals SDPA's."""
