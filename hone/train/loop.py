@@ -167,7 +167,7 @@ def train(model, train_data, val_data, cfg: TrainConfig, *, objective, run_dir: 
                 lengths=lengths, total=total, steps_per_epoch=steps_per_epoch, seed=seed,
                 ckpt_root=ckpt_root, best_path=best_path, record=record, log=log, bar=bar, stop_after=stop_after,
                 start_step=start_step, counters=counters,
-                hone_clip=on_cpu and mixed != "fp16"))
+                hone_clip=on_cpu and mixed != "fp16", params=list(model.parameters())))
     finally:
         bar(None, 0, 0, 0)
         if sparse_emb is not None:
@@ -223,6 +223,8 @@ class _Ctx:
     # clipped by hone's clip_grad_norm (on CPU without fp16's gradient scaler: it takes sparse gradients, a BLAS
     # norm, and leaves the scale to fused AdamW), else by accelerate's
     hone_clip: bool = False
+    # the model's parameters, listed once: walking the module tree for them took 0.5 ms of each MiniLM step
+    params: list = field(default_factory=list)
 
 
 def _loop(model, train_data, val_data, cfg: TrainConfig, st: _State, c: _Ctx) -> bool:
@@ -251,9 +253,9 @@ def _loop(model, train_data, val_data, cfg: TrainConfig, st: _State, c: _Ctx) ->
                 counters["tokens"] += b["num_tokens"]
             if cfg.max_grad_norm:
                 if c.hone_clip:
-                    clip_grad_norm(model.parameters(), cfg.max_grad_norm, getattr(optimizer, "optimizer", optimizer))
+                    clip_grad_norm(c.params, cfg.max_grad_norm, getattr(optimizer, "optimizer", optimizer))
                 else:
-                    acc.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                    acc.clip_grad_norm_(c.params, cfg.max_grad_norm)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             scheduler.step()
