@@ -151,3 +151,15 @@ def test_runs_with_different_precisions_in_one_process(tmp_path):
         assert all("forward" not in vars(m) and "_original_forward" not in vars(m) for m in model.modules())
         with torch.no_grad():
             assert model(input_ids=torch.tensor([[1, 2, 3]])).logits.dtype == torch.float32
+
+
+def test_batches_pad_each_row_to_the_longest_and_count_real_tokens():
+    from hone.data.batches import Encoded
+
+    enc = Encoded([[5, 6, 7], [8], [9, 10, 11, 12], [13, 14]], torch.tensor([0, 1, 2, 3]), pad_id=99)
+    b = enc.batch([3, 0, 1])
+    assert b["input_ids"].tolist() == [[13, 14, 99], [5, 6, 7], [8, 99, 99]]
+    assert b["attention_mask"].tolist() == [[1, 1, 0], [1, 1, 1], [1, 0, 0]]
+    assert b["input_ids"].dtype == b["attention_mask"].dtype == torch.long
+    assert b["labels"].tolist() == [3, 0, 1] and b["num_tokens"] == 6
+    assert enc.batch([2])["attention_mask"].tolist() == [[1, 1, 1, 1]]  # no padding at all

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from hone.data.batches import length_mask, padded
 from hone.data.chat import IGNORE, Example
 
 
@@ -43,33 +44,24 @@ class LMData:
         labs = [self.labels[i] for i in idx]
         if self.encoder_decoder:
             return _seq2seq_batch(rows, labs, self.pad_id)
-        width = max(len(r) for r in rows)
-        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for k, (r, lab) in enumerate(zip(rows, labs, strict=True)):
-            ids[k, :len(r)] = torch.tensor(r)
-            labels[k, :len(r)] = torch.tensor(lab)
-            mask[k, :len(r)] = 1
-        out = {"input_ids": ids, "labels": labels, "num_tokens": int(mask.sum())}
+        lengths = [len(r) for r in rows]
+        width = max(lengths)
+        out = {"input_ids": padded(rows, width, self.pad_id), "labels": padded(labs, width, IGNORE),
+               "num_tokens": sum(lengths)}
         if self.segments is None:
-            out["attention_mask"] = mask
+            out["attention_mask"] = length_mask(lengths, width)
             return out
         segs = [self.segments[i] for i in idx]
-        out["position_ids"], out["attention_mask"] = _packed_positions_and_mask(segs, [len(r) for r in rows], width)
+        out["position_ids"], out["attention_mask"] = _packed_positions_and_mask(segs, lengths, width)
         return out
 
 
 def _seq2seq_batch(src: list[list[int]], tgt: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
-    w, v = max(len(r) for r in src), max(len(r) for r in tgt)
-    ids = torch.full((len(src), w), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(src), w), dtype=torch.long)
-    labels = torch.full((len(src), v), IGNORE, dtype=torch.long)
-    for k, (s, t) in enumerate(zip(src, tgt, strict=True)):
-        ids[k, :len(s)], mask[k, :len(s)] = torch.tensor(s), 1
-        labels[k, :len(t)] = torch.tensor(t)
-    return {"input_ids": ids, "attention_mask": mask, "labels": labels,
-            "num_tokens": int(mask.sum()) + int((labels != IGNORE).sum())}
+    lengths = [len(r) for r in src]
+    w, v = max(lengths), max(len(r) for r in tgt)
+    labels = padded(tgt, v, IGNORE)
+    return {"input_ids": padded(src, w, pad_id), "attention_mask": length_mask(lengths, w), "labels": labels,
+            "num_tokens": sum(lengths) + int((labels != IGNORE).sum())}
 
 
 def _packed_positions_and_mask(segs: list[list[int]], lens: list[int], width: int) -> tuple[torch.Tensor, torch.Tensor]:
