@@ -97,7 +97,8 @@ class AdamW(torch.optim.AdamW):
         m_all, v_all = st["exp_avg"], st["exp_avg_sq"]
         w, m, v = p.index_select(0, rows), m_all.index_select(0, rows), v_all.index_select(0, rows)
         st["step"] += 1
-        if self.defaults.get("fused") and g.dtype == p.dtype and g.is_contiguous():
+        if (self.defaults.get("fused") and g.dtype == p.dtype and g.is_contiguous()
+                and st["step"].device == p.device):
             # the batch's rows through the same fused kernel as the dense weights: one pass instead of a dozen
             # elementwise ops (on MiniLM's 512-token batches 1.1 ms of each step went to this update before)
             torch._fused_adamw_([w], [g], [m], [v], [], [st["step"]], amsgrad=False, lr=lr, beta1=b1, beta2=b2,
