@@ -44,6 +44,9 @@ def test_frozen_linear_reuses_one_cast_and_matches_autocast_bit_for_bit():
         assert frozen_casts.amp_weights(model[0], torch.bfloat16)[0] is not w16
         with torch.no_grad():
             model[0].weight.sub_(1.0)
+        again = frozen_casts.amp_weights(model[0], torch.bfloat16)[0]
+        model[0].weight = nn.Parameter(model[0].weight.detach().clone(), requires_grad=False)  # replaced
+        assert frozen_casts.amp_weights(model[0], torch.bfloat16)[0] is not again
     assert torch.equal(y, ref_y) and y.dtype == torch.bfloat16
     for got, want in zip(grads, ref_grads, strict=True):
         assert torch.equal(got, want)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-_SLOT = "_hone_frozen_cast"  # instance attribute holding (key, weight, bias) while the kernels are on
+_SLOT = "_hone_frozen_cast"  # instance attribute holding (source, weight, bias) while the kernels are on
 
 
 def frozen(layer: nn.Module) -> bool:
@@ -28,10 +28,6 @@ def frozen(layer: nn.Module) -> bool:
     if type(layer) is not nn.Linear or layer.weight.requires_grad or layer.weight.dtype != torch.float32:
         return False
     return layer.bias is None or not layer.bias.requires_grad
-
-
-def _key(t: torch.Tensor | None, dtype: torch.dtype) -> tuple:
-    return (None,) if t is None else (t.data_ptr(), t._version, t.shape, dtype)
 
 
 def arm(layer: nn.Module) -> None:
@@ -53,10 +49,12 @@ def amp_weights(layer: nn.Module, dtype: torch.dtype | None) -> tuple[torch.Tens
     w, b = layer.weight, layer.bias
     if dtype is None or _SLOT not in layer.__dict__ or not frozen(layer):
         return w, b
-    key = _key(w, dtype) + _key(b, dtype)
+    # the source tensors themselves (kept alive by the slot, so identity cannot be confused with a new tensor at
+    # a freed address), their version counters (in-place changes) and the dtype
+    source = (w, b, w._version, None if b is None else b._version, dtype)
     slot = layer.__dict__[_SLOT]
-    if slot is None or slot[0] != key:
+    if slot is None or slot[0][0] is not w or slot[0][1] is not b or slot[0][2:] != source[2:]:
         with torch.inference_mode(False), torch.no_grad():
-            slot = (key, w.to(dtype), None if b is None else b.to(dtype))
+            slot = (source, w.to(dtype), None if b is None else b.to(dtype))
         layer.__dict__[_SLOT] = slot
     return slot[1], slot[2]
