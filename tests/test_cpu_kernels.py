@@ -72,7 +72,7 @@ def test_cpu_kernels_switch_dropout_modules_in_training_only():
         ref = model(x)
     with cpu_kernels(model) as counts:
         assert counts == {"dropout": 1, "lora": 0, "rms_norm": 0, "frozen_linear": 0,  # both linears train
-                          "short_attention": 0}  # no transformers model
+                          "bert_layer": 0, "short_attention": 0}  # no transformers model
         with torch.no_grad():
             assert torch.equal(model(x), ref)  # eval: identity
         model.train()
@@ -425,7 +425,8 @@ def test_kernels_under_bf16_autocast_are_as_accurate_as_the_stock_path():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         stock_loss, stock = _loss_and_grads(model, ids)
         with cpu_kernels(model) as counts:
-            assert counts == {"dropout": 0, "lora": 14, "rms_norm": 5, "frozen_linear": 15, "short_attention": 1}
+            assert counts == {"dropout": 0, "lora": 14, "rms_norm": 5, "frozen_linear": 15, "bert_layer": 0,
+                              "short_attention": 1}
             fused_loss, fused = _loss_and_grads(model, ids)
             layer = model.base_model.model.model.layers[0].self_attn.q_proj
             assert layer(torch.randn(2, 3, 32)).dtype == torch.bfloat16  # as autocast's linear gives

@@ -306,20 +306,16 @@ def _short_attention_forward(module, query, key, value, attention_mask, dropout=
     in-process A/Bs of whole training steps: MiniLM LoRA 1.01-1.14x, full 1.01x, SmolLM2 LoRA 0.92-0.99x
     (this host's noise is about 5%)."""
     original = _ORIGINAL_SDPA[0]
-    b, h, t, d = query.shape
-    kv = key.shape[1]
     mask = attention_mask
     causal = mask is None and (is_causal if is_causal is not None else getattr(module, "is_causal", True))
     amp = _autocast_dtype()
-    if (not 1 < t <= SHORT_ATTENTION_MAX or key.shape[2] != t or h % kv or not query.is_cpu
-            or any(x.dtype not in (torch.float32, amp) for x in (query, key, value))
+    if (not _short_attention_ok(query.shape, key.shape[1], key.shape[2], (query.dtype, key.dtype, value.dtype),
+                                query.is_cpu and key.is_cpu and value.is_cpu, mask, amp)
             or any(kwargs.get(k) is not None for k in ("softcap", "position_bias", "cache"))
-            or kwargs.get("output_attentions")
-            or (mask is not None and (mask.dtype != torch.bool or mask.dim() != 4 or mask.shape[1] not in (1, h)
-                                      or mask.shape[2:] != (t, t) or not bool(mask.any(-1).all())))):
+            or kwargs.get("output_attentions")):
         return original(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                         is_causal=is_causal, **kwargs)
-    scale = scaling if scaling is not None else 1 / math.sqrt(d)
+    scale = scaling if scaling is not None else 1 / math.sqrt(query.shape[-1])
     return _ShortAttention.apply(query, key, value, mask, causal, dropout, scale, amp or query.dtype), None
 
 
@@ -366,77 +362,111 @@ def _build_scores_bias(b: int, kv: int, g: int, t: int, p: int, mask: torch.Tens
     return torch.zeros(rows.shape).masked_fill_(~rows, float("-inf"))
 
 
-class _ShortAttention(torch.autograd.Function):
-    """``softmax(q k^T * scale + bias) v`` with dropout on the probabilities, as one autograd node computing in
-    fp32 from inputs of any float dtype (bf16 projections under autocast), the output in ``out_dtype``.
+def _short_attention_ok(shape: tuple[int, ...], kv: int, t_keys: int, dtypes: tuple[torch.dtype, ...], cpu: bool,
+                        mask: torch.Tensor | None, amp: torch.dtype | None) -> bool:
+    """Can :func:`attend` take a query of (batch, heads, tokens, dim) ``shape`` with ``kv`` key / value heads of
+    ``t_keys`` tokens: CPU rows of 2 to :data:`SHORT_ATTENTION_MAX` tokens in fp32 or autocast's dtype, query heads a
+    multiple of key / value heads, no mask or a 4-d boolean one (shared by the heads or per head) in which every
+    query has a key."""
+    h, t = shape[1], shape[2]
+    return (1 < t <= SHORT_ATTENTION_MAX and t_keys == t and h % kv == 0 and cpu
+            and all(dt in (torch.float32, amp) for dt in dtypes)
+            and (mask is None or (mask.dtype == torch.bool and mask.dim() == 4 and mask.shape[1] in (1, h)
+                                  and mask.shape[2:] == (t, t) and bool(mask.any(-1).all()))))
+
+
+def attend(query, key, value, mask, causal, dropout, scale, out_dtype) -> tuple[torch.Tensor, tuple, tuple]:
+    """``softmax(q k^T * scale + bias) v`` with dropout on the probabilities, computed in fp32 from (batch, heads,
+    tokens, dim) inputs of any float dtype (bf16 projections under autocast; strided views are fine).  Returns the
+    output as (batch, tokens, heads, dim) in ``out_dtype``, and the tensors and values
+    :func:`attend_backward` needs.  No autograd: :class:`_ShortAttention` and the fused BERT layer
+    (:mod:`hone.model.fused_bert`) call it inside their own nodes.
 
     Each input is cast and laid out for the batched products in one copy, and the output and the gradients
     go back to transformers' (batch, tokens, heads, dim) layout in one copy each: through SDPA or stock ops
     a (batch, heads, tokens, dim) view costs a cast, then a layout copy, each way.  Rows of fewer than
     :data:`_MIN_SOFTMAX_ROW` keys are padded to that many columns (zero keys and values, -inf scores)."""
+    b, h, t, d = query.shape
+    kv = key.shape[1]
+    g, p = h // kv, max(t, _MIN_SOFTMAX_ROW)
+    with torch.autocast("cpu", enabled=False):
+        q = torch.empty(b, h, t, d)
+        q.copy_(query)
+        k, v = (torch.zeros if p > t else torch.empty)(2, b, kv, p, d)
+        k[:, :, :t].copy_(key)
+        v[:, :, :t].copy_(value)
+        q, k, v = q.view(b * kv, g * t, d), k.view(b * kv, p, d), v.view(b * kv, p, d)
+        bias = _scores_bias(b, kv, g, t, p, mask, causal)
+        if bias is None:
+            scores = torch.bmm(q, k.transpose(1, 2)).mul_(scale)
+        else:
+            scores = torch.baddbmm(bias, q, k.transpose(1, 2), alpha=scale)
+        probs = torch.softmax(scores, -1)
+        keep, kept, keep_scale = None, probs, 1.0
+        if dropout:
+            keep, keep_scale = keep_mask((b * kv, g * t, t), dropout)
+            kept = torch.zeros_like(probs) if p > t else torch.empty_like(probs)  # padding columns: 0 as in probs
+            _masked_scaled(probs[..., :t], keep, keep_scale, out=kept[..., :t])
+        out = torch.bmm(kept, v)  # (b*kv, g*t, d)
+        result = torch.empty(b, t, h, d, dtype=out_dtype)
+        result.copy_(out.view(b, h, t, d).transpose(1, 2))
+    return result, (q, k, v, probs, kept, keep), ((b, h, kv, t, d), scale, keep_scale)
+
+
+def attend_backward(saved: tuple, meta: tuple, grad: torch.Tensor, needs: tuple[bool, bool, bool],
+                    dtypes: tuple[torch.dtype, ...], outs: tuple | None = None) -> tuple:
+    """The gradients of :func:`attend`'s query, key and value (None where ``needs`` says not needed) for the
+    gradient ``grad`` of its (batch, tokens, heads, dim) output, each in its ``dtypes`` entry, as (batch, heads,
+    tokens, dim) views of (batch, tokens, heads, dim) tensors; or written into ``outs`` (three tensors laid out as
+    (batch, tokens, heads, dim)), which are returned."""
+    q, k, v, probs, kept, keep = saved
+    (b, h, kv, t, d), scale, keep_scale = meta
+    g = h // kv
+    with torch.autocast("cpu", enabled=False):
+        go = torch.empty(b, h, t, d)
+        go.copy_(grad.transpose(1, 2))
+        go = go.view(b * kv, g * t, d)
+        need_q, need_k, need_v = needs
+        grad_q = grad_k = grad_v = None
+        if need_v:
+            grad_v = torch.bmm(kept.transpose(1, 2), go)  # (b*kv, p, d)
+        if need_q or need_k:
+            grad_kept = torch.bmm(go, v.transpose(1, 2))  # (b*kv, g*t, p)
+            if keep is not None:
+                # the padding columns meet probabilities of 0 in the softmax's backward: left unscaled
+                _masked_scaled(grad_kept[..., :t], keep, keep_scale, out=grad_kept[..., :t])
+            grad_scores = torch._softmax_backward_data(grad_kept, probs, -1, probs.dtype).mul_(scale)
+            grad_q = torch.bmm(grad_scores, k) if need_q else None
+            grad_k = torch.bmm(grad_scores.transpose(1, 2), q) if need_k else None
+
+        def back(x: torch.Tensor | None, n: int, dtype: torch.dtype, out: torch.Tensor | None):
+            """(b*n, rows, d) -> (b, n, t, d) laid out as (b, t, n, d), as the projections' views are."""
+            if x is None:
+                return None
+            if out is not None:
+                out.copy_(x.view(b, n, -1, d)[:, :, :t].transpose(1, 2))
+                return out
+            out = torch.empty(b, t, n, d, dtype=dtype)
+            out.copy_(x.view(b, n, -1, d)[:, :, :t].transpose(1, 2))
+            return out.transpose(1, 2)
+
+        oq, ok, ov = outs or (None, None, None)
+        return back(grad_q, h, dtypes[0], oq), back(grad_k, kv, dtypes[1], ok), back(grad_v, kv, dtypes[2], ov)
+
+
+class _ShortAttention(torch.autograd.Function):
+    """:func:`attend` as one autograd node."""
 
     @staticmethod
     def forward(ctx, query, key, value, mask, causal, dropout, scale, out_dtype):
-        b, h, t, d = query.shape
-        kv = key.shape[1]
-        g, p = h // kv, max(t, _MIN_SOFTMAX_ROW)
-        with torch.autocast("cpu", enabled=False):
-            q = torch.empty(b, h, t, d)
-            q.copy_(query)
-            k, v = (torch.zeros if p > t else torch.empty)(2, b, kv, p, d)
-            k[:, :, :t].copy_(key)
-            v[:, :, :t].copy_(value)
-            q, k, v = q.view(b * kv, g * t, d), k.view(b * kv, p, d), v.view(b * kv, p, d)
-            bias = _scores_bias(b, kv, g, t, p, mask, causal)
-            if bias is None:
-                scores = torch.bmm(q, k.transpose(1, 2)).mul_(scale)
-            else:
-                scores = torch.baddbmm(bias, q, k.transpose(1, 2), alpha=scale)
-            probs = torch.softmax(scores, -1)
-            keep, kept = None, probs
-            if dropout:
-                keep, keep_scale = keep_mask((b * kv, g * t, t), dropout)
-                kept = torch.zeros_like(probs) if p > t else torch.empty_like(probs)  # padding columns: 0 as in probs
-                _masked_scaled(probs[..., :t], keep, keep_scale, out=kept[..., :t])
-                ctx.keep_scale = keep_scale
-            out = torch.bmm(kept, v)  # (b*kv, g*t, d)
-            result = torch.empty(b, t, h, d, dtype=out_dtype)
-            result.copy_(out.view(b, h, t, d).transpose(1, 2))
-        ctx.save_for_backward(q, k, v, probs, kept, keep)
-        ctx.shape, ctx.scale, ctx.dtypes = (b, h, kv, t, d), scale, (query.dtype, key.dtype, value.dtype)
+        result, saved, ctx.meta = attend(query, key, value, mask, causal, dropout, scale, out_dtype)
+        ctx.save_for_backward(*saved)
+        ctx.dtypes = (query.dtype, key.dtype, value.dtype)
         return result
 
     @staticmethod
     def backward(ctx, grad):
-        q, k, v, probs, kept, keep = ctx.saved_tensors
-        b, h, kv, t, d = ctx.shape
-        g = h // kv
-        with torch.autocast("cpu", enabled=False):
-            go = torch.empty(b, h, t, d)
-            go.copy_(grad.transpose(1, 2))
-            go = go.view(b * kv, g * t, d)
-            need_q, need_k, need_v = ctx.needs_input_grad[:3]
-            grad_q = grad_k = grad_v = None
-            if need_v:
-                grad_v = torch.bmm(kept.transpose(1, 2), go)  # (b*kv, p, d)
-            if need_q or need_k:
-                grad_kept = torch.bmm(go, v.transpose(1, 2))  # (b*kv, g*t, p)
-                if keep is not None:
-                    # the padding columns meet probabilities of 0 in the softmax's backward: left unscaled
-                    _masked_scaled(grad_kept[..., :t], keep, ctx.keep_scale, out=grad_kept[..., :t])
-                grad_scores = torch._softmax_backward_data(grad_kept, probs, -1, probs.dtype).mul_(ctx.scale)
-                grad_q = torch.bmm(grad_scores, k) if need_q else None
-                grad_k = torch.bmm(grad_scores.transpose(1, 2), q) if need_k else None
-
-            def back(x: torch.Tensor | None, n: int, dtype: torch.dtype) -> torch.Tensor | None:
-                """(b*n, rows, d) -> (b, n, t, d) laid out as (b, t, n, d), as the projections' views are."""
-                if x is None:
-                    return None
-                out = torch.empty(b, t, n, d, dtype=dtype)
-                out.copy_(x.view(b, n, -1, d)[:, :, :t].transpose(1, 2))
-                return out.transpose(1, 2)
-
-            grads = (back(grad_q, h, ctx.dtypes[0]), back(grad_k, kv, ctx.dtypes[1]), back(grad_v, kv, ctx.dtypes[2]))
+        grads = attend_backward(ctx.saved_tensors, ctx.meta, grad, ctx.needs_input_grad[:3], ctx.dtypes)
         return (*grads, None, None, None, None, None)
 
 
@@ -490,15 +520,21 @@ def _hub_kernels_off(model: nn.Module) -> list[nn.Module]:
 def cpu_kernels(model: nn.Module) -> Iterator[dict[str, int]]:
     """Within the block, the model's dropout modules, Llama-family RMSNorms and peft LoRA linear layers
     use this module's CPU kernels (each falls back to its own forward on GPU tensors or unsupported
-    set-ups), frozen plain linear layers keep their autocast cast (:mod:`hone.model.frozen_casts`), and if
-    it uses transformers' ``sdpa`` attention, short rows take :func:`_short_attention_forward`.  Yields how
-    many modules of each kind were switched (and ``short_attention``: 1 when attention was routed)."""
+    set-ups), BERT-family encoder layers run as one node (:mod:`hone.model.fused_bert`), frozen plain linear
+    layers keep their autocast cast (:mod:`hone.model.frozen_casts`), and if it uses transformers' ``sdpa``
+    attention, short rows take :func:`_short_attention_forward`.  Yields how many modules of each kind were
+    switched (and ``short_attention``: 1 when attention was routed)."""
+    from hone.model import fused_bert  # it builds on this module
+
     lora_type = _lora_linear_type()
     hub = _hub_kernels_off(model)
     patched: list[nn.Module] = []
-    counts = {"dropout": 0, "lora": 0, "rms_norm": 0, "frozen_linear": 0}
+    counts = {"dropout": 0, "lora": 0, "rms_norm": 0, "frozen_linear": 0, "bert_layer": 0}
     for module in model.modules():
-        if type(module) is nn.Dropout:
+        if fused_bert.fusable(module):
+            module.forward = types.MethodType(fused_bert.fused_forward, module)
+            counts["bert_layer"] += 1
+        elif type(module) is nn.Dropout:
             module.forward = types.MethodType(_dropout_forward, module)
             counts["dropout"] += 1
         elif type(module).__name__ in RMS_NORM_TYPES and isinstance(getattr(module, "weight", None), torch.Tensor) \

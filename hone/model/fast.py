@@ -82,11 +82,15 @@ def first_token_only(model: nn.Module) -> Iterator[bool]:
     if last is None:
         yield False
         return
+    previous = last.__dict__.get("forward")  # a forward set on the instance (the CPU kernels' fused layer)
     last.forward = types.MethodType(_first_token_forward, last)
     try:
         yield True
     finally:
-        last.__dict__.pop("forward", None)
+        if previous is None:
+            last.__dict__.pop("forward", None)
+        else:
+            last.forward = previous
 
 
 # Decoder layers computed as Llama's: input_layernorm -> self_attn (q / k / v / o_proj, rotary embeddings

@@ -1,0 +1,165 @@
+"""hone.model.fused_bert: a BERT-family encoder layer as one autograd node under the CPU kernels."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+import torch
+from torch import nn
+
+from hone.model import fused_bert
+from hone.model.cpu_kernels import cpu_kernels
+from hone.model.fast import first_token_only
+
+
+def _classifier(kind: str = "bert", dropout: float = 0.0, layers: int = 3, attn: str = "sdpa"):
+    from transformers import (
+        BertConfig,
+        BertForSequenceClassification,
+        RobertaConfig,
+        RobertaForSequenceClassification,
+    )
+
+    cls = {"bert": (BertConfig, BertForSequenceClassification),
+           "roberta": (RobertaConfig, RobertaForSequenceClassification)}[kind]
+    extra = {"pad_token_id": 1} if kind == "roberta" else {}
+    torch.manual_seed(0)
+    model = cls[1](cls[0](vocab_size=120, hidden_size=32, num_hidden_layers=layers, num_attention_heads=4,
+                          intermediate_size=64, max_position_embeddings=96, num_labels=5, hidden_dropout_prob=dropout,
+                          attention_probs_dropout_prob=dropout, attn_implementation=attn, **extra))
+    for m in model.modules():  # norms that are not the identity, so their gradients are tested too
+        if isinstance(m, nn.LayerNorm):
+            nn.init.normal_(m.weight, 1.0, 0.2)
+            nn.init.normal_(m.bias, 0.0, 0.2)
+    return model
+
+
+def _batch(t: int = 9):
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(5, 120, (4, t), generator=g)
+    mask = torch.ones_like(ids)
+    mask[1, t - 3:] = 0
+    mask[3, 3:] = 0
+    ids[mask == 0] = 1
+    return ids, mask, torch.tensor([0, 3, 4, 1])
+
+
+def _run(model, batch, *, fused: bool, amp: bool = False, first: bool = False, seed: int = 3):
+    """Logits and gradients (dense ones) of one forward / backward with the CPU kernels on; ``fused`` False keeps
+    the BERT layers stock (every other kernel stays on, so dropout draws the same masks)."""
+    ids, mask, labels = batch
+    model.zero_grad(set_to_none=True)
+    with contextlib.ExitStack() as stack:
+        if not fused:
+            stack.enter_context(pytest.MonkeyPatch.context()).setattr(fused_bert, "fusable", lambda m: False)
+        counts = stack.enter_context(cpu_kernels(model))
+        torch.manual_seed(seed)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            with first_token_only(model) if first else contextlib.nullcontext():
+                logits = model(input_ids=ids, attention_mask=mask).logits
+        nn.functional.cross_entropy(logits.float(), labels).backward()
+    n_layers = model.config.num_hidden_layers
+    assert counts["bert_layer"] == (n_layers if fused else 0)
+    return logits.detach().float(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def _err(got: torch.Tensor, want: torch.Tensor) -> float:
+    return ((got - want).norm() / want.norm().clamp_min(1e-12)).item()
+
+
+@pytest.mark.parametrize("kind", ["bert", "roberta"])
+@pytest.mark.parametrize("dropout", [0.0, 0.2])
+@pytest.mark.parametrize("first", [False, True])
+def test_fused_layer_equals_the_stock_layer_in_fp32(kind, dropout, first):
+    """In fp32 the fused layer gives the stock layers' logits and gradients to float rounding, with padding, with
+    dropout (the same masks, drawn in the same order) and with the last layer on its first position."""
+    model = _classifier(kind, dropout)
+    model.train(dropout > 0)
+    batch = _batch()
+    ref_logits, ref = _run(model, batch, fused=False, first=first)
+    logits, got = _run(model, batch, fused=True, first=first)
+    assert torch.allclose(logits, ref_logits, atol=1e-5, rtol=1e-5)
+    assert got.keys() == ref.keys()
+    for name in ref:
+        assert torch.allclose(got[name], ref[name], atol=1e-6, rtol=1e-4), name
+        assert got[name].dtype == torch.float32
+    # a different seed draws other masks: the comparison above could fail
+    if dropout:
+        other, _ = _run(model, batch, fused=True, first=first, seed=4)
+        assert not torch.allclose(other, logits, atol=1e-3)
+
+
+def test_fused_layer_under_bf16_autocast_is_as_accurate_as_the_stock_path():
+    """Under CPU autocast the fused layer's products run in bf16 as autocast's do: logits and gradients are as
+    close to the fp32 ones as the stock layers' under autocast are."""
+    model = _classifier("bert", 0.0)
+    batch = _batch(20)
+    ref_logits, ref = _run(model, batch, fused=False)
+    stock_logits, stock = _run(model, batch, fused=False, amp=True)
+    logits, got = _run(model, batch, fused=True, amp=True)
+    assert all(g.dtype == torch.float32 for g in got.values())
+    assert _err(logits, ref_logits) <= max(1.5 * _err(stock_logits, ref_logits), 1e-3)
+    skip = ("key.bias",)  # its true gradient is zero (softmax ignores a shift shared by a row): only rounding
+    worst_stock = max(_err(stock[k], ref[k]) for k in ref if not k.endswith(skip))
+    worst_fused = max(_err(got[k], ref[k]) for k in ref if not k.endswith(skip))
+    assert 0 < worst_fused <= max(1.5 * worst_stock, 0.02), (worst_fused, worst_stock)
+
+
+def test_fused_layer_with_frozen_layers_and_gradient_checkpointing():
+    """Frozen layers get no gradients (and use the kept bf16 casts of their weights); the rest train as with the
+    stock layers; under gradient checkpointing the gradients are unchanged."""
+    model = _classifier("bert", 0.0)
+    for p in [*model.bert.embeddings.parameters(), *model.bert.encoder.layer[0].parameters()]:
+        p.requires_grad_(False)
+    batch = _batch()
+    _, ref = _run(model, batch, fused=False, amp=True)
+    _, got = _run(model, batch, fused=True, amp=True)
+    assert got.keys() == ref.keys() and not any(".layer.0." in k or "embeddings" in k for k in got)
+    for name in ref:
+        if not name.endswith("key.bias"):  # its true gradient is zero: only rounding
+            assert _err(got[name], ref[name]) < 0.02, name
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.train()
+    _, ckpt = _run(model, batch, fused=True, amp=True)
+    for name in got:
+        assert torch.equal(ckpt[name], got[name]), name
+
+
+def test_fused_layer_passes_what_it_does_not_take_to_the_stock_forward():
+    """Rows longer than the short attention takes, eager attention (a float mask) and hooks inside a layer (as
+    transformers' recording of attention weights installs) run the stock layer; outside the kernels' block the
+    layers are untouched."""
+    batch = _batch(70)  # above SHORT_ATTENTION_MAX
+    model = _classifier("bert", 0.0, layers=2)
+    ref_logits, ref = _run(model, batch, fused=False)
+    logits, got = _run(model, batch, fused=True)
+    assert torch.allclose(logits, ref_logits, atol=1e-6) and all(torch.equal(got[k], ref[k]) for k in ref)
+    assert all("forward" not in layer.__dict__ for layer in model.bert.encoder.layer)
+
+    eager = _classifier("bert", 0.0, layers=2, attn="eager")
+    with cpu_kernels(eager) as counts:
+        assert counts["bert_layer"] == 0  # its mask is additive floats
+
+    model = _classifier("bert", 0.0, layers=2)
+    seen = []
+    model.bert.encoder.layer[0].attention.self.register_forward_hook(lambda m, i, o: seen.append(o[0].shape))
+    ids, mask, _ = _batch()
+    with torch.no_grad():
+        stock = model(input_ids=ids, attention_mask=mask).logits
+        with cpu_kernels(model):
+            out = model(input_ids=ids, attention_mask=mask).logits
+    assert len(seen) == 2  # the hooked layer ran its modules both times
+    assert torch.allclose(out, stock, atol=1e-5)
+
+
+def test_first_token_block_restores_the_fused_forward():
+    """``first_token_only`` inside the kernels' block puts the fused forward back on the last layer when it ends."""
+    model = _classifier("bert", 0.0, layers=2)
+    last = model.bert.encoder.layer[-1]
+    with cpu_kernels(model):
+        fused = last.__dict__["forward"]
+        with first_token_only(model):
+            assert last.__dict__["forward"] is not fused
+        assert last.__dict__["forward"] is fused
+    assert "forward" not in last.__dict__
