@@ -150,18 +150,24 @@ class _BertLayer(torch.autograd.Function):
         with torch.autocast("cpu", enabled=False):
             g = grad.reshape(-1, hidden).float()
             gr2, gg2, gb2 = ln_backward(g, r2, (hidden,), mean2, rstd2, g2, b2, (True, need[16], need[17]))
+            # each gradient is dropped after its last use (``del``): the node's peak memory is one step of the chain
             gf = _dropout_grad(gr2, m2, s2, ct)
             gwf, gbf = _weight_grads(gf, act, need[14], need[15])
             gpre = torch.ops.aten.gelu_backward(torch.mm(gf, wf_c), pre)
+            del gf
             gwi, gbi = _weight_grads(gpre, h1c, need[12], need[13])
             gh1 = gr2.add_(torch.mm(gpre, wi_c))  # the residual's gradient plus the feed-forward input's
+            del gpre, gr2
             gr1, gg1, gb1 = ln_backward(gh1, r1, (hidden,), mean1, rstd1, g1, b1, (True, need[10], need[11]))
+            del gh1
             go = _dropout_grad(gr1, m1, s1, ct)
             gwo, gbo = _weight_grads(go, att, need[8], need[9])
             g_att = torch.mm(go, wo_c).view(batch, t, heads, hidden // heads)
+            del go
             g_qkv = torch.empty(batch, t, 3, heads, hidden // heads, dtype=ct)
             ck.attend_backward(tuple(att_saved), ctx.att_meta, g_att, (True, True, True), (ct,) * 3,
                                outs=tuple(g_qkv[:, :, i] for i in range(3)))
+            del g_att
             g_qkv = g_qkv.view(-1, 3 * hidden)
             gw, gb = _weight_grads(g_qkv, xc, any(need[2:8:2]), any(need[3:8:2]))
             gx = gr1.add_(torch.mm(g_qkv, w_qkv)).view(batch, t, hidden) if need[0] else None
