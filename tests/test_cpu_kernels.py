@@ -136,8 +136,9 @@ def test_short_attention_equals_sdpa_and_passes_the_rest_on(monkeypatch):
     """Within cpu_kernels transformers' sdpa attention runs as two batched products for fp32 rows up to
     SHORT_ATTENTION_MAX tokens: causal and unmasked (grouped query heads included), or bidirectional,
     unmasked or with a boolean padding mask; the same output and gradients as SDPA, and with dropout the
-    probabilities dropped by dropout()'s mask.  Float masks, a query with no key, longer rows or float64
-    reach the original function, which is restored on exit."""
+    probabilities dropped by dropout()'s mask; also fewer queries than keys (not causal).  Float masks, a query
+    with no key, longer rows, float64 or a causal query shorter than its keys reach the original function, which
+    is restored on exit."""
     from transformers import LlamaConfig, LlamaForCausalLM
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
@@ -172,6 +173,18 @@ def test_short_attention_equals_sdpa_and_passes_the_rest_on(monkeypatch):
             torch.testing.assert_close(out, want)
             for got, ref in zip(grads, torch.autograd.grad(want.square().sum(), (q, k, v)), strict=True):
                 torch.testing.assert_close(got, ref)
+        # fewer queries than keys (a first-token layer's [CLS] query over every key), with a padding mask or none
+        for heads, kv, rows, mask in [(4, 4, 1, shared[:, :, :1]), (4, 2, 3, per_head[:, :, :3]), (4, 4, 1, None)]:
+            q = torch.randn(2, heads, rows, 8, generator=g, requires_grad=True)
+            k, v = (torch.randn(2, kv, 7, 8, generator=g, requires_grad=True) for _ in range(2))
+            module = types.SimpleNamespace(num_key_value_groups=heads // kv, is_causal=False)
+            out, _ = attend(module, q, k, v, mask, scaling=0.3, is_causal=False)
+            want, _ = sdpa_attention_forward(module, q, k, v, mask, scaling=0.3, is_causal=False)
+            assert out.shape == (2, rows, heads, 8) and not calls
+            torch.testing.assert_close(out, want)
+            for got, ref in zip(torch.autograd.grad(out.square().sum(), (q, k, v)),
+                                torch.autograd.grad(want.square().sum(), (q, k, v)), strict=True):
+                torch.testing.assert_close(got, ref)
         # dropout: the probabilities times dropout()'s mask and scale, in rows padded for the softmax (7 keys)
         # and not (20); the gradients through the same mask
         module = types.SimpleNamespace(num_key_value_groups=1, is_causal=False)
@@ -198,9 +211,9 @@ def test_short_attention_equals_sdpa_and_passes_the_rest_on(monkeypatch):
         no_key[1, 0, 3] = False
         long = (torch.randn(1, 2, ck.SHORT_ATTENTION_MAX + 1, 8, generator=g),) * 3
         for args in [(q, k, v, torch.zeros(2, 1, 5, 5)), (q, k, v, no_key), (*long, None),
-                     (q.double(), k.double(), v.double(), None)]:
+                     (q.double(), k.double(), v.double(), None), (q[:, :, :2], k, v, None)]:  # causal, 2 queries
             attend(module, *args)
-        assert len(calls) == 4  # each passed on to the original
+        assert len(calls) == 5  # each passed on to the original
     assert ALL_ATTENTION_FUNCTIONS["sdpa"] is not ck._short_attention_forward
     monkeypatch.undo()
     assert ALL_ATTENTION_FUNCTIONS["sdpa"] is original
@@ -220,19 +233,19 @@ def test_short_attention_reuses_the_bias_of_the_same_mask_only():
     pad[1, 4:] = False
     mask = pad[:, None, None, :].expand(2, 1, 6, 6).clone()
     with ck._short_attention():
-        first = ck._scores_bias(2, 3, 1, 6, 16, mask, False)
-        assert ck._scores_bias(2, 3, 1, 6, 16, mask, False) is first  # the next layer's call
-        assert ck._scores_bias(2, 3, 1, 6, 16, mask.clone(), False) is not first
+        first = ck._scores_bias(2, 3, 1, 6, 6, 16, mask, False)
+        assert ck._scores_bias(2, 3, 1, 6, 6, 16, mask, False) is first  # the next layer's call
+        assert ck._scores_bias(2, 3, 1, 6, 6, 16, mask.clone(), False) is not first
         for _ in range(2):  # each forward after the first reuses the bias: the output stays SDPA's
             out, _ = ck._short_attention_forward(module, q, k, v, mask, scaling=0.3)
             torch.testing.assert_close(out, sdpa_attention_forward(module, q, k, v, mask, scaling=0.3)[0])
         mask[0, :, :, 2] = False  # changed in place: a new bias, and the output follows
-        assert ck._scores_bias(2, 3, 1, 6, 16, mask, False) is not first
+        assert ck._scores_bias(2, 3, 1, 6, 6, 16, mask, False) is not first
         out, _ = ck._short_attention_forward(module, q, k, v, mask, scaling=0.3)
         torch.testing.assert_close(out, sdpa_attention_forward(module, q, k, v, mask, scaling=0.3)[0])
         with torch.inference_mode():
             frozen = mask.clone()
-            assert ck._scores_bias(2, 3, 1, 6, 16, frozen, False) is not ck._scores_bias(2, 3, 1, 6, 16, frozen, False)
+            assert ck._scores_bias(2, 3, 1, 6, 6, 16, frozen, False) is not ck._scores_bias(2, 3, 1, 6, 6, 16, frozen, False)
     assert ck._LAST_BIAS == [None]
 
 

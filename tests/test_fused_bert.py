@@ -78,7 +78,12 @@ def test_fused_layer_equals_the_stock_layer_in_fp32(kind, dropout, first):
     model.train(dropout > 0)
     batch = _batch()
     ref_logits, ref = _run(model, batch, fused=False, first=first)
-    logits, got = _run(model, batch, fused=True, first=first)
+    modes = []  # the ``first`` flag of every fused node
+    apply = fused_bert._BertLayer.apply
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(fused_bert._BertLayer, "apply", lambda *a: modes.append(a[-1]) or apply(*a))
+        logits, got = _run(model, batch, fused=True, first=first)
+    assert modes == [False, False, first]  # the last layer on its first position too
     assert torch.allclose(logits, ref_logits, atol=1e-5, rtol=1e-5)
     assert got.keys() == ref.keys()
     for name in ref:

@@ -310,7 +310,7 @@ def _short_attention_forward(module, query, key, value, attention_mask, dropout=
     causal = mask is None and (is_causal if is_causal is not None else getattr(module, "is_causal", True))
     amp = _autocast_dtype()
     if (not _short_attention_ok(query.shape, key.shape[1], key.shape[2], (query.dtype, key.dtype, value.dtype),
-                                query.is_cpu and key.is_cpu and value.is_cpu, mask, amp)
+                                query.is_cpu and key.is_cpu and value.is_cpu, mask, amp, causal)
             or any(kwargs.get(k) is not None for k in ("softcap", "position_bias", "cache"))
             or kwargs.get("output_attentions")):
         return original(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
@@ -329,56 +329,59 @@ _MIN_SOFTMAX_ROW = 16
 _LAST_BIAS: list = [None]
 
 
-def _scores_bias(b: int, kv: int, g: int, t: int, p: int, mask: torch.Tensor | None, causal: bool) -> torch.Tensor | None:
+def _scores_bias(b: int, kv: int, g: int, tq: int, t: int, p: int, mask: torch.Tensor | None,
+                 causal: bool) -> torch.Tensor | None:
     """The scores' additive bias, 0 where a query attends and -inf elsewhere (padding columns, the future,
-    masked keys), broadcastable to the (b*kv, g*t, p) scores; None when every position attends.  The bias
-    is read, never written, so the one for the same mask (the same tensor, unchanged since) is reused."""
+    masked keys), broadcastable to the (b*kv, g*tq, p) scores of ``tq`` queries and ``t`` keys padded to ``p``;
+    None when every position attends.  The bias is read, never written, so the one for the same mask (the same
+    tensor, unchanged since) is reused."""
     if mask is None and not causal and p == t:
         return None
     if mask is not None and mask.is_inference():  # no version counter to tell an in-place change: built afresh
-        return _build_scores_bias(b, kv, g, t, p, mask, causal)
-    key = (b, kv, g, t, p, causal, None if mask is None else mask._version)
+        return _build_scores_bias(b, kv, g, tq, t, p, mask, causal)
+    key = (b, kv, g, tq, t, p, causal, None if mask is None else mask._version)
     last = _LAST_BIAS[0]  # one read: another thread may replace the entry, never half of it
     if last is not None and last[0] is mask and last[1] == key:
         return last[2]
-    bias = _build_scores_bias(b, kv, g, t, p, mask, causal)
+    bias = _build_scores_bias(b, kv, g, tq, t, p, mask, causal)
     _LAST_BIAS[0] = (mask, key, bias)
     return bias
 
 
-def _build_scores_bias(b: int, kv: int, g: int, t: int, p: int, mask: torch.Tensor | None,
+def _build_scores_bias(b: int, kv: int, g: int, tq: int, t: int, p: int, mask: torch.Tensor | None,
                        causal: bool) -> torch.Tensor:
-    allowed = torch.ones(t, p, dtype=torch.bool)
+    allowed = torch.ones(tq, p, dtype=torch.bool)
     allowed[:, t:] = False
     if causal:
         allowed[:, :t].tril_()
     if mask is None:
-        rows = allowed.repeat(g, 1)  # (g*t, p), the same for every batch row and key / value head
+        rows = allowed.repeat(g, 1)  # (g*tq, p), the same for every batch row and key / value head
     else:  # True = attend; per head or shared by all heads
-        m = mask.view(mask.shape[0], 1, 1, t, t) if mask.shape[1] == 1 else mask.view(mask.shape[0], kv, g, t, t)
-        rows = allowed.expand(b, kv, g, t, p).clone()
+        m = mask.reshape(mask.shape[0], 1, 1, tq, t) if mask.shape[1] == 1 else mask.reshape(mask.shape[0], kv, g, tq, t)
+        rows = allowed.expand(b, kv, g, tq, p).clone()
         rows[..., :t] &= m
-        rows = rows.view(b * kv, g * t, p)
+        rows = rows.view(b * kv, g * tq, p)
     return torch.zeros(rows.shape).masked_fill_(~rows, float("-inf"))
 
 
 def _short_attention_ok(shape: tuple[int, ...], kv: int, t_keys: int, dtypes: tuple[torch.dtype, ...], cpu: bool,
-                        mask: torch.Tensor | None, amp: torch.dtype | None) -> bool:
+                        mask: torch.Tensor | None, amp: torch.dtype | None, causal: bool = False) -> bool:
     """Can :func:`attend` take a query of (batch, heads, tokens, dim) ``shape`` with ``kv`` key / value heads of
-    ``t_keys`` tokens: CPU rows of 2 to :data:`SHORT_ATTENTION_MAX` tokens in fp32 or autocast's dtype, query heads a
-    multiple of key / value heads, no mask or a 4-d boolean one (shared by the heads or per head) in which every
-    query has a key."""
+    ``t_keys`` tokens: CPU rows of 2 to :data:`SHORT_ATTENTION_MAX` keys in fp32 or autocast's dtype, at most as
+    many queries as keys (as many when causal), query heads a multiple of key / value heads, no mask or a 4-d
+    boolean one (shared by the heads or per head) in which every query has a key."""
     h, t = shape[1], shape[2]
-    return (1 < t <= SHORT_ATTENTION_MAX and t_keys == t and h % kv == 0 and cpu
-            and all(dt in (torch.float32, amp) for dt in dtypes)
+    return (1 < t_keys <= SHORT_ATTENTION_MAX and 0 < t <= t_keys and (t == t_keys or not causal) and h % kv == 0
+            and cpu and all(dt in (torch.float32, amp) for dt in dtypes)
             and (mask is None or (mask.dtype == torch.bool and mask.dim() == 4 and mask.shape[1] in (1, h)
-                                  and mask.shape[2:] == (t, t) and bool(mask.any(-1).all()))))
+                                  and mask.shape[2:] == (t, t_keys) and bool(mask.any(-1).all()))))
 
 
 def attend(query, key, value, mask, causal, dropout, scale, out_dtype) -> tuple[torch.Tensor, tuple, tuple]:
     """``softmax(q k^T * scale + bias) v`` with dropout on the probabilities, computed in fp32 from (batch, heads,
-    tokens, dim) inputs of any float dtype (bf16 projections under autocast; strided views are fine).  Returns the
-    output as (batch, tokens, heads, dim) in ``out_dtype``, and the tensors and values
+    tokens, dim) inputs of any float dtype (bf16 projections under autocast; strided views are fine); the query
+    may have fewer tokens than the keys (not when ``causal``; the mask's rows are then the queries').  Returns the
+    output as (batch, query tokens, heads, dim) in ``out_dtype``, and the tensors and values
     :func:`attend_backward` needs.  No autograd: :class:`_ShortAttention` and the fused BERT layer
     (:mod:`hone.model.fused_bert`) call it inside their own nodes.
 
@@ -386,17 +389,17 @@ def attend(query, key, value, mask, causal, dropout, scale, out_dtype) -> tuple[
     go back to transformers' (batch, tokens, heads, dim) layout in one copy each: through SDPA or stock ops
     a (batch, heads, tokens, dim) view costs a cast, then a layout copy, each way.  Rows of fewer than
     :data:`_MIN_SOFTMAX_ROW` keys are padded to that many columns (zero keys and values, -inf scores)."""
-    b, h, t, d = query.shape
-    kv = key.shape[1]
+    b, h, tq, d = query.shape
+    kv, t = key.shape[1], key.shape[2]
     g, p = h // kv, max(t, _MIN_SOFTMAX_ROW)
     with torch.autocast("cpu", enabled=False):
-        q = torch.empty(b, h, t, d)
+        q = torch.empty(b, h, tq, d)
         q.copy_(query)
         k, v = (torch.zeros if p > t else torch.empty)(2, b, kv, p, d)
         k[:, :, :t].copy_(key)
         v[:, :, :t].copy_(value)
-        q, k, v = q.view(b * kv, g * t, d), k.view(b * kv, p, d), v.view(b * kv, p, d)
-        bias = _scores_bias(b, kv, g, t, p, mask, causal)
+        q, k, v = q.view(b * kv, g * tq, d), k.view(b * kv, p, d), v.view(b * kv, p, d)
+        bias = _scores_bias(b, kv, g, tq, t, p, mask, causal)
         if bias is None:
             scores = torch.bmm(q, k.transpose(1, 2)).mul_(scale)
         else:
@@ -404,28 +407,28 @@ def attend(query, key, value, mask, causal, dropout, scale, out_dtype) -> tuple[
         probs = torch.softmax(scores, -1)
         keep, kept, keep_scale = None, probs, 1.0
         if dropout:
-            keep, keep_scale = keep_mask((b * kv, g * t, t), dropout)
+            keep, keep_scale = keep_mask((b * kv, g * tq, t), dropout)
             kept = torch.zeros_like(probs) if p > t else torch.empty_like(probs)  # padding columns: 0 as in probs
             _masked_scaled(probs[..., :t], keep, keep_scale, out=kept[..., :t])
-        out = torch.bmm(kept, v)  # (b*kv, g*t, d)
-        result = torch.empty(b, t, h, d, dtype=out_dtype)
-        result.copy_(out.view(b, h, t, d).transpose(1, 2))
-    return result, (q, k, v, probs, kept, keep), ((b, h, kv, t, d), scale, keep_scale)
+        out = torch.bmm(kept, v)  # (b*kv, g*tq, d)
+        result = torch.empty(b, tq, h, d, dtype=out_dtype)
+        result.copy_(out.view(b, h, tq, d).transpose(1, 2))
+    return result, (q, k, v, probs, kept, keep), ((b, h, kv, tq, t, d), scale, keep_scale)
 
 
 def attend_backward(saved: tuple, meta: tuple, grad: torch.Tensor, needs: tuple[bool, bool, bool],
                     dtypes: tuple[torch.dtype, ...], outs: tuple | None = None) -> tuple:
     """The gradients of :func:`attend`'s query, key and value (None where ``needs`` says not needed) for the
-    gradient ``grad`` of its (batch, tokens, heads, dim) output, each in its ``dtypes`` entry, as (batch, heads,
+    gradient ``grad`` of its (batch, query tokens, heads, dim) output, each in its ``dtypes`` entry, as (batch, heads,
     tokens, dim) views of (batch, tokens, heads, dim) tensors; or written into ``outs`` (three tensors laid out as
     (batch, tokens, heads, dim)), which are returned."""
     q, k, v, probs, kept, keep = saved
-    (b, h, kv, t, d), scale, keep_scale = meta
+    (b, h, kv, tq, t, d), scale, keep_scale = meta
     g = h // kv
     with torch.autocast("cpu", enabled=False):
-        go = torch.empty(b, h, t, d)
+        go = torch.empty(b, h, tq, d)
         go.copy_(grad.transpose(1, 2))
-        go = go.view(b * kv, g * t, d)
+        go = go.view(b * kv, g * tq, d)
         need_q, need_k, need_v = needs
         grad_q = grad_k = grad_v = None
         if need_v:
@@ -439,19 +442,20 @@ def attend_backward(saved: tuple, meta: tuple, grad: torch.Tensor, needs: tuple[
             grad_q = torch.bmm(grad_scores, k) if need_q else None
             grad_k = torch.bmm(grad_scores.transpose(1, 2), q) if need_k else None
 
-        def back(x: torch.Tensor | None, n: int, dtype: torch.dtype, out: torch.Tensor | None):
-            """(b*n, rows, d) -> (b, n, t, d) laid out as (b, t, n, d), as the projections' views are."""
+        def back(x: torch.Tensor | None, n: int, rows: int, dtype: torch.dtype, out: torch.Tensor | None):
+            """(b*n, padded rows, d) -> (b, n, rows, d) laid out as (b, rows, n, d), as the projections' views are."""
             if x is None:
                 return None
             if out is not None:
-                out.copy_(x.view(b, n, -1, d)[:, :, :t].transpose(1, 2))
+                out.copy_(x.view(b, n, -1, d)[:, :, :rows].transpose(1, 2))
                 return out
-            out = torch.empty(b, t, n, d, dtype=dtype)
-            out.copy_(x.view(b, n, -1, d)[:, :, :t].transpose(1, 2))
+            out = torch.empty(b, rows, n, d, dtype=dtype)
+            out.copy_(x.view(b, n, -1, d)[:, :, :rows].transpose(1, 2))
             return out.transpose(1, 2)
 
         oq, ok, ov = outs or (None, None, None)
-        return back(grad_q, h, dtypes[0], oq), back(grad_k, kv, dtypes[1], ok), back(grad_v, kv, dtypes[2], ov)
+        return (back(grad_q, h, tq, dtypes[0], oq), back(grad_k, kv, t, dtypes[1], ok),
+                back(grad_v, kv, t, dtypes[2], ov))
 
 
 class _ShortAttention(torch.autograd.Function):

@@ -26,6 +26,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from hone.model import fused_bert
+
 # Encoders whose layers are transformers' BERT layer (attention.self.{query,key,value} ->
 # attention.output -> intermediate -> output) and whose classification head reads position 0.
 FIRST_TOKEN_TYPES = ("bert", "roberta", "xlm-roberta", "electra", "camembert")
@@ -83,7 +85,8 @@ def first_token_only(model: nn.Module) -> Iterator[bool]:
         yield False
         return
     previous = last.__dict__.get("forward")  # a forward set on the instance (the CPU kernels' fused layer)
-    last.forward = types.MethodType(_first_token_forward, last)
+    fused = getattr(previous, "__func__", None) is fused_bert.fused_forward
+    last.forward = types.MethodType(fused_bert.fused_first_token_forward if fused else _first_token_forward, last)
     try:
         yield True
     finally:

@@ -106,26 +106,36 @@ def _weight_grads(grad: torch.Tensor, x: torch.Tensor, need_w: bool, need_b: boo
 class _BertLayer(torch.autograd.Function):
     """One BERT layer: self-attention, output projection, dropout, residual, LayerNorm, GELU feed-forward,
     dropout, residual, LayerNorm; products in autocast's bf16 (or fp32 without autocast), norms and residuals
-    in fp32.  The parameters are inputs (for their gradients); ``layer`` gives their casts and settings."""
+    in fp32.  The parameters are inputs (for their gradients); ``layer`` gives their casts and settings.
+
+    With ``first`` the layer is computed for the first position only, as :func:`hone.model.fast.first_token_only`
+    does (keys and values for every position, everything else for position 0): the output is (batch, 1, hidden)."""
 
     @staticmethod
-    def forward(ctx, x, mask, wq, bq, wk, bk, wv, bv, wo, bo, g1, b1, wi, bi, wf, bf, g2, b2, layer, amp):
+    def forward(ctx, x, mask, wq, bq, wk, bk, wv, bv, wo, bo, g1, b1, wi, bi, wf, bf, g2, b2, layer, amp, first):
         sa, so, it, out = layer.attention.self, layer.attention.output, layer.intermediate, layer.output
         ct = amp or torch.float32
         train = layer.training
         batch, t, hidden = x.shape
-        heads = sa.num_attention_heads
+        heads, d = sa.num_attention_heads, hidden // sa.num_attention_heads
         with torch.autocast("cpu", enabled=False):
             x2 = x.reshape(-1, hidden)
             xc = x2.to(ct)
-            qkv = [frozen_casts.amp_weights(m, amp) for m in (sa.query, sa.key, sa.value)]
-            w_qkv, b_qkv = _stack([w for w, _ in qkv], ct), _stack([b for _, b in qkv], ct)
-            qkv = torch.addmm(b_qkv, xc, w_qkv.t()).view(batch, t, 3, heads, hidden // heads)
-            q, k, v = (qkv[:, :, i].transpose(1, 2) for i in range(3))
+            projections = (sa.key, sa.value) if first else (sa.query, sa.key, sa.value)
+            casts = [frozen_casts.amp_weights(m, amp) for m in projections]
+            w_in, b_in = _stack([w for w, _ in casts], ct), _stack([b for _, b in casts], ct)
+            proj = torch.addmm(b_in, xc, w_in.t()).view(batch, t, len(projections), heads, d)
+            k, v = proj[:, :, -2].transpose(1, 2), proj[:, :, -1].transpose(1, 2)
+            if first:  # the query of position 0 only; its residual stream and mask row
+                wq_c, bq_c = _weights(sa.query, amp, ct)
+                q = torch.addmm(bq_c, xc.view(batch, t, hidden)[:, 0], wq_c.t()).view(batch, 1, heads, d).transpose(1, 2)
+                residual, mask = x[:, 0], None if mask is None else mask[:, :, :1]
+            else:
+                wq_c, q, residual = None, proj[:, :, 0].transpose(1, 2), x2
             att, att_saved, att_meta = ck.attend(q, k, v, mask, False, sa.dropout.p if train else 0.0, sa.scaling, ct)
             att = att.view(-1, hidden)
             wo_c, bo_c = _weights(so.dense, amp, ct)
-            r1, m1, s1 = _dropout_add(x2, torch.addmm(bo_c, att, wo_c.t()), so.dropout.p if train else 0.0)
+            r1, m1, s1 = _dropout_add(residual, torch.addmm(bo_c, att, wo_c.t()), so.dropout.p if train else 0.0)
             h1, mean1, rstd1 = torch.native_layer_norm(r1, (hidden,), g1, b1, so.LayerNorm.eps)
             h1c = h1.to(ct)
             wi_c, bi_c = _weights(it.dense, amp, ct)
@@ -134,17 +144,18 @@ class _BertLayer(torch.autograd.Function):
             wf_c, bf_c = _weights(out.dense, amp, ct)
             r2, m2, s2 = _dropout_add(h1, torch.addmm(bf_c, act, wf_c.t()), out.dropout.p if train else 0.0)
             y, mean2, rstd2 = torch.native_layer_norm(r2, (hidden,), g2, b2, out.LayerNorm.eps)
-        ctx.save_for_backward(xc, w_qkv, att, wo_c, m1, r1, mean1, rstd1, g1, b1, h1c, wi_c, pre, act, wf_c, m2,
+        ctx.save_for_backward(xc, w_in, wq_c, att, wo_c, m1, r1, mean1, rstd1, g1, b1, h1c, wi_c, pre, act, wf_c, m2,
                               r2, mean2, rstd2, g2, b2, *att_saved)
-        ctx.att_meta, ctx.scales, ctx.heads, ctx.ct = att_meta, (s1, s2), heads, ct
-        return y.view(batch, t, hidden)
+        ctx.att_meta, ctx.scales, ctx.heads, ctx.ct, ctx.first = att_meta, (s1, s2), heads, ct, first
+        return y.view(batch, 1 if first else t, hidden)
 
     @staticmethod
     def backward(ctx, grad):
-        (xc, w_qkv, att, wo_c, m1, r1, mean1, rstd1, g1, b1, h1c, wi_c, pre, act, wf_c, m2,
+        (xc, w_in, wq_c, att, wo_c, m1, r1, mean1, rstd1, g1, b1, h1c, wi_c, pre, act, wf_c, m2,
          r2, mean2, rstd2, g2, b2, *att_saved) = ctx.saved_tensors
-        batch, t, hidden = grad.shape
-        heads, ct, (s1, s2) = ctx.heads, ctx.ct, ctx.scales
+        batch, rows, hidden = grad.shape
+        t, heads, ct, (s1, s2), first = xc.shape[0] // batch, ctx.heads, ctx.ct, ctx.scales, ctx.first
+        d = hidden // heads
         need = ctx.needs_input_grad
         ln_backward = torch.ops.aten.native_layer_norm_backward
         with torch.autocast("cpu", enabled=False):
@@ -162,22 +173,34 @@ class _BertLayer(torch.autograd.Function):
             del gh1
             go = _dropout_grad(gr1, m1, s1, ct)
             gwo, gbo = _weight_grads(go, att, need[8], need[9])
-            g_att = torch.mm(go, wo_c).view(batch, t, heads, hidden // heads)
+            g_att = torch.mm(go, wo_c).view(batch, rows, heads, d)
             del go
-            g_qkv = torch.empty(batch, t, 3, heads, hidden // heads, dtype=ct)
+            n_in = w_in.shape[0] // hidden  # 3 projections stacked (q, k, v), or 2 (k, v) with ``first``
+            g_in = torch.empty(batch, t, n_in, heads, d, dtype=ct)
+            g_q = torch.empty(batch, 1, heads, d, dtype=ct) if first else g_in[:, :, 0]
             ck.attend_backward(tuple(att_saved), ctx.att_meta, g_att, (True, True, True), (ct,) * 3,
-                               outs=tuple(g_qkv[:, :, i] for i in range(3)))
+                               outs=(g_q, g_in[:, :, -2], g_in[:, :, -1]))
             del g_att
-            g_qkv = g_qkv.view(-1, 3 * hidden)
-            gw, gb = _weight_grads(g_qkv, xc, any(need[2:8:2]), any(need[3:8:2]))
-            gx = gr1.add_(torch.mm(g_qkv, w_qkv)).view(batch, t, hidden) if need[0] else None
+            g_in = g_in.view(-1, n_in * hidden)
+            gw, gb = _weight_grads(g_in, xc, any(need[2:8:2]), any(need[3:8:2]))
+            gx = None
+            if first:
+                g_q = g_q.view(batch, hidden)
+                gwq, gbq = _weight_grads(g_q, xc.view(batch, t, hidden)[:, 0], need[2], need[3])
+                if need[0]:  # every position's from the keys and values; position 0's also from the query and residual
+                    gx = torch.mm(g_in, w_in).float().view(batch, t, hidden)
+                    gx[:, 0].add_(gr1).add_(torch.mm(g_q, wq_c))
+            elif need[0]:
+                gx = gr1.add_(torch.mm(g_in, w_in)).view(batch, t, hidden)
 
-        def part(full: torch.Tensor | None, i: int) -> torch.Tensor | None:
-            """The query's (0), key's (1) or value's (2) rows of a stacked gradient, if that input needs one."""
-            return None if full is None or not need[2 + 2 * i + (full.dim() == 1)] else full[i * hidden:(i + 1) * hidden]
+        def part(full: torch.Tensor | None, i: int, index: int) -> torch.Tensor | None:
+            """Rows ``i`` of a stacked gradient, if input ``index`` needs one."""
+            return None if full is None or not need[index] else full[i * hidden:(i + 1) * hidden]
 
-        return (gx, None, part(gw, 0), part(gb, 0), part(gw, 1), part(gb, 1), part(gw, 2), part(gb, 2),
-                gwo, gbo, gg1, gb1, gwi, gbi, gwf, gbf, gg2, gb2, None, None)
+        k0 = n_in - 2  # the key's block in the stacked projections
+        q_grads = (gwq if need[2] else None, gbq if need[3] else None) if first else (part(gw, 0, 2), part(gb, 0, 3))
+        return (gx, None, *q_grads, part(gw, k0, 4), part(gb, k0, 5), part(gw, k0 + 1, 6), part(gb, k0 + 1, 7),
+                gwo, gbo, gg1, gb1, gwi, gbi, gwf, gbf, gg2, gb2, None, None, None)
 
 
 def _hooked(layer: nn.Module) -> bool:
@@ -189,19 +212,44 @@ def _hooked(layer: nn.Module) -> bool:
         or bool(nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks)
 
 
-def fused_forward(self, hidden_states, attention_mask=None, encoder_hidden_states=None, *args, **kwargs):
-    """``BertLayer.forward`` through :class:`_BertLayer` when the call qualifies, else the stock forward."""
-    sa, so, it, out = self.attention.self, self.attention.output, self.intermediate, self.output
+def _fused(layer, x, mask, encoder_hidden_states, args, kwargs, first: bool) -> torch.Tensor | None:
+    """The layer's output through :class:`_BertLayer`, or None when the call does not qualify."""
+    sa, so, it, out = layer.attention.self, layer.attention.output, layer.intermediate, layer.output
     amp = ck._autocast_dtype()
-    x = hidden_states
     params = [t for m in (sa.query, sa.key, sa.value, so.dense, so.LayerNorm, it.dense, out.dense, out.LayerNorm)
               for t in (m.weight, m.bias)]
     heads = sa.num_attention_heads
     if (args or encoder_hidden_states is not None or kwargs.get("cache") is not None
             or kwargs.get("output_attentions") or amp not in (None, torch.bfloat16)
             or x.dim() != 3 or x.dtype != torch.float32 or not x.is_cpu or x.shape[2] % heads
-            or any(p.dtype != torch.float32 or not p.is_cpu for p in params) or _hooked(self)
-            or not ck._short_attention_ok((x.shape[0], heads, x.shape[1], x.shape[2] // heads), heads, x.shape[1],
-                                          (amp or torch.float32,), True, attention_mask, amp)):
+            or any(p.dtype != torch.float32 or not p.is_cpu for p in params) or _hooked(layer)):
+        return None
+    batch, t, hidden = x.shape
+    rows = 1 if first else t
+    if mask is not None and first and mask.dim() == 4:
+        query_mask = mask[:, :, :1]
+    else:
+        query_mask = mask
+    if not ck._short_attention_ok((batch, heads, rows, hidden // heads), heads, t, (amp or torch.float32,), True,
+                                  query_mask, amp):
+        return None
+    return _BertLayer.apply(x, mask, *params, layer, amp, first)
+
+
+def fused_forward(self, hidden_states, attention_mask=None, encoder_hidden_states=None, *args, **kwargs):
+    """``BertLayer.forward`` through :class:`_BertLayer` when the call qualifies, else the stock forward."""
+    y = _fused(self, hidden_states, attention_mask, encoder_hidden_states, args, kwargs, first=False)
+    if y is None:
         return type(self).forward(self, hidden_states, attention_mask, encoder_hidden_states, *args, **kwargs)
-    return _BertLayer.apply(x, attention_mask, *params, self, amp)
+    return y
+
+
+def fused_first_token_forward(self, hidden_states, attention_mask=None, encoder_hidden_states=None, *args, **kwargs):
+    """:func:`hone.model.fast.first_token_only`'s forward of the last layer (its output at position 0 only)
+    through :class:`_BertLayer` when the call qualifies, else that module's own."""
+    y = _fused(self, hidden_states, attention_mask, encoder_hidden_states, args, kwargs, first=True)
+    if y is None:
+        from hone.model.fast import _first_token_forward  # (hone.model.fast imports this module)
+
+        return _first_token_forward(self, hidden_states, attention_mask, encoder_hidden_states, *args, **kwargs)
+    return y
