@@ -268,8 +268,9 @@ class TrainConfig(_Section):
     # rows of the batch's tokens; tied to the LM head, its rows are added into the head's dense gradient
     sparse_embeddings: bool = True
     # CPU kernels (hone.model.cpu_kernels): dropout masks from 16-bit uniforms instead of bernoulli_,
-    # one fused autograd node per LoRA linear layer and per Llama-family RMSNorm, and batched-product
-    # attention for rows of at most 64 tokens; the masks are a different random stream
+    # one fused autograd node per LoRA linear layer, per Llama-family RMSNorm and per BERT-family encoder
+    # layer (hone.model.fused_bert), and batched-product attention for rows of at most 64 tokens; the masks
+    # are a different random stream
     cpu_kernels: bool = True
     # keep freed memory in the heap while training on a CPU (glibc malloc: no mmap chunks, no trimming),
     # so each step's large buffers are reused instead of page-faulted in again (hone.train.heap)

@@ -16,11 +16,19 @@ a hand-written backward:
 
 Dropout masks come from :func:`hone.model.cpu_kernels.keep_mask` in the stock layer's order (attention
 probabilities, attention output, feed-forward output), so with the CPU kernels on, a run draws the same masks
-with and without this node.  Outputs and gradients equal the stock layer's to float rounding (tested, fp32 and
-under bf16 autocast, with and without dropout and padding).
+with and without this node.  Outputs and gradients equal the stock layer's to float rounding in fp32, and are as
+close to fp32 under bf16 autocast as the stock layer's (tested, with and without dropout and padding, frozen
+layers, gradient checkpointing).  Under :func:`hone.model.fast.first_token_only` the classifier's last layer runs
+through the same node for position 0 only (:func:`fused_first_token_forward`).
 
-In-process A/B on a 2-core Zen 5 (MiniLM-L6, batch 32, full fine-tuning under bf16 autocast, whole steps
-alternating): 1.025x at 12 tokens, 1.04x at 16, 1.035x at 24, 1.05x at 32 (``bench/RESULTS.md``, session 17).
+The node keeps fewer activations than the stock modules (one bf16 copy of the layer's input where autocast makes
+three), but frees them only when its whole backward is done: peak RSS was 20-27 MB higher at 32 rows of 60
+tokens on MiniLM (about 1.05 GB), and 50-90 MB higher over a BANKING77 epoch (1.53-1.60 GB against 1.47-1.50).
+
+In-process A/Bs on a 2-core Zen 5 (MiniLM-L6, batch 32, full fine-tuning under bf16 autocast, whole steps
+alternating): 1.025-1.045x at 12 tokens, 1.04x at 16, 1.03-1.035x at 24, 1.05x at 32, 1.04-1.05x over blocks
+of ten padded batches of 10-40 tokens, and 1.03-1.07x in hone's own loop over a BANKING77 epoch with the node
+switched on and off every 7-13 steps (``bench/RESULTS.md``, session 17).
 
 :func:`hone.model.cpu_kernels.cpu_kernels` switches it on for every qualifying layer (:func:`fusable`); a call
 it cannot take (longer rows than the short attention takes, a float mask, GPU tensors, fp16, hooks on the
