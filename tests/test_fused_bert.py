@@ -168,3 +168,10 @@ def test_first_token_block_restores_the_fused_forward():
             assert last.__dict__["forward"] is not fused
         assert last.__dict__["forward"] is fused
     assert "forward" not in last.__dict__
+    # blocks ended out of order: the kernels' block restores the layer, and the first-token block leaves it so
+    kernels, first = cpu_kernels(model), first_token_only(model)
+    kernels.__enter__()
+    first.__enter__()
+    kernels.__exit__(None, None, None)
+    first.__exit__(None, None, None)
+    assert "forward" not in last.__dict__

@@ -86,14 +86,16 @@ def first_token_only(model: nn.Module) -> Iterator[bool]:
         return
     previous = last.__dict__.get("forward")  # a forward set on the instance (the CPU kernels' fused layer)
     fused = getattr(previous, "__func__", None) is fused_bert.fused_forward
-    last.forward = types.MethodType(fused_bert.fused_first_token_forward if fused else _first_token_forward, last)
+    ours = types.MethodType(fused_bert.fused_first_token_forward if fused else _first_token_forward, last)
+    last.forward = ours
     try:
         yield True
     finally:
-        if previous is None:
-            last.__dict__.pop("forward", None)
-        else:
-            last.forward = previous
+        if last.__dict__.get("forward") is ours:  # (unless a block around it has already restored the layer)
+            if previous is None:
+                last.__dict__.pop("forward", None)
+            else:
+                last.forward = previous
 
 
 # Decoder layers computed as Llama's: input_layernorm -> self_attn (q / k / v / o_proj, rotary embeddings
