@@ -86,6 +86,19 @@ def test_every_method_trains(tmp_path, tiny, method, frozen_prefix):
         assert not any(k.startswith(frozen_prefix) for k in changed), sorted(changed)[:5]
 
 
+def test_prefix_tuning_of_an_encoder_classifier_fails_clearly_before_training(tmp_path, tiny):
+    """transformers' BERT classifier takes no past key values, where peft puts the prefixes: the run stops at set-up
+    with a message naming the method and the alternatives, not in peft's first forward; prompt tuning trains."""
+    from hone.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="prefix_tuning needs a model that takes past key values.*prompt_tuning"):
+        train_classifier(_cfg(tmp_path, tiny, method={"name": "prefix_tuning"}), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "artifact").exists()
+    run = train_classifier(_cfg(tmp_path, tiny, method={"name": "prompt_tuning", "num_virtual_tokens": 4},
+                                **{"train.save_every": None}), tmp_path / "prompt", progress=False)
+    assert run.result.steps == 12
+
+
 def test_early_stopping_and_best_restore(tmp_path, tiny):
     cfg = _cfg(tmp_path, tiny, **{"train.max_steps": 40, "train.eval_every": 2, "train.save_every": None,
                                   "train.lr": 1e-9, "train.early_stopping": {"patience": 2, "metric": "loss"}})

@@ -147,12 +147,27 @@ def prompt_tuning(model: nn.Module, cfg: Any) -> nn.Module:
                                                     num_virtual_tokens=cfg.num_virtual_tokens, **kw))
 
 
+def _takes_past_key_values(model: nn.Module) -> bool:
+    """Does the classifier (or its backbone) take ``past_key_values``, where peft's prefix tuning puts the prefixes?"""
+    import inspect
+
+    if "past_key_values" in inspect.signature(model.forward).parameters:
+        return True
+    backbone = getattr(model, getattr(model, "base_model_prefix", ""), None)
+    return isinstance(backbone, nn.Module) and "past_key_values" in inspect.signature(backbone.forward).parameters
+
+
 def prefix_tuning(model: nn.Module, cfg: Any) -> nn.Module:
     """Prefix tuning (Li & Liang 2021): trainable key/value prefixes in every attention layer."""
-    from peft import PrefixTuningConfig, get_peft_model
+    from peft import PrefixTuningConfig, TaskType, get_peft_model
 
-    return get_peft_model(model, PrefixTuningConfig(task_type=_peft_task(model),
-                                                    num_virtual_tokens=cfg.num_virtual_tokens))
+    task = _peft_task(model)
+    if task == TaskType.SEQ_CLS and not _takes_past_key_values(model):
+        # peft would raise only at the first forward, deep inside training
+        raise ConfigError(f"method.name: prefix_tuning needs a model that takes past key values for its prefixes; "
+                          f"{type(model).__name__} does not (transformers' encoder classifiers take none): use "
+                          "prompt_tuning, lora or ia3 for this classifier")
+    return get_peft_model(model, PrefixTuningConfig(task_type=task, num_virtual_tokens=cfg.num_virtual_tokens))
 
 
 def qlora(model: nn.Module, cfg: Any) -> nn.Module:
