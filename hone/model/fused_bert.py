@@ -73,13 +73,8 @@ def fusable(layer: nn.Module) -> bool:
 
 
 def _stack(parts: list[torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
-    """The tensors laid one after the other along the first dimension, in ``dtype`` (cast in the same copy)."""
-    out = torch.empty(sum(p.shape[0] for p in parts), *parts[0].shape[1:], dtype=dtype)
-    start = 0
-    for p in parts:
-        out[start:start + p.shape[0]].copy_(p)
-        start += p.shape[0]
-    return out
+    """The tensors concatenated along the first dimension, in ``dtype`` (cast in the same copy)."""
+    return torch.cat(parts, out=torch.empty(sum(p.shape[0] for p in parts), *parts[0].shape[1:], dtype=dtype))
 
 
 def _weights(linear: nn.Linear, amp: torch.dtype | None, ct: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
@@ -99,9 +94,7 @@ def _dropout_add(residual: torch.Tensor, x: torch.Tensor, p: float) -> tuple[tor
 def _dropout_grad(grad: torch.Tensor, mask: torch.Tensor | None, scale: float, dtype: torch.dtype) -> torch.Tensor:
     """``grad * mask * scale`` rounded once to ``dtype``."""
     out = torch.empty(grad.shape, dtype=dtype)
-    if mask is None:
-        return out.copy_(grad)
-    return torch.addcmul(torch.zeros((), dtype=grad.dtype), grad, ck._as_float(mask, grad.dtype), value=scale, out=out)
+    return out.copy_(grad) if mask is None else ck._masked_scaled(grad, mask, scale, out=out)
 
 
 def _weight_grads(grad: torch.Tensor, x: torch.Tensor, need_w: bool, need_b: bool):
@@ -137,7 +130,7 @@ class _BertLayer(torch.autograd.Function):
             if first:  # the query of position 0 only; its residual stream and mask row
                 wq_c, bq_c = _weights(sa.query, amp, ct)
                 q = torch.addmm(bq_c, xc.view(batch, t, hidden)[:, 0], wq_c.t()).view(batch, 1, heads, d).transpose(1, 2)
-                residual, mask = x[:, 0], None if mask is None else mask[:, :, :1]
+                residual = x[:, 0]  # (``mask``, if any, is already the first query's row: see _fused)
             else:
                 wq_c, q, residual = None, proj[:, :, 0].transpose(1, 2), x2
             att, att_saved, att_meta = ck.attend(q, k, v, mask, False, sa.dropout.p if train else 0.0, sa.scaling, ct)
@@ -233,13 +226,10 @@ def _fused(layer, x, mask, encoder_hidden_states, args, kwargs, first: bool) -> 
             or any(p.dtype != torch.float32 or not p.is_cpu for p in params) or _hooked(layer)):
         return None
     batch, t, hidden = x.shape
-    rows = 1 if first else t
-    if mask is not None and first and mask.dim() == 4:
-        query_mask = mask[:, :, :1]
-    else:
-        query_mask = mask
-    if not ck._short_attention_ok((batch, heads, rows, hidden // heads), heads, t, (amp or torch.float32,), True,
-                                  query_mask, amp):
+    if first and mask is not None and mask.dim() == 4:
+        mask = mask[:, :, :1]  # the first query's row of the mask
+    if not ck._short_attention_ok((batch, heads, 1 if first else t, hidden // heads), heads, t,
+                                  (amp or torch.float32,), True, mask, amp):
         return None
     return _BertLayer.apply(x, mask, *params, layer, amp, first)
 
