@@ -269,8 +269,9 @@ class TrainConfig(_Section):
     sparse_embeddings: bool = True
     # CPU kernels (hone.model.cpu_kernels): dropout masks from 16-bit uniforms instead of bernoulli_,
     # one fused autograd node per LoRA linear layer, per Llama-family RMSNorm and per BERT-family encoder
-    # layer (hone.model.fused_bert), and batched-product attention for rows of at most 64 tokens; the masks
-    # are a different random stream
+    # layer (hone.model.fused_bert), and attention for rows of at most 64 tokens by hone's native kernel
+    # (hone.model.native: compiled with the system's C compiler on first use; HONE_NATIVE_KERNELS=0 turns it
+    # off) or else by batched products; the masks are a different random stream
     cpu_kernels: bool = True
     # keep freed memory in the heap while training on a CPU (glibc malloc: no mmap chunks, no trimming),
     # so each step's large buffers are reused instead of page-faulted in again (hone.train.heap)

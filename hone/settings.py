@@ -17,6 +17,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HONE_", extra="ignore")
 
     home: Path = Field(default_factory=lambda: Path("~/.hone"))
+    # compile and use hone's native CPU kernels (``hone.model.native``) where a C compiler is found
+    native_kernels: bool = True
 
     @property
     def root(self) -> Path:

@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from hone.model import native
 from hone.model.cpu_kernels import (
     _LoraLinear,
     _RMSNorm,
@@ -132,7 +133,7 @@ def test_fused_lora_equals_peft_without_dropout():
     assert all("forward" not in vars(m) for m in model.modules())
 
 
-def test_short_attention_equals_sdpa_and_passes_the_rest_on(monkeypatch):
+def test_short_attention_equals_sdpa_and_passes_the_rest_on(monkeypatch, attention_path):
     """Within cpu_kernels transformers' sdpa attention runs as two batched products for fp32 rows up to
     SHORT_ATTENTION_MAX tokens: causal and unmasked (grouped query heads included), or bidirectional,
     unmasked or with a boolean padding mask; the same output and gradients as SDPA, and with dropout the
@@ -196,7 +197,11 @@ def test_short_attention_equals_sdpa_and_passes_the_rest_on(monkeypatch):
             torch.manual_seed(3)
             out, _ = attend(module, q, k, v, mask, dropout=0.4, scaling=0.3)
             torch.manual_seed(3)
-            keep, scale = keep_mask((8, t, t), 0.4)
+            if attention_path == "native":  # its own counter-based mask, seeded by one draw of torch's generator
+                seed, dropped = int(torch.randint(0, 1 << 62, ())), round(0.4 * 65536)
+                keep, scale = native.attention_keep_mask(seed, dropped, (8, t, t)), 65536 / (65536 - dropped)
+            else:
+                keep, scale = keep_mask((8, t, t), 0.4)
             probs = torch.softmax((q @ k.transpose(-1, -2) * 0.3).masked_fill(~mask, float("-inf")), -1)
             want = ((probs * keep.view(2, 4, t, t) * scale) @ v).transpose(1, 2)
             torch.testing.assert_close(out, want)
@@ -249,7 +254,7 @@ def test_short_attention_reuses_the_bias_of_the_same_mask_only():
     assert ck._LAST_BIAS == [None]
 
 
-def test_short_attention_gradients_for_the_inputs_that_need_them():
+def test_short_attention_gradients_for_the_inputs_that_need_them(attention_path):
     """The attention node computes only the gradients autograd asks for (a frozen key projection's
     output needs none); each one it returns equals SDPA's."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
@@ -424,7 +429,7 @@ def test_training_loop_with_and_without_cpu_kernels(tmp_path):
         assert torch.allclose(p, trained[False][n], atol=1e-4), (n, (p - trained[False][n]).abs().max().item())
 
 
-def test_kernels_under_bf16_autocast_are_as_accurate_as_the_stock_path():
+def test_kernels_under_bf16_autocast_are_as_accurate_as_the_stock_path(attention_path):
     """Under CPU autocast (``precision: bf16``) the fused LoRA layers compute in bf16 like autocast runs peft's,
     the norms stay fp32 and short attention runs in fp32 from the bf16 projections: the loss and every
     gradient are as close to the fp32 ones as the stock modules' under autocast are, and the gradients
@@ -453,7 +458,7 @@ def test_kernels_under_bf16_autocast_are_as_accurate_as_the_stock_path():
     assert 0 < worst_fused <= max(1.5 * worst_stock, 0.02)  # bf16: ~1-2% (0.021 stock, 0.016 fused measured)
 
 
-def test_short_attention_under_autocast_runs_in_fp32():
+def test_short_attention_under_autocast_runs_in_fp32(attention_path):
     """Under CPU autocast SDPA would run in bf16; the short attention computes in fp32 from the bf16
     projections and returns bf16, as SDPA does there: closer to the fp32 result than SDPA in bf16."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward

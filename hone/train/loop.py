@@ -26,6 +26,7 @@ import torch
 from hone.config import TrainConfig
 from hone.data.batches import epoch_order
 from hone.errors import TrainError
+from hone.model import native
 from hone.model.cpu_kernels import cpu_kernels
 from hone.model.methods import ProgressiveUnfreezer, trainable_state
 from hone.train import checkpoint as ckpt
@@ -161,7 +162,10 @@ def train(model, train_data, val_data, cfg: TrainConfig, *, objective, run_dir: 
     on_cpu = acc.device.type == "cpu"
     kernels = cpu_kernels(model) if cfg.cpu_kernels and on_cpu else contextlib.nullcontext()
     try:
-        with kernels, heap_reuse(cfg.heap_reuse and on_cpu):
+        with kernels as switched, heap_reuse(cfg.heap_reuse and on_cpu):
+            if switched:
+                log("CPU kernels: " + ", ".join(f"{n} {k}" for k, n in switched.items() if n)
+                    + ("; native attention kernel on" if native.library() else "; native attention kernel off"))
             stop = _loop(model, train_data, val_data, cfg, st, _Ctx(
                 acc=acc, optimizer=optimizer, scheduler=scheduler, unfreezer=unfreezer, objective=objective,
                 lengths=lengths, total=total, steps_per_epoch=steps_per_epoch, seed=seed,

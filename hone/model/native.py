@@ -1,0 +1,146 @@
+"""Native CPU kernels, compiled on first use with the system's C compiler.
+
+hone ships their C source (``short_attention.c`` beside this module; :func:`hone.model.cpu_kernels.attend` is its caller) and builds it the first time a run needs it,
+with ``cc -O3 -march=native -fopenmp``, into ``$HONE_HOME/cache/kernels/<key>/`` (the key hashes the source, the
+compiler's version and this CPU's model and flags, so a home directory shared by different machines never loads a
+library built for another CPU).  The build writes to a temporary name and renames it, so concurrent runs never load
+half a file.  Where there is no compiler, the build fails, or ``HONE_NATIVE_KERNELS=0`` is set, :func:`library`
+returns None and the callers keep their torch path; nothing else changes.
+
+The library is linked against ``libgomp.so.1``, the soname torch's own OpenMP runtime has in its Linux CPU wheels, so
+its parallel loops run on torch's thread pool with torch's thread count, rather than starting a second pool that would
+fight torch's spinning threads for the cores; with any other OpenMP runtime loaded the kernels stay off.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import math
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+_SOURCE = Path(__file__).with_name("short_attention.c")
+_FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c11"]
+_LOCK = threading.Lock()
+_STATE: dict[str, object] = {}  # "lib": the loaded library or None once tried
+
+
+class View(ctypes.Structure):
+    """A tensor as the C code takes it: base pointer, element strides of its (batch, head, token) dimensions (the
+    last dimension contiguous) and whether it is bf16 (else fp32)."""
+
+    _fields_ = [("p", ctypes.c_void_p), ("sb", ctypes.c_int64), ("sh", ctypes.c_int64), ("st", ctypes.c_int64),
+                ("bf16", ctypes.c_int)]
+
+
+def view(x: torch.Tensor, token_dim: int = 2) -> View:
+    """A (batch, head, token, dim) tensor as a :class:`View`; ``token_dim`` 1 for one laid out as (batch, token, head,
+    dim)."""
+    head_dim = 3 - token_dim
+    return View(x.data_ptr(), x.stride(0), x.stride(head_dim), x.stride(token_dim), int(x.dtype == torch.bfloat16))
+
+
+def _cpu_key() -> str:
+    """This CPU's model name and feature flags (what ``-march=native`` compiles for)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor() or platform.machine()
+    wanted = ("model name", "flags")
+    return "\n".join(sorted({line for line in lines if line.split(":")[0].strip() in wanted}))
+
+
+def _compiler() -> str | None:
+    """``$CC``, else gcc (its ``-fopenmp`` links libgomp, the runtime torch's Linux wheels use), else ``cc``."""
+    return os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
+
+
+def _torch_openmp_is_libgomp() -> bool:
+    """Whether the OpenMP runtime loaded with torch is GNU libgomp (``libgomp.so.1`` or an auditwheel-renamed
+    ``libgomp-<hash>.so.1``).  With another runtime (Intel's or LLVM's, as in some conda builds) the kernel's loops
+    would start a second thread pool beside torch's, so the torch path is kept."""
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return False
+    return "libgomp" in maps and "libiomp" not in maps and "libomp.so" not in maps
+
+
+def _build(cc: str, directory: Path) -> Path:
+    target = directory / "short_attention.so"
+    if target.exists():
+        return target
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=directory)
+    os.close(fd)
+    try:
+        subprocess.run([cc, *_FLAGS, "-o", tmp, str(_SOURCE)], check=True, capture_output=True, text=True,
+                       timeout=120)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+def _load() -> ctypes.CDLL | None:
+    from hone.settings import get_settings
+
+    settings = get_settings()
+    if not settings.native_kernels or platform.system() != "Linux" or not _torch_openmp_is_libgomp():
+        return None
+    cc = _compiler()
+    if cc is None:
+        log.info("no C compiler found: hone's native CPU kernels are off (torch kernels are used)")
+        return None
+    try:
+        version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout
+        key = hashlib.sha256("\0".join([_SOURCE.read_text(), version, " ".join(_FLAGS), _cpu_key(),
+                                         platform.machine()]).encode()).hexdigest()[:16]
+        path = _build(cc, settings.cache_dir / "kernels" / key)
+        lib = ctypes.CDLL(str(path))
+    except (OSError, subprocess.SubprocessError) as exc:
+        detail = getattr(exc, "stderr", "") or str(exc)
+        log.warning("could not build hone's native CPU kernels (torch kernels are used instead): %s",
+                    detail.strip()[:500])
+        return None
+    ints = [ctypes.c_int] * 6
+    dropout = [ctypes.c_uint64, ctypes.c_int, ctypes.c_float]  # seed, dropped (p * 65536), keep scale
+    lib.hone_attend.argtypes = [*ints, View, View, View, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int,
+                                ctypes.c_float, *dropout, ctypes.c_void_p, View]
+    lib.hone_attend_backward.argtypes = [*ints, View, View, View, View, ctypes.c_void_p, *dropout,
+                                         ctypes.c_float, View, View, View]
+    lib.hone_attend.restype = lib.hone_attend_backward.restype = ctypes.c_int
+    return lib
+
+
+def attention_keep_mask(seed: int, dropped: int, shape: tuple[int, ...]) -> torch.Tensor:
+    """The dropout mask the native attention draws for ``seed`` (True = keep), computed here in numpy: the same
+    splitmix64 counter stream as ``keep_row`` in ``short_attention.c``, one counter per element in row-major order."""
+    with np.errstate(over="ignore"):
+        z = np.uint64(seed) + np.arange(math.prod(shape), dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z ^= z >> np.uint64(31)
+    return torch.from_numpy((z >> np.uint64(48)).astype(np.int64) >= dropped).view(shape)
+
+
+def library() -> ctypes.CDLL | None:
+    """The native kernels' library, built and loaded on the first call; None where they are unavailable."""
+    if "lib" not in _STATE:
+        with _LOCK:
+            if "lib" not in _STATE:
+                _STATE["lib"] = _load()
+    return _STATE["lib"]  # type: ignore[return-value]

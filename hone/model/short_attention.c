@@ -1,0 +1,326 @@
+/* Short-row attention for CPU training: softmax(q k^T * scale + mask) v with dropout on the probabilities, and its
+ * backward, for rows of at most 64 keys and heads of at most 128 dimensions.  One OpenMP task per (batch row,
+ * key / value head) holds its queries, keys and values in fp32 in the cache and computes everything there, where
+ * torch's batched products spend most of their time in per-matrix overhead at these sizes.
+ *
+ * Built by hone/model/native.py with the system's C compiler (-O3 -march=native -fopenmp) the first time it is
+ * needed; torch's own libgomp (same soname) runs the parallel loops, so they share torch's threads.
+ *
+ * Tensors come as base pointers and element strides (batch, head, token; the last dimension is contiguous) and a
+ * dtype flag: 0 fp32, 1 bf16.  Inputs are read and outputs written in those layouts, so the caller never copies.
+ * The probabilities (batch, heads, queries, keys) are written by the forward as fp32 and read by the backward; the
+ * dropout mask is drawn from a counter-based generator (keep_row), in the forward and again in the backward.  The mask of allowed keys is a byte tensor
+ * with strides (batch, head, query, key): 0 strides broadcast. */
+
+#include <stdint.h>
+#include <string.h>
+
+#define MAX_T 64
+#define MAX_D 128
+#define INLINE static inline __attribute__((always_inline))
+
+/* 16 floats, loaded and stored unaligned: one AVX-512 register (two AVX2 ones) */
+typedef float v16 __attribute__((vector_size(64), aligned(4)));
+
+typedef struct {
+    const void *p;
+    int64_t sb, sh, st; /* element strides: batch, head, token */
+    int bf16;
+} view;
+
+static inline float bf16_to_f32(uint16_t h) {
+    union { uint32_t u; float f; } x;
+    x.u = (uint32_t)h << 16;
+    return x.f;
+}
+
+/* fp32 -> bf16 rounded to nearest even, as torch casts (NaN stays NaN). */
+static inline uint16_t f32_to_bf16(float f) {
+    union { uint32_t u; float f; } x;
+    x.f = f;
+    if ((x.u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x.u >> 16) | 0x40u);
+    return (uint16_t)((x.u + 0x7fffu + ((x.u >> 16) & 1u)) >> 16);
+}
+
+/* row t of head h of batch row b, as n floats times ``scale``, zero-padded to np */
+static inline void load_row(float *dst, const view *v, int64_t b, int64_t h, int64_t t, int n, int np, float scale) {
+    int64_t off = b * v->sb + h * v->sh + t * v->st;
+    if (v->bf16) {
+        const uint16_t *s = (const uint16_t *)v->p + off;
+        for (int c = 0; c < n; c++) dst[c] = bf16_to_f32(s[c]) * scale;
+    } else {
+        const float *s = (const float *)v->p + off;
+        for (int c = 0; c < n; c++) dst[c] = s[c] * scale;
+    }
+    for (int c = n; c < np; c++) dst[c] = 0.0f;
+}
+
+static inline void store_row(void *base, int64_t off, int bf16, const float *src, int n) {
+    if (bf16) {
+        uint16_t *d = (uint16_t *)base + off;
+        for (int c = 0; c < n; c++) d[c] = f32_to_bf16(src[c]);
+    } else {
+        memcpy((float *)base + off, src, sizeof(float) * (size_t)n);
+    }
+}
+
+/* exp(x) for x <= 0 to about 2 ulp (Cephes' polynomial on [-ln2/2, ln2/2]); written so that the compiler
+ * vectorizes it without -ffast-math.  Inputs below -87 give exp(-87). */
+static inline float exp_neg(float x) {
+    x = x < -87.0f ? -87.0f : x;
+    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* round to nearest */
+    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    union { uint32_t u; float f; } s;
+    s.u = (uint32_t)((int32_t)n + 127) << 23;
+    return p * s.f;
+}
+
+typedef int32_t v16i __attribute__((vector_size(64), aligned(4)));
+
+INLINE v16 vsplat(float a) { return (v16){0} + a; }
+INLINE v16 vselect(v16i m, v16 a, v16 b) { return (v16)((m & (v16i)a) | (~m & (v16i)b)); }
+
+/* exp_neg on 16 lanes */
+INLINE v16 vexp_neg(v16 x) {
+    x = vselect(x < -87.0f, vsplat(-87.0f), x);
+    v16 n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    v16 r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    v16 p = vsplat(1.9875691500e-4f);
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    v16i e = (__builtin_convertvector(n, v16i) + 127) << 23;
+    return p * (v16)e;
+}
+
+INLINE float vhmax(v16 x) {
+    x = vselect(x > __builtin_shuffle(x, (v16i){8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7}), x,
+                __builtin_shuffle(x, (v16i){8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7}));
+    v16 y = __builtin_shuffle(x, (v16i){4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11});
+    x = vselect(x > y, x, y);
+    y = __builtin_shuffle(x, (v16i){2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13});
+    x = vselect(x > y, x, y);
+    y = __builtin_shuffle(x, (v16i){1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14});
+    x = vselect(x > y, x, y);
+    return x[0];
+}
+
+INLINE float vhsum(v16 x) {
+    x += __builtin_shuffle(x, (v16i){8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7});
+    x += __builtin_shuffle(x, (v16i){4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11});
+    x += __builtin_shuffle(x, (v16i){2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13});
+    x += __builtin_shuffle(x, (v16i){1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14});
+    return x[0];
+}
+
+/* s[0:16nt] = softmax of the scores s over the keys where ok is 1 (ok is 1 or 0, zero past the last key) */
+INLINE void softmax_row(int nt, float *s, const float *ok) {
+    v16 sv[4], okv[4], mv = vsplat(-3.0e38f), sum = {0};
+    for (int u = 0; u < nt; u++) {
+        sv[u] = *(const v16 *)(s + 16 * u);
+        okv[u] = *(const v16 *)(ok + 16 * u);
+        v16 x = vselect(okv[u] != 0.0f, sv[u], vsplat(-3.0e38f));
+        mv = vselect(x > mv, x, mv);
+    }
+    float m = vhmax(mv);
+    for (int u = 0; u < nt; u++) {
+        v16 x = sv[u] - m;
+        sv[u] = vexp_neg(vselect(x > 0.0f, vsplat(0.0f), x)) * okv[u];
+        sum += sv[u];
+    }
+    float inv = 1.0f / vhsum(sum);
+    for (int u = 0; u < nt; u++) *(v16 *)(s + 16 * u) = sv[u] * inv;
+}
+
+static void softmax_row_n(int nt, float *s, const float *ok) {
+    switch (nt) {
+    case 1: softmax_row(1, s, ok); break;
+    case 2: softmax_row(2, s, ok); break;
+    case 3: softmax_row(3, s, ok); break;
+    default: softmax_row(4, s, ok); break;
+    }
+}
+
+/* Dropout: element n of a call's (B, H, TQ, T) probabilities is kept when the top 16 bits of splitmix64's output for
+ * counter n, in the stream ``seed``, are at least ``dropped`` (the drop probability times 65536).  Counter-based, so
+ * the backward draws the same mask again instead of reading a saved one. */
+INLINE uint64_t mix64(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+/* keep[j] = keep_scale or 0 for the T elements of the row starting at counter ``base`` */
+static inline void keep_row(float *keep, uint64_t seed, uint64_t base, int T, int dropped, float keep_scale) {
+    for (int j = 0; j < T; j++)
+        keep[j] = (int)(mix64(seed + (base + (uint64_t)j) * 0x9e3779b97f4a7c15ULL) >> 48) >= dropped ? keep_scale : 0.0f;
+}
+
+static inline int allowed(const uint8_t *mask, const int64_t *ms, int64_t b, int64_t h, int i, int j, int causal) {
+    if (causal && j > i) return 0;
+    return mask == 0 || mask[b * ms[0] + h * ms[1] + i * ms[2] + j * ms[3]];
+}
+
+/* out[rr][0:16n] = sum over r < rows of x[rr * ldx + r] * m[r * ld : r * ld + 16n] for the R rows rr: a block of
+ * rows times a matrix, the R * n accumulators in registers (R and n are constants once inlined) */
+INLINE void mm_block(int R, int n, float *out, int ldo, const float *x, int ldx, const float *m, int ld, int rows) {
+    v16 acc[4][8];
+    for (int rr = 0; rr < R; rr++)
+        for (int u = 0; u < n; u++) acc[rr][u] = (v16){0};
+    for (int r = 0; r < rows; r++) {
+        const float *mr = m + (int64_t)r * ld;
+        for (int u = 0; u < n; u++) {
+            v16 mv = *(const v16 *)(mr + 16 * u);
+            for (int rr = 0; rr < R; rr++) acc[rr][u] += x[rr * ldx + r] * mv;
+        }
+    }
+    for (int rr = 0; rr < R; rr++)
+        for (int u = 0; u < n; u++) *(v16 *)(out + rr * ldo + 16 * u) = acc[rr][u];
+}
+
+#define MM_N(R)                                                                                                        \
+    switch (n) {                                                                                                       \
+    case 1: mm_block(R, 1, out, ldo, x, ldx, m, ld, rows); break;                                                     \
+    case 2: mm_block(R, 2, out, ldo, x, ldx, m, ld, rows); break;                                                     \
+    case 3: mm_block(R, 3, out, ldo, x, ldx, m, ld, rows); break;                                                     \
+    case 4: mm_block(R, 4, out, ldo, x, ldx, m, ld, rows); break;                                                     \
+    case 5: mm_block(R, 5, out, ldo, x, ldx, m, ld, rows); break;                                                     \
+    case 6: mm_block(R, 6, out, ldo, x, ldx, m, ld, rows); break;                                                     \
+    case 7: mm_block(R, 7, out, ldo, x, ldx, m, ld, rows); break;                                                     \
+    default: mm_block(R, 8, out, ldo, x, ldx, m, ld, rows); break;                                                    \
+    }
+
+/* out (nx rows of 16n floats, row stride ldo) = x (nx rows of ``rows`` floats, stride ldx) times m (rows x 16n,
+ * stride ld), four rows of x at a time so that the products' latency overlaps */
+static void mm(int n, float *out, int ldo, const float *x, int ldx, int nx, const float *m, int ld, int rows) {
+    for (; nx >= 4; nx -= 4, out += 4 * ldo, x += 4 * ldx) MM_N(4)
+    if (nx == 3) MM_N(3)
+    else if (nx == 2) MM_N(2)
+    else if (nx == 1) MM_N(1)
+}
+
+static inline int pad16(int n) { return (n + 15) & ~15; }
+
+/* Forward.  q: (B, H, TQ, D), k and v: (B, KV, T, D), out: (B, H, TQ, D) views; probs: (B, H, TQ, T) fp32
+ * contiguous (written); keep: (B, H, TQ, T) bytes or NULL; mask: bytes with strides ms or NULL. */
+int hone_attend(int B, int H, int KV, int TQ, int T, int D, view q, view k, view v, const uint8_t *mask,
+                const int64_t *ms, int causal, float scale, uint64_t seed, int dropped, float keep_scale,
+                float *probs, view out) {
+    if (T > MAX_T || TQ > MAX_T || D > MAX_D || H % KV) return 1;
+    int G = H / KV, TP = pad16(T), DP = pad16(D);
+    int row_mask = causal || (mask && (ms[1] || ms[2])); /* does the mask change from row to row (or head)? */
+#pragma omp parallel for schedule(static)
+    for (int64_t unit = 0; unit < (int64_t)B * KV; unit++) {
+        int64_t b = unit / KV, hk = unit % KV;
+        /* kt: the keys transposed (D, TP); vf: the values (T, DP); qm: the scaled queries (TQ, D); sm: scores, then
+         * kept probabilities (TQ, TP); om: the output (TQ, DP) */
+        float kt[D * TP], vf[T * DP], qm[TQ * D], sm[TQ * TP], om[TQ * DP], ok[TP], row[DP], kr[TP];
+        for (int j = 0; j < T; j++) {
+            load_row(vf + j * DP, &v, b, hk, j, D, DP, 1.0f);
+            load_row(row, &k, b, hk, j, D, D, 1.0f);
+            for (int c = 0; c < D; c++) kt[c * TP + j] = row[c];
+        }
+        for (int c = 0; c < D; c++)
+            for (int j = T; j < TP; j++) kt[c * TP + j] = 0.0f;
+        for (int gi = 0; gi < G; gi++) {
+            int64_t h = hk * G + gi;
+            for (int i = 0; i < TQ; i++) load_row(qm + i * D, &q, b, h, i, D, D, scale);
+            mm(TP / 16, sm, TP, qm, D, TQ, kt, TP, D); /* the scores */
+            for (int i = 0; i < TQ; i++) {
+                float *s = sm + i * TP;
+                if (i == 0 || row_mask) {
+                    for (int j = 0; j < T; j++) ok[j] = allowed(mask, ms, b, h, i, j, causal) ? 1.0f : 0.0f;
+                    for (int j = T; j < TP; j++) ok[j] = 0.0f;
+                }
+                softmax_row_n(TP / 16, s, ok);
+                memcpy(probs + ((b * H + h) * TQ + i) * T, s, sizeof(float) * (size_t)T);
+                if (dropped) {
+                    keep_row(kr, seed, (uint64_t)(((b * H + h) * TQ + i) * T), T, dropped, keep_scale);
+                    for (int j = 0; j < T; j++) s[j] *= kr[j];
+                }
+            }
+            mm(DP / 16, om, DP, sm, TP, TQ, vf, DP, T); /* the output */
+            for (int i = 0; i < TQ; i++)
+                store_row((void *)out.p, b * out.sb + h * out.sh + i * out.st, out.bf16, om + i * DP, D);
+        }
+    }
+    return 0;
+}
+
+/* Backward.  go: the output's gradient (B, H, TQ, D); q, k, v and probs, keep as in the forward; gq: (B, H, TQ, D),
+ * gk and gv: (B, KV, T, D) views written (every element). */
+int hone_attend_backward(int B, int H, int KV, int TQ, int T, int D, view go, view q, view k, view v,
+                         const float *probs, uint64_t seed, int dropped, float keep_scale, float scale, view gq,
+                         view gk, view gv) {
+    if (T > MAX_T || TQ > MAX_T || D > MAX_D || H % KV) return 1;
+    int G = H / KV, TP = pad16(T), DP = pad16(D);
+#pragma omp parallel for schedule(static)
+    for (int64_t unit = 0; unit < (int64_t)B * KV; unit++) {
+        int64_t b = unit / KV, hk = unit % KV;
+        /* kf: keys (T, DP); vt: values transposed (D, TP); qm, gom: the queries and output gradients (TQ, DP);
+         * dpm: the gradients of the kept probabilities, then of the scores (TQ, TP); pkt, dst: the kept
+         * probabilities and the scores' gradients transposed (T, TQ); tm: a (max(T, TQ), DP) product */
+        int TM = T > TQ ? T : TQ;
+        float kf[T * DP], vt[D * TP], dk[T * DP], dv[T * DP], qm[TQ * DP], gom[TQ * DP], dpm[TQ * TP];
+        float pkt[T * TQ], dst[T * TQ], tm[TM * DP], kr[TP];
+        for (int j = 0; j < T; j++) {
+            load_row(kf + j * DP, &k, b, hk, j, D, DP, 1.0f);
+            load_row(tm, &v, b, hk, j, D, D, 1.0f);
+            for (int c = 0; c < D; c++) vt[c * TP + j] = tm[c];
+        }
+        for (int c = 0; c < D; c++)
+            for (int j = T; j < TP; j++) vt[c * TP + j] = 0.0f;
+        memset(dk, 0, sizeof(dk));
+        memset(dv, 0, sizeof(dv));
+        for (int gi = 0; gi < G; gi++) {
+            int64_t h = hk * G + gi;
+            for (int i = 0; i < TQ; i++) {
+                load_row(qm + i * DP, &q, b, h, i, D, DP, 1.0f);
+                load_row(gom + i * DP, &go, b, h, i, D, DP, 1.0f);
+            }
+            mm(TP / 16, dpm, TP, gom, DP, TQ, vt, TP, D); /* the gradient reaching the kept probabilities */
+            for (int i = 0; i < TQ; i++) {
+                float *dp = dpm + i * TP;
+                const float *pr = probs + ((b * H + h) * TQ + i) * T;
+                float dot = 0.0f;
+                if (dropped) {
+                    keep_row(kr, seed, (uint64_t)(((b * H + h) * TQ + i) * T), T, dropped, keep_scale);
+                    for (int j = 0; j < T; j++) {
+                        pkt[j * TQ + i] = pr[j] * kr[j];
+                        dp[j] *= kr[j];
+                    }
+                } else {
+                    for (int j = 0; j < T; j++) pkt[j * TQ + i] = pr[j];
+                }
+#pragma omp simd reduction(+ : dot)
+                for (int j = 0; j < T; j++) dot += dp[j] * pr[j];
+                for (int j = 0; j < T; j++) { /* the scores' gradient */
+                    dp[j] = pr[j] * (dp[j] - dot) * scale;
+                    dst[j * TQ + i] = dp[j];
+                }
+            }
+            mm(DP / 16, tm, DP, dpm, TP, TQ, kf, DP, T); /* the query's gradient */
+            for (int i = 0; i < TQ; i++)
+                store_row((void *)gq.p, b * gq.sb + h * gq.sh + i * gq.st, gq.bf16, tm + i * DP, D);
+            mm(DP / 16, tm, DP, dst, TQ, T, qm, DP, TQ); /* the key's and value's, summed over the query heads */
+            for (int x = 0; x < T * DP; x++) dk[x] += tm[x];
+            mm(DP / 16, tm, DP, pkt, TQ, T, gom, DP, TQ);
+            for (int x = 0; x < T * DP; x++) dv[x] += tm[x];
+        }
+        for (int j = 0; j < T; j++) {
+            store_row((void *)gk.p, b * gk.sb + hk * gk.sh + j * gk.st, gk.bf16, dk + j * DP, D);
+            store_row((void *)gv.p, b * gv.sb + hk * gv.sh + j * gv.st, gv.bf16, dv + j * DP, D);
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,125 @@
+"""The native short-row attention kernel (``hone/model/short_attention.c``): its results against a float64
+reference, its dropout stream, and how it is built, cached and switched off."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+from hone.model import cpu_kernels as ck
+from hone.model import native
+
+
+def _reference(q, k, v, mask, causal, keep, keep_scale, scale, grad):
+    """Attention in float64 with stock ops, and the inputs' gradients for the output gradient ``grad``."""
+    q, k, v = (x.detach().double().requires_grad_() for x in (q, k, v))
+    b, h, tq, _ = q.shape
+    kv, t = k.shape[1], k.shape[2]
+    kk, vv = k.repeat_interleave(h // kv, 1), v.repeat_interleave(h // kv, 1)
+    allowed = torch.ones(b, h, tq, t, dtype=torch.bool)
+    if mask is not None:
+        allowed &= mask
+    if causal:
+        allowed &= torch.ones(tq, t, dtype=torch.bool).tril()
+    probs = (q @ kk.transpose(-1, -2) * scale).masked_fill(~allowed, float("-inf")).softmax(-1)
+    if keep is not None:
+        probs = probs * keep.view(b, h, tq, t) * keep_scale
+    out = (probs @ vv).transpose(1, 2)
+    out.backward(grad.double())
+    return out, q.grad, k.grad, v.grad
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_native_attention_equals_the_reference(dtype):
+    """Forward and backward, for grouped heads, fewer queries than keys, causal rows, padding and per-head masks,
+    head sizes that are not a multiple of 16, the longest rows it takes, strided inputs and outputs, with and
+    without dropout (its own counter-based mask, checked element by element through the output)."""
+    if native.library() is None:
+        pytest.skip("the native kernels are unavailable here")
+    g = torch.Generator().manual_seed(0)
+    cases = [  # batch, heads, kv heads, queries, keys, head dim, mask, causal, dropout
+        (4, 12, 12, 16, 16, 32, "pad", False, 0.1), (4, 12, 12, 1, 16, 32, "pad", False, 0.1),
+        (3, 9, 3, 26, 26, 64, None, True, 0.0), (3, 6, 2, 5, 7, 16, "head", False, 0.2),
+        (2, 4, 4, 64, 64, 40, None, True, 0.3), (2, 2, 1, 3, 33, 128, "pad", False, 0.0)]
+    tol = 2e-6 if dtype == torch.float32 else 1e-2  # bf16 inputs and outputs: the output is rounded to 8 bits
+    for b, h, kv, tq, t, d, mask_kind, causal, p in cases:
+        # (batch, tokens, heads, dim) storage seen as (batch, heads, tokens, dim), as projections give them
+        q = torch.randn(b, tq, h, d, generator=g).to(dtype).transpose(1, 2)
+        k, v = (torch.randn(b, t, kv, d, generator=g).to(dtype).transpose(1, 2) for _ in range(2))
+        mask = None
+        if mask_kind == "pad":
+            keys = torch.ones(b, t, dtype=torch.bool)
+            keys[::2, t - 3:] = False
+            mask = keys[:, None, None, :].expand(b, 1, tq, t)
+        elif mask_kind == "head":
+            mask = torch.rand(b, h, tq, t, generator=g) < 0.7
+            mask[..., 0] = True
+        out, saved, meta = ck.attend(q, k, v, mask, causal, p, 0.17, dtype)
+        assert meta[-1] is True and out.dtype == dtype and out.shape == (b, tq, h, d)
+        seed, dropped, keep_scale = meta[2]
+        keep = native.attention_keep_mask(seed, dropped, (b, h, tq, t)) if p else None
+        grad = torch.randn(b, tq, h, d, generator=g).to(dtype)
+        outs = tuple(torch.full((b, rows, n, d), float("nan"), dtype=dtype) for n, rows in ((h, tq), (kv, t), (kv, t)))
+        got = (out, *(x.transpose(1, 2) for x in ck.attend_backward(saved, meta, grad, (True,) * 3, (dtype,) * 3,
+                                                                    outs=outs)))
+        want = _reference(q, k, v, mask, causal, keep, keep_scale, 0.17, grad)
+        for name, x, y in zip(("out", "q", "k", "v"), got, want, strict=True):
+            err = ((x.double() - y).abs().max() / y.abs().max()).item()
+            assert err < tol, (b, h, kv, tq, t, d, mask_kind, causal, p, name, err)
+
+
+def test_native_dropout_mask_rate_seed_and_independence():
+    """The counter-based mask keeps each element with probability 1 - p (p rounded to 1/65536), is fixed by its
+    seed, differs between seeds and between neighbouring elements, and the kernel draws it from one draw of torch's
+    generator (so ``torch.manual_seed`` fixes it)."""
+    dropped = round(0.1 * 65536)
+    mask = native.attention_keep_mask(12345, dropped, (1000, 1000))
+    assert abs(mask.float().mean().item() - (65536 - dropped) / 65536) < 0.002  # sd of the mean is 0.0003
+    assert torch.equal(mask, native.attention_keep_mask(12345, dropped, (1000, 1000)))
+    other = native.attention_keep_mask(12346, dropped, (1000, 1000))
+    assert 0.17 < (mask != other).float().mean().item() < 0.19  # independent masks disagree on 2 p (1 - p) = 0.18
+    flat = mask.flatten().float()
+    corr = torch.corrcoef(torch.stack([flat[:-1], flat[1:]]))[0, 1].item()
+    assert abs(corr) < 0.005
+    if native.library() is None:
+        return
+    q = k = torch.zeros(1, 1, 16, 16)
+    v = torch.eye(16).view(1, 1, 16, 16)  # out = the kept probabilities: 1/16 * keep / (1 - p)
+    outs = []
+    for _ in range(2):
+        torch.manual_seed(7)
+        out, _, meta = ck.attend(q, k, v, None, False, 0.1, 1.0, torch.float32)
+        outs.append(out)
+        assert torch.equal(out[0, :, 0] > 0, native.attention_keep_mask(meta[2][0], dropped, (16, 16)))
+    assert torch.equal(outs[0], outs[1])
+
+
+def test_native_library_is_built_once_per_cpu_and_falls_back_cleanly(tmp_path, monkeypatch, caplog):
+    """The library is compiled into ``$HONE_HOME/cache/kernels/<key>/`` and reused from there; a compiler that
+    fails, no compiler, or ``HONE_NATIVE_KERNELS=0`` leave it off, and attention then runs on torch's ops."""
+    if native._compiler() is None or not native._torch_openmp_is_libgomp():
+        pytest.skip("no C compiler or no libgomp here")
+    monkeypatch.setenv("HONE_HOME", str(tmp_path))
+    lib = native._load()
+    assert lib is not None
+    built = list((tmp_path / "cache" / "kernels").glob("*/short_attention.so"))
+    assert len(built) == 1 and [p.name for p in built[0].parent.iterdir()] == ["short_attention.so"]
+    stamp = built[0].stat().st_mtime_ns
+    assert native._load() is not None and built[0].stat().st_mtime_ns == stamp  # reused, not rebuilt
+
+    monkeypatch.setenv("CC", "false")  # a "compiler" that fails: a warning, no library, no file left behind
+    monkeypatch.setenv("HONE_HOME", str(tmp_path / "other"))
+    with caplog.at_level(logging.WARNING, logger="hone.model.native"):
+        assert native._load() is None
+    assert "could not build" in caplog.text
+    assert not list((tmp_path / "other" / "cache" / "kernels").glob("*/*"))
+    monkeypatch.delenv("CC")
+    monkeypatch.setenv("HONE_NATIVE_KERNELS", "0")
+    assert native._load() is None
+
+    monkeypatch.setitem(native._STATE, "lib", None)  # as library() answers when it is off
+    q = k = v = torch.randn(1, 2, 5, 8)
+    out, _, meta = ck.attend(q, k, v, None, False, 0.0, 0.3, torch.float32)
+    assert meta[-1] is False and out.shape == (1, 5, 2, 8)
