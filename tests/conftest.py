@@ -13,9 +13,9 @@ import pytest  # noqa: E402
 
 
 @pytest.fixture(params=["native", "torch"])
-def attention_path(request, monkeypatch):
-    """Run a test with the short attention computed by the native kernel (skipped where it cannot be built) and by
-    torch's ops."""
+def native_path(request, monkeypatch):
+    """Run a test with hone's native kernels (dropout masks, short attention; skipped where they cannot be built) and
+    with torch's ops and numpy's masks instead."""
     from hone.model import native
 
     if request.param == "native":

@@ -20,7 +20,13 @@ from hone.model.cpu_kernels import (
 )
 
 
-def test_keep_mask_rate_scale_and_seed():
+def test_keep_mask_rate_scale_and_seed(native_path):
+    if native_path == "native":  # the native generator's mask is its numpy reference, from one draw of torch's
+        torch.manual_seed(0)
+        mask, _ = keep_mask((37, 1001), 0.1)  # 37037 elements: a partial last word
+        torch.manual_seed(0)
+        want = native.reference_keep_mask(int(torch.randint(0, 1 << 62, ())), round(0.1 * 65536), (37, 1001))
+        assert torch.equal(mask, want)
     torch.manual_seed(0)
     mask, scale = keep_mask((1000, 1000), 0.1)
     assert mask.dtype == torch.bool and mask.shape == (1000, 1000)
@@ -133,7 +139,7 @@ def test_fused_lora_equals_peft_without_dropout():
     assert all("forward" not in vars(m) for m in model.modules())
 
 
-def test_short_attention_equals_sdpa_and_passes_the_rest_on(monkeypatch, attention_path):
+def test_short_attention_equals_sdpa_and_passes_the_rest_on(monkeypatch, native_path):
     """Within cpu_kernels transformers' sdpa attention runs as two batched products for fp32 rows up to
     SHORT_ATTENTION_MAX tokens: causal and unmasked (grouped query heads included), or bidirectional,
     unmasked or with a boolean padding mask; the same output and gradients as SDPA, and with dropout the
@@ -197,7 +203,7 @@ def test_short_attention_equals_sdpa_and_passes_the_rest_on(monkeypatch, attenti
             torch.manual_seed(3)
             out, _ = attend(module, q, k, v, mask, dropout=0.4, scaling=0.3)
             torch.manual_seed(3)
-            if attention_path == "native":  # its own counter-based mask, seeded by one draw of torch's generator
+            if native_path == "native":  # its own counter-based mask, seeded by one draw of torch's generator
                 seed, dropped = int(torch.randint(0, 1 << 62, ())), round(0.4 * 65536)
                 keep, scale = native.attention_keep_mask(seed, dropped, (8, t, t)), 65536 / (65536 - dropped)
             else:
@@ -254,7 +260,7 @@ def test_short_attention_reuses_the_bias_of_the_same_mask_only():
     assert ck._LAST_BIAS == [None]
 
 
-def test_short_attention_gradients_for_the_inputs_that_need_them(attention_path):
+def test_short_attention_gradients_for_the_inputs_that_need_them(native_path):
     """The attention node computes only the gradients autograd asks for (a frozen key projection's
     output needs none); each one it returns equals SDPA's."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
@@ -429,7 +435,7 @@ def test_training_loop_with_and_without_cpu_kernels(tmp_path):
         assert torch.allclose(p, trained[False][n], atol=1e-4), (n, (p - trained[False][n]).abs().max().item())
 
 
-def test_kernels_under_bf16_autocast_are_as_accurate_as_the_stock_path(attention_path):
+def test_kernels_under_bf16_autocast_are_as_accurate_as_the_stock_path(native_path):
     """Under CPU autocast (``precision: bf16``) the fused LoRA layers compute in bf16 like autocast runs peft's,
     the norms stay fp32 and short attention runs in fp32 from the bf16 projections: the loss and every
     gradient are as close to the fp32 ones as the stock modules' under autocast are, and the gradients
@@ -458,7 +464,7 @@ def test_kernels_under_bf16_autocast_are_as_accurate_as_the_stock_path(attention
     assert 0 < worst_fused <= max(1.5 * worst_stock, 0.02)  # bf16: ~1-2% (0.021 stock, 0.016 fused measured)
 
 
-def test_short_attention_under_autocast_runs_in_fp32(attention_path):
+def test_short_attention_under_autocast_runs_in_fp32(native_path):
     """Under CPU autocast SDPA would run in bf16; the short attention computes in fp32 from the bf16
     projections and returns bf16, as SDPA does there: closer to the fp32 result than SDPA in bf16."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward

@@ -1,4 +1,4 @@
-"""The native short-row attention kernel (``hone/model/short_attention.c``): its results against a float64
+"""The native short-row attention kernel (``hone/model/native.c``): its results against a float64
 reference, its dropout stream, and how it is built, cached and switched off."""
 
 from __future__ import annotations
@@ -104,8 +104,8 @@ def test_native_library_is_built_once_per_cpu_and_falls_back_cleanly(tmp_path, m
     monkeypatch.setenv("HONE_HOME", str(tmp_path))
     lib = native._load()
     assert lib is not None
-    built = list((tmp_path / "cache" / "kernels").glob("*/short_attention.so"))
-    assert len(built) == 1 and [p.name for p in built[0].parent.iterdir()] == ["short_attention.so"]
+    built = list((tmp_path / "cache" / "kernels").glob("*/native.so"))
+    assert len(built) == 1 and [p.name for p in built[0].parent.iterdir()] == ["native.so"]
     stamp = built[0].stat().st_mtime_ns
     assert native._load() is not None and built[0].stat().st_mtime_ns == stamp  # reused, not rebuilt
 

@@ -1,6 +1,7 @@
-"""Native CPU kernels, compiled on first use with the system's C compiler.
+"""Native CPU kernels, compiled on first use with the system's C compiler: dropout masks and short-row attention.
 
-hone ships their C source (``short_attention.c`` beside this module; :func:`hone.model.cpu_kernels.attend` is its caller) and builds it the first time a run needs it,
+hone ships their C source (``native.c`` beside this module; :func:`hone.model.cpu_kernels.keep_mask` and
+:func:`hone.model.cpu_kernels.attend` call it) and builds it the first time a run needs it,
 with ``cc -O3 -march=native -fopenmp``, into ``$HONE_HOME/cache/kernels/<key>/`` (the key hashes the source, the
 compiler's version and this CPU's model and flags, so a home directory shared by different machines never loads a
 library built for another CPU).  The build writes to a temporary name and renames it, so concurrent runs never load
@@ -31,7 +32,7 @@ import torch
 
 log = logging.getLogger(__name__)
 
-_SOURCE = Path(__file__).with_name("short_attention.c")
+_SOURCE = Path(__file__).with_name("native.c")
 _FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c11"]
 _LOCK = threading.Lock()
 _STATE: dict[str, object] = {}  # "lib": the loaded library or None once tried
@@ -79,7 +80,7 @@ def _torch_openmp_is_libgomp() -> bool:
 
 
 def _build(cc: str, directory: Path) -> Path:
-    target = directory / "short_attention.so"
+    target = directory / "native.so"
     if target.exists():
         return target
     directory.mkdir(parents=True, exist_ok=True)
@@ -123,18 +124,33 @@ def _load() -> ctypes.CDLL | None:
     lib.hone_attend_backward.argtypes = [*ints, View, View, View, View, ctypes.c_void_p, *dropout,
                                          ctypes.c_float, View, View, View]
     lib.hone_attend.restype = lib.hone_attend_backward.restype = ctypes.c_int
+    lib.hone_keep_mask.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_uint64, ctypes.c_int]
+    lib.hone_keep_mask.restype = None
     return lib
 
 
-def attention_keep_mask(seed: int, dropped: int, shape: tuple[int, ...]) -> torch.Tensor:
-    """The dropout mask the native attention draws for ``seed`` (True = keep), computed here in numpy: the same
-    splitmix64 counter stream as ``keep_row`` in ``short_attention.c``, one counter per element in row-major order."""
+def _splitmix64(seed: int, n: int) -> np.ndarray:
+    """splitmix64's outputs for counters 0 .. n-1 of the stream ``seed`` (``mix64`` in ``native.c``)."""
     with np.errstate(over="ignore"):
-        z = np.uint64(seed) + np.arange(math.prod(shape), dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+        z = np.uint64(seed) + np.arange(n, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
         z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        z ^= z >> np.uint64(31)
+        return z ^ (z >> np.uint64(31))
+
+
+def attention_keep_mask(seed: int, dropped: int, shape: tuple[int, ...]) -> torch.Tensor:
+    """The dropout mask the native attention draws for ``seed`` (True = keep), computed here in numpy: the top 16
+    bits of one splitmix64 output per element, in row-major order (``keep_row`` in ``native.c``)."""
+    z = _splitmix64(seed, math.prod(shape))
     return torch.from_numpy((z >> np.uint64(48)).astype(np.int64) >= dropped).view(shape)
+
+
+def reference_keep_mask(seed: int, dropped: int, shape: tuple[int, ...]) -> torch.Tensor:
+    """The mask ``hone_keep_mask`` draws for ``seed`` (True = keep), computed here in numpy: four 16-bit uniforms
+    per splitmix64 output, lowest bits first."""
+    n = math.prod(shape)
+    uniforms = _splitmix64(seed, (n + 3) // 4).view(np.uint16)[:n]  # little-endian: lowest 16 bits first
+    return torch.from_numpy(uniforms.astype(np.int64) >= dropped).view(shape)
 
 
 def library() -> ctypes.CDLL | None:

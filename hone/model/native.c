@@ -1,4 +1,7 @@
-/* Short-row attention for CPU training: softmax(q k^T * scale + mask) v with dropout on the probabilities, and its
+/* hone's native CPU kernels: dropout masks (hone_keep_mask), and short-row attention for training
+ * (hone_attend, hone_attend_backward).
+ *
+ * Attention: softmax(q k^T * scale + mask) v with dropout on the probabilities, and its
  * backward, for rows of at most 64 keys and heads of at most 128 dimensions.  One OpenMP task per (batch row,
  * key / value head) holds its queries, keys and values in fp32 in the cache and computes everything there, where
  * torch's batched products spend most of their time in per-matrix overhead at these sizes.
@@ -9,11 +12,15 @@
  * Tensors come as base pointers and element strides (batch, head, token; the last dimension is contiguous) and a
  * dtype flag: 0 fp32, 1 bf16.  Inputs are read and outputs written in those layouts, so the caller never copies.
  * The probabilities (batch, heads, queries, keys) are written by the forward as fp32 and read by the backward; the
- * dropout mask is drawn from a counter-based generator (keep_row), in the forward and again in the backward.  The mask of allowed keys is a byte tensor
- * with strides (batch, head, query, key): 0 strides broadcast. */
+ * dropout mask is drawn from a counter-based generator (keep_row), in the forward and again in the backward.  The
+ * mask of allowed keys is a byte tensor with strides (batch, head, query, key): 0 strides broadcast. */
 
 #include <stdint.h>
 #include <string.h>
+
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "hone's native kernels assume a little-endian CPU"
+#endif
 
 #define MAX_T 64
 #define MAX_D 128
@@ -164,6 +171,21 @@ INLINE uint64_t mix64(uint64_t z) {
 static inline void keep_row(float *keep, uint64_t seed, uint64_t base, int T, int dropped, float keep_scale) {
     for (int j = 0; j < T; j++)
         keep[j] = (int)(mix64(seed + (base + (uint64_t)j) * 0x9e3779b97f4a7c15ULL) >> 48) >= dropped ? keep_scale : 0.0f;
+}
+
+/* A dropout mask of n bytes (1 = keep): splitmix64's output for counter w in the stream ``seed`` gives the four
+ * 16-bit uniforms of elements 4w .. 4w + 3 (lowest bits first), each kept when at least ``dropped``. */
+void hone_keep_mask(uint8_t *out, int64_t n, uint64_t seed, int dropped) {
+    int64_t words = n / 4;
+#pragma omp parallel for schedule(static) if (words > 8192)
+    for (int64_t w = 0; w < words; w++) {
+        uint64_t z = mix64(seed + (uint64_t)w * 0x9e3779b97f4a7c15ULL);
+        uint32_t bytes = (uint32_t)((int)(z & 0xffff) >= dropped) | (uint32_t)((int)((z >> 16) & 0xffff) >= dropped) << 8
+                         | (uint32_t)((int)((z >> 32) & 0xffff) >= dropped) << 16 | (uint32_t)((int)(z >> 48) >= dropped) << 24;
+        memcpy(out + 4 * w, &bytes, 4); /* little-endian: element 4w in the lowest byte */
+    }
+    uint64_t z = mix64(seed + (uint64_t)words * 0x9e3779b97f4a7c15ULL);
+    for (int64_t e = 4 * words; e < n; e++, z >>= 16) out[e] = (int)(z & 0xffff) >= dropped;
 }
 
 static inline int allowed(const uint8_t *mask, const int64_t *ms, int64_t b, int64_t h, int i, int j, int causal) {
