@@ -123,3 +123,38 @@ def test_native_library_is_built_once_per_cpu_and_falls_back_cleanly(tmp_path, m
     q = k = v = torch.randn(1, 2, 5, 8)
     out, _, meta = ck.attend(q, k, v, None, False, 0.0, 0.3, torch.float32)
     assert meta[-1] is False and out.shape == (1, 5, 2, 8)
+
+
+def test_native_sum_squares_is_exact_to_double_rounding_and_thread_independent():
+    """The clipping norm's sum of squares: within 1e-6 relative of a float64 sum (fp32 lanes over 64k-element
+    chunks, 5e-8 here; BLAS dots in fp32 were 9e-7 off on these arrays), the same bits on one thread or two, and the tail of arrays that are not a multiple of the
+    vector or chunk size counted; ``clip_grad_norm`` uses it for fp32 gradients."""
+    lib = native.library()
+    if lib is None:
+        pytest.skip("the native kernels are unavailable here")
+    g = torch.Generator().manual_seed(0)
+    tensors = [torch.randn(n, generator=g) * s for n, s in [(589_824, 1.0), (65_536 * 3 + 5, 10.0), (7, 100.0),
+                                                             (1, 3.0), (384, 0.01), (0, 1.0)]]
+    want = sum(float(t.double().square().sum()) for t in tensors)
+    got = native.sum_squares(lib, tensors)
+    assert abs(got - want) / want < 1e-6
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = native.sum_squares(lib, tensors)
+        torch.set_num_threads(2)
+        two = native.sum_squares(lib, tensors)
+    finally:
+        torch.set_num_threads(threads)
+    assert one == two == got
+    assert native.sum_squares(lib, [torch.zeros(0)]) == 0.0
+
+    from hone.train.optim import clip_grad_norm
+
+    params = [torch.nn.Parameter(torch.zeros_like(t)) for t in tensors]
+    for p, t in zip(params, tensors, strict=True):
+        p.grad = t.clone()
+    total = clip_grad_norm(params, 1.0)
+    assert total.item() == pytest.approx(want ** 0.5, rel=1e-6)
+    clipped = sum(float(p.grad.double().square().sum()) for p in params)
+    assert clipped == pytest.approx(1.0, rel=1e-5)

@@ -1,5 +1,5 @@
-/* hone's native CPU kernels: dropout masks (hone_keep_mask), and short-row attention for training
- * (hone_attend, hone_attend_backward).
+/* hone's native CPU kernels: dropout masks (hone_keep_mask), the gradients' sum of squares for clipping
+ * (hone_sum_squares), and short-row attention for training (hone_attend, hone_attend_backward).
  *
  * Attention: softmax(q k^T * scale + mask) v with dropout on the probabilities, and its
  * backward, for rows of at most 64 keys and heads of at most 128 dimensions.  One OpenMP task per (batch row,
@@ -16,6 +16,7 @@
  * mask of allowed keys is a byte tensor with strides (batch, head, query, key): 0 strides broadcast. */
 
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -186,6 +187,53 @@ void hone_keep_mask(uint8_t *out, int64_t n, uint64_t seed, int dropped) {
     }
     uint64_t z = mix64(seed + (uint64_t)words * 0x9e3779b97f4a7c15ULL);
     for (int64_t e = 4 * words; e < n; e++, z >>= 16) out[e] = (int)(z & 0xffff) >= dropped;
+}
+
+/* The sum of squares of n fp32 arrays, in double: chunks of 64k elements summed in fp32 lanes on every thread,
+ * each chunk's sum kept, and the chunks added in order on the calling thread, so the result does not depend on
+ * the thread count or timing.  Returns -1 if it cannot allocate its chunk table. */
+#define SQ_CHUNK 65536
+double hone_sum_squares(int n, const float *const *ptrs, const int64_t *sizes) {
+    int64_t *starts = malloc(sizeof(int64_t) * (size_t)(n + 1));
+    if (!starts) return -1.0;
+    starts[0] = 0;
+    for (int i = 0; i < n; i++) starts[i + 1] = starts[i] + (sizes[i] + SQ_CHUNK - 1) / SQ_CHUNK;
+    int64_t chunks = starts[n];
+    double *part = malloc(sizeof(double) * (size_t)(chunks ? chunks : 1));
+    if (!part) {
+        free(starts);
+        return -1.0;
+    }
+#pragma omp parallel for schedule(static) if (chunks > 1)
+    for (int64_t c = 0; c < chunks; c++) {
+        int lo = 0, hi = n - 1; /* the array holding chunk c: starts[lo] <= c < starts[lo + 1] */
+        while (lo < hi) {
+            int mid = (lo + hi + 1) / 2;
+            if (starts[mid] <= c) lo = mid;
+            else hi = mid - 1;
+        }
+        int64_t first = (c - starts[lo]) * SQ_CHUNK, len = sizes[lo] - first;
+        len = len < SQ_CHUNK ? len : SQ_CHUNK;
+        const float *p = ptrs[lo] + first;
+        v16 acc[4] = {{0}, {0}, {0}, {0}};
+        int64_t e = 0;
+        for (; e + 64 <= len; e += 64)
+            for (int u = 0; u < 4; u++) {
+                v16 x = *(const v16 *)(p + e + 16 * u);
+                acc[u] += x * x;
+            }
+        float tail = 0.0f;
+        for (; e < len; e++) tail += p[e] * p[e];
+        v16 all = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+        double sum = tail;
+        for (int l = 0; l < 16; l++) sum += all[l];
+        part[c] = sum;
+    }
+    double total = 0.0;
+    for (int64_t c = 0; c < chunks; c++) total += part[c];
+    free(part);
+    free(starts);
+    return total;
 }
 
 static inline int allowed(const uint8_t *mask, const int64_t *ms, int64_t b, int64_t h, int i, int j, int causal) {

@@ -1,7 +1,8 @@
-"""Native CPU kernels, compiled on first use with the system's C compiler: dropout masks and short-row attention.
+"""Native CPU kernels, compiled on first use with the system's C compiler: dropout masks, the gradients' sum of
+squares for clipping, and short-row attention.
 
-hone ships their C source (``native.c`` beside this module; :func:`hone.model.cpu_kernels.keep_mask` and
-:func:`hone.model.cpu_kernels.attend` call it) and builds it the first time a run needs it,
+hone ships their C source (``native.c`` beside this module; :func:`hone.model.cpu_kernels.keep_mask`,
+:func:`hone.model.cpu_kernels.attend` and :func:`hone.train.optim.clip_grad_norm` call it) and builds it the first time a run needs it,
 with ``cc -O3 -march=native -fopenmp``, into ``$HONE_HOME/cache/kernels/<key>/`` (the key hashes the source, the
 compiler's version and this CPU's model and flags, so a home directory shared by different machines never loads a
 library built for another CPU).  The build writes to a temporary name and renames it, so concurrent runs never load
@@ -126,6 +127,8 @@ def _load() -> ctypes.CDLL | None:
     lib.hone_attend.restype = lib.hone_attend_backward.restype = ctypes.c_int
     lib.hone_keep_mask.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_uint64, ctypes.c_int]
     lib.hone_keep_mask.restype = None
+    lib.hone_sum_squares.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
+    lib.hone_sum_squares.restype = ctypes.c_double
     return lib
 
 
@@ -151,6 +154,18 @@ def reference_keep_mask(seed: int, dropped: int, shape: tuple[int, ...]) -> torc
     n = math.prod(shape)
     uniforms = _splitmix64(seed, (n + 3) // 4).view(np.uint16)[:n]  # little-endian: lowest 16 bits first
     return torch.from_numpy(uniforms.astype(np.int64) >= dropped).view(shape)
+
+
+def sum_squares(lib: ctypes.CDLL, tensors: list[torch.Tensor]) -> float:
+    """The sum of the squares of every element of contiguous fp32 CPU ``tensors``, accumulated in double by
+    ``hone_sum_squares`` (independent of the thread count)."""
+    n = len(tensors)
+    ptrs = (ctypes.c_void_p * n)(*(t.data_ptr() for t in tensors))
+    sizes = (ctypes.c_int64 * n)(*(t.numel() for t in tensors))
+    total = lib.hone_sum_squares(n, ptrs, sizes)
+    if total < 0:
+        raise MemoryError("hone_sum_squares could not allocate its chunk table")
+    return total
 
 
 def library() -> ctypes.CDLL | None:

@@ -14,6 +14,7 @@ import math
 import torch
 from torch import nn
 
+from hone.model import native
 from hone.model.methods import _is_head
 
 NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight", "ln_f.weight", "layernorm.weight")
@@ -171,7 +172,13 @@ def clip_grad_norm(params, max_norm: float, optimizer: torch.optim.Optimizer | N
                 sparse.append(p.grad)
             else:
                 dense.append(p.grad)
-    squares = [_squared_norm(g) for g in dense] + [_squared_norm(g.values()) for g in sparse]
+    lib = native.library()
+    if lib is not None and dense and all(g.is_cpu and g.dtype == torch.float32 and g.is_contiguous() for g in dense):
+        # one parallel pass over all of them (MiniLM's 104 gradients: 0.9 ms against 2.2 ms of BLAS dots)
+        squares = [torch.tensor(native.sum_squares(lib, dense), dtype=torch.float64)]
+    else:
+        squares = [_squared_norm(g) for g in dense]
+    squares += [_squared_norm(g.values()) for g in sparse]
     if not squares:
         return torch.tensor(0.0)
     total = torch.stack(squares).sum().sqrt().float()
