@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterable, Iterator
 from importlib import metadata
@@ -114,6 +115,9 @@ def library_versions() -> dict[str, str]:
     for name in _TRACKED_PACKAGES:
         with contextlib.suppress(metadata.PackageNotFoundError):
             out[name] = metadata.version(name)
+    native = sys.modules.get("hone.model.native")  # whether this process ran hone's compiled CPU kernels
+    if native is not None and "lib" in native._STATE:
+        out["hone_native_kernels"] = "on" if native._STATE["lib"] is not None else "off"
     return out
 
 

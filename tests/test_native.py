@@ -120,6 +120,9 @@ def test_native_library_is_built_once_per_cpu_and_falls_back_cleanly(tmp_path, m
     assert native._load() is None
 
     monkeypatch.setitem(native._STATE, "lib", None)  # as library() answers when it is off
+    from hone.artifacts import library_versions
+
+    assert library_versions()["hone_native_kernels"] == "off"  # recorded in every manifest
     q = k = v = torch.randn(1, 2, 5, 8)
     out, _, meta = ck.attend(q, k, v, None, False, 0.0, 0.3, torch.float32)
     assert meta[-1] is False and out.shape == (1, 5, 2, 8)

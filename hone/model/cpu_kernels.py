@@ -457,7 +457,7 @@ def _attend_native(lib, query, key, value, mask, causal, dropout, scale, out_dty
     b, h, tq, d = query.shape
     kv, t = key.shape[1], key.shape[2]
     query, key, value = (_last_contiguous(x) for x in (query, key, value))
-    probs = torch.empty(b, h, tq, t)
+    probs = torch.empty(b, h, tq, t, dtype=torch.float32)
     dropped = min(round(dropout * _LEVELS), _LEVELS - 1)  # as keep_mask rounds p
     keep_scale = _LEVELS / (_LEVELS - dropped)
     seed = int(torch.randint(0, 1 << 62, ())) if dropped else 0  # one draw of torch's generator, as keep_mask
