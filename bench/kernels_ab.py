@@ -9,6 +9,9 @@
                                                                     # heap reuse is on in both arms of a kernels A/B)
     python bench/kernels_ab.py full --switch sparse                 # sparse gradients for the (tied) input embedding
                                                                     # (kernels and heap reuse on in both)
+    python bench/kernels_ab.py classify --switch native --bf16      # hone's compiled kernels (hone/model/native.c:
+                                                                    # attention, dropout masks, clipping's norm) vs
+                                                                    # torch's ops and numpy's masks (kernels on in both)
 
 Random token ids (the speed of a step does not depend on them), fused AdamW, 2 threads.  Each
 round times ``--steps`` optimizer steps with the kernels on, then off (one untimed warm-up step
@@ -51,24 +54,33 @@ def build(task: str):
 
 
 def main() -> None:
+    from hone.model import native
     from hone.model.cpu_kernels import cpu_kernels
     from hone.model.fast import first_token_only
     from hone.train.heap import heap_reuse
-    from hone.train.optim import AdamW, use_sparse_embeddings
+    from hone.train.optim import AdamW, clip_grad_norm, use_sparse_embeddings
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("task", choices=["classify", "lora", "full"])
-    ap.add_argument("--switch", choices=["kernels", "heap", "sparse"], default="kernels",
+    ap.add_argument("--switch", choices=["kernels", "heap", "sparse", "native"], default="kernels",
                     help="what the A/B turns on and off")
     ap.add_argument("--rounds", type=int, default=None)
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--bf16", action="store_true", help="steps under CPU bf16 autocast, with hone's gradient "
+                    "clipping (max norm 1), as hone's training loop runs them")
     a = ap.parse_args()
     rounds = a.rounds or (4 if a.task == "classify" else 2)
 
+    lib = native.library()
+    if a.switch == "native" and lib is None:
+        raise SystemExit("the native kernels are unavailable here (no C compiler, or HONE_NATIVE_KERNELS=0)")
+
     def switched(on: bool):  # the other switches stay on, as in hone's training loop
         stack = contextlib.ExitStack()
+        if a.switch == "native":
+            native._STATE["lib"] = lib if on else None
         stack.enter_context(cpu_kernels(model) if on or a.switch != "kernels" else contextlib.nullcontext())
         stack.enter_context(heap_reuse(on or a.switch != "heap"))
         if a.switch == "sparse":
@@ -83,10 +95,15 @@ def main() -> None:
     emb = use_sparse_embeddings(model) if a.switch == "sparse" else None
     if a.switch == "sparse" and emb is None:
         raise SystemExit(f"{a.task}: no trainable input embedding to switch")
-    opt = AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4, fused=True)  # takes sparse gradients
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = AdamW(params, lr=1e-4, fused=True)  # takes sparse gradients
 
     def step():
-        model(**batch).loss.backward()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
+            loss = model(**batch).loss
+        loss.backward()
+        if a.bf16:
+            clip_grad_norm(params, 1.0, opt)
         opt.step()
         opt.zero_grad(set_to_none=True)
 
