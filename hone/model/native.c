@@ -27,8 +27,24 @@
 #define MAX_D 128
 #define INLINE static inline __attribute__((always_inline))
 
-/* 16 floats, loaded and stored unaligned: one AVX-512 register (two AVX2 ones) */
-typedef float v16 __attribute__((vector_size(64), aligned(4)));
+/* One SIMD register of floats, loaded and stored unaligned: VL lanes.  A vector wider than the target's registers
+ * would be compiled element by element (gcc's -Wvector-operation-performance), 5-12x slower than torch on AVX2. */
+#if defined(__AVX512F__)
+#define VL 16
+#define NB 6 /* vectors per row block in mm_block: 4 rows x 6 = 24 accumulators of 32 registers */
+#elif defined(__AVX__)
+#define VL 8
+#define NB 3 /* 12 accumulators of 16 registers */
+#else
+#define VL 4
+#define NB 3
+#endif
+typedef float vf __attribute__((vector_size(VL * 4), aligned(4)));
+
+/* floats per vector register on the CPU this was built for (the attention kernel is used from 8 up: with 4 lanes
+ * it measured slower than torch's batched products) */
+int hone_vector_width(void) { return VL; }
+typedef int32_t vi __attribute__((vector_size(VL * 4), aligned(4)));
 
 typedef struct {
     const void *p;
@@ -72,90 +88,79 @@ static inline void store_row(void *base, int64_t off, int bf16, const float *src
     }
 }
 
-/* exp(x) for x <= 0 to about 2 ulp (Cephes' polynomial on [-ln2/2, ln2/2]); written so that the compiler
- * vectorizes it without -ffast-math.  Inputs below -87 give exp(-87). */
-static inline float exp_neg(float x) {
-    x = x < -87.0f ? -87.0f : x;
-    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* round to nearest */
-    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    union { uint32_t u; float f; } s;
-    s.u = (uint32_t)((int32_t)n + 127) << 23;
-    return p * s.f;
-}
+INLINE vf vsplat(float a) { return (vf){0} + a; }
+INLINE vf vselect(vi m, vf a, vf b) { return (vf)((m & (vi)a) | (~m & (vi)b)); }
 
-typedef int32_t v16i __attribute__((vector_size(64), aligned(4)));
-
-INLINE v16 vsplat(float a) { return (v16){0} + a; }
-INLINE v16 vselect(v16i m, v16 a, v16 b) { return (v16)((m & (v16i)a) | (~m & (v16i)b)); }
-
-/* exp_neg on 16 lanes */
-INLINE v16 vexp_neg(v16 x) {
+/* exp(x) on VL lanes for x <= 0, to about 2 ulp (Cephes' polynomial on [-ln2/2, ln2/2]), in plain vector code, so
+ * no -ffast-math is needed; inputs below -87 give exp(-87) */
+INLINE vf vexp_neg(vf x) {
     x = vselect(x < -87.0f, vsplat(-87.0f), x);
-    v16 n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-    v16 r = x - n * 0.693359375f + n * 2.12194440e-4f;
-    v16 p = vsplat(1.9875691500e-4f);
+    vf n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    vf r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    vf p = vsplat(1.9875691500e-4f);
     p = p * r + 1.3981999507e-3f;
     p = p * r + 8.3334519073e-3f;
     p = p * r + 4.1665795894e-2f;
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    v16i e = (__builtin_convertvector(n, v16i) + 127) << 23;
-    return p * (v16)e;
+    vi e = (__builtin_convertvector(n, vi) + 127) << 23;
+    return p * (vf)e;
 }
 
-INLINE float vhmax(v16 x) {
-    x = vselect(x > __builtin_shuffle(x, (v16i){8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7}), x,
-                __builtin_shuffle(x, (v16i){8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7}));
-    v16 y = __builtin_shuffle(x, (v16i){4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11});
-    x = vselect(x > y, x, y);
-    y = __builtin_shuffle(x, (v16i){2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13});
-    x = vselect(x > y, x, y);
-    y = __builtin_shuffle(x, (v16i){1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14});
-    x = vselect(x > y, x, y);
+/* the lane permutations that halve a reduction: lanes i and i ^ (width / 2), then i ^ (width / 4), ... */
+#if VL == 16
+#define HALVINGS(step)                                                                                                 \
+    step(((vi){8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7}))                                                 \
+    step(((vi){4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11}))                                                 \
+    step(((vi){2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13}))                                                 \
+    step(((vi){1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14}))
+#elif VL == 8
+#define HALVINGS(step) step(((vi){4, 5, 6, 7, 0, 1, 2, 3})) step(((vi){2, 3, 0, 1, 6, 7, 4, 5})) step(((vi){1, 0, 3, 2, 5, 4, 7, 6}))
+#else
+#define HALVINGS(step) step(((vi){2, 3, 0, 1})) step(((vi){1, 0, 3, 2}))
+#endif
+
+INLINE float vhmax(vf x) {
+#define MAX_STEP(perm) { vf y = __builtin_shuffle(x, perm); x = vselect(x > y, x, y); }
+    HALVINGS(MAX_STEP)
+#undef MAX_STEP
     return x[0];
 }
 
-INLINE float vhsum(v16 x) {
-    x += __builtin_shuffle(x, (v16i){8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7});
-    x += __builtin_shuffle(x, (v16i){4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11});
-    x += __builtin_shuffle(x, (v16i){2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13});
-    x += __builtin_shuffle(x, (v16i){1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14});
+INLINE float vhsum(vf x) {
+#define SUM_STEP(perm) x += __builtin_shuffle(x, perm);
+    HALVINGS(SUM_STEP)
+#undef SUM_STEP
     return x[0];
 }
 
-/* s[0:16nt] = softmax of the scores s over the keys where ok is 1 (ok is 1 or 0, zero past the last key) */
+/* s[0:VL nt] = softmax of the scores s over the keys where ok is 1 (ok is 1 or 0, zero past the last key) */
 INLINE void softmax_row(int nt, float *s, const float *ok) {
-    v16 sv[4], okv[4], mv = vsplat(-3.0e38f), sum = {0};
+    vf sv[MAX_T / VL], okv[MAX_T / VL], mv = vsplat(-3.0e38f), sum = {0};
     for (int u = 0; u < nt; u++) {
-        sv[u] = *(const v16 *)(s + 16 * u);
-        okv[u] = *(const v16 *)(ok + 16 * u);
-        v16 x = vselect(okv[u] != 0.0f, sv[u], vsplat(-3.0e38f));
+        sv[u] = *(const vf *)(s + VL * u);
+        okv[u] = *(const vf *)(ok + VL * u);
+        vf x = vselect(okv[u] != 0.0f, sv[u], vsplat(-3.0e38f));
         mv = vselect(x > mv, x, mv);
     }
     float m = vhmax(mv);
     for (int u = 0; u < nt; u++) {
-        v16 x = sv[u] - m;
+        vf x = sv[u] - m;
         sv[u] = vexp_neg(vselect(x > 0.0f, vsplat(0.0f), x)) * okv[u];
         sum += sv[u];
     }
     float inv = 1.0f / vhsum(sum);
-    for (int u = 0; u < nt; u++) *(v16 *)(s + 16 * u) = sv[u] * inv;
+    for (int u = 0; u < nt; u++) *(vf *)(s + VL * u) = sv[u] * inv;
 }
 
 static void softmax_row_n(int nt, float *s, const float *ok) {
-    switch (nt) {
+    switch (nt) { /* the common row lengths with the loop unrolled; any other through the loop */
     case 1: softmax_row(1, s, ok); break;
     case 2: softmax_row(2, s, ok); break;
     case 3: softmax_row(3, s, ok); break;
-    default: softmax_row(4, s, ok); break;
+    case 4: softmax_row(4, s, ok); break;
+    default: softmax_row(nt, s, ok); break;
     }
 }
 
@@ -215,18 +220,18 @@ double hone_sum_squares(int n, const float *const *ptrs, const int64_t *sizes) {
         int64_t first = (c - starts[lo]) * SQ_CHUNK, len = sizes[lo] - first;
         len = len < SQ_CHUNK ? len : SQ_CHUNK;
         const float *p = ptrs[lo] + first;
-        v16 acc[4] = {{0}, {0}, {0}, {0}};
+        vf acc[4] = {{0}, {0}, {0}, {0}};
         int64_t e = 0;
-        for (; e + 64 <= len; e += 64)
+        for (; e + 4 * VL <= len; e += 4 * VL)
             for (int u = 0; u < 4; u++) {
-                v16 x = *(const v16 *)(p + e + 16 * u);
+                vf x = *(const vf *)(p + e + VL * u);
                 acc[u] += x * x;
             }
         float tail = 0.0f;
         for (; e < len; e++) tail += p[e] * p[e];
-        v16 all = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+        vf all = (acc[0] + acc[1]) + (acc[2] + acc[3]);
         double sum = tail;
-        for (int l = 0; l < 16; l++) sum += all[l];
+        for (int l = 0; l < VL; l++) sum += all[l];
         part[c] = sum;
     }
     double total = 0.0;
@@ -241,45 +246,70 @@ static inline int allowed(const uint8_t *mask, const int64_t *ms, int64_t b, int
     return mask == 0 || mask[b * ms[0] + h * ms[1] + i * ms[2] + j * ms[3]];
 }
 
-/* out[rr][0:16n] = sum over r < rows of x[rr * ldx + r] * m[r * ld : r * ld + 16n] for the R rows rr: a block of
+/* out[rr][0:VL n] = sum over r < rows of x[rr * ldx + r] * m[r * ld : r * ld + VL n] for the R rows rr: a block of
  * rows times a matrix, the R * n accumulators in registers (R and n are constants once inlined) */
 INLINE void mm_block(int R, int n, float *out, int ldo, const float *x, int ldx, const float *m, int ld, int rows) {
-    v16 acc[4][8];
+    vf acc[4][NB];
     for (int rr = 0; rr < R; rr++)
-        for (int u = 0; u < n; u++) acc[rr][u] = (v16){0};
+        for (int u = 0; u < n; u++) acc[rr][u] = (vf){0};
     for (int r = 0; r < rows; r++) {
         const float *mr = m + (int64_t)r * ld;
         for (int u = 0; u < n; u++) {
-            v16 mv = *(const v16 *)(mr + 16 * u);
+            vf mv = *(const vf *)(mr + VL * u);
             for (int rr = 0; rr < R; rr++) acc[rr][u] += x[rr * ldx + r] * mv;
         }
     }
     for (int rr = 0; rr < R; rr++)
-        for (int u = 0; u < n; u++) *(v16 *)(out + rr * ldo + 16 * u) = acc[rr][u];
+        for (int u = 0; u < n; u++) *(vf *)(out + rr * ldo + VL * u) = acc[rr][u];
 }
 
-#define MM_N(R)                                                                                                        \
-    switch (n) {                                                                                                       \
-    case 1: mm_block(R, 1, out, ldo, x, ldx, m, ld, rows); break;                                                     \
-    case 2: mm_block(R, 2, out, ldo, x, ldx, m, ld, rows); break;                                                     \
-    case 3: mm_block(R, 3, out, ldo, x, ldx, m, ld, rows); break;                                                     \
-    case 4: mm_block(R, 4, out, ldo, x, ldx, m, ld, rows); break;                                                     \
-    case 5: mm_block(R, 5, out, ldo, x, ldx, m, ld, rows); break;                                                     \
-    case 6: mm_block(R, 6, out, ldo, x, ldx, m, ld, rows); break;                                                     \
-    case 7: mm_block(R, 7, out, ldo, x, ldx, m, ld, rows); break;                                                     \
-    default: mm_block(R, 8, out, ldo, x, ldx, m, ld, rows); break;                                                    \
+#if NB == 6
+#define MM_COLS(R)                                                                                                     \
+    switch (nb) {                                                                                                      \
+    case 1: mm_block(R, 1, o, ldo, xr, ldx, mc, ld, rows); break;                                                      \
+    case 2: mm_block(R, 2, o, ldo, xr, ldx, mc, ld, rows); break;                                                      \
+    case 3: mm_block(R, 3, o, ldo, xr, ldx, mc, ld, rows); break;                                                      \
+    case 4: mm_block(R, 4, o, ldo, xr, ldx, mc, ld, rows); break;                                                      \
+    case 5: mm_block(R, 5, o, ldo, xr, ldx, mc, ld, rows); break;                                                      \
+    default: mm_block(R, 6, o, ldo, xr, ldx, mc, ld, rows); break;                                                     \
     }
+#else
+#define MM_COLS(R)                                                                                                     \
+    switch (nb) {                                                                                                      \
+    case 1: mm_block(R, 1, o, ldo, xr, ldx, mc, ld, rows); break;                                                      \
+    case 2: mm_block(R, 2, o, ldo, xr, ldx, mc, ld, rows); break;                                                      \
+    default: mm_block(R, 3, o, ldo, xr, ldx, mc, ld, rows); break;                                                     \
+    }
+#endif
 
-/* out (nx rows of 16n floats, row stride ldo) = x (nx rows of ``rows`` floats, stride ldx) times m (rows x 16n,
- * stride ld), four rows of x at a time so that the products' latency overlaps */
+/* out (nx rows of VL n floats, row stride ldo) = x (nx rows of ``rows`` floats, stride ldx) times m (rows x VL n,
+ * stride ld): four rows of x at a time so that the products' latency overlaps, and at most NB vectors of columns */
 static void mm(int n, float *out, int ldo, const float *x, int ldx, int nx, const float *m, int ld, int rows) {
-    for (; nx >= 4; nx -= 4, out += 4 * ldo, x += 4 * ldx) MM_N(4)
-    if (nx == 3) MM_N(3)
-    else if (nx == 2) MM_N(2)
-    else if (nx == 1) MM_N(1)
+    for (int c = 0; c < n; c += NB) {
+        int nb = n - c < NB ? n - c : NB, left = nx;
+        float *o = out + VL * c;
+        const float *mc = m + VL * c, *xr = x;
+        for (; left >= 4; left -= 4, o += 4 * ldo, xr += 4 * ldx) MM_COLS(4)
+        if (left == 3) MM_COLS(3)
+        else if (left == 2) MM_COLS(2)
+        else if (left == 1) MM_COLS(1)
+    }
 }
 
-static inline int pad16(int n) { return (n + 15) & ~15; }
+static inline int padv(int n) { return (n + VL - 1) / VL * VL; } /* rounded up to whole vectors */
+
+/* rows: x's T rows of head h of batch row b, zero-padded to DP; cols: y's rows transposed (D x TP, zero past T);
+ * tmp: D floats of scratch */
+static void load_rows_and_transposed(float *rows, const view *x, float *cols, const view *y, int64_t b, int64_t h,
+                                     int T, int D, int TP, int DP, float *tmp) {
+    for (int j = 0; j < T; j++) {
+        load_row(rows + j * DP, x, b, h, j, D, DP, 1.0f);
+        load_row(tmp, y, b, h, j, D, D, 1.0f);
+        for (int c = 0; c < D; c++) cols[c * TP + j] = tmp[c];
+    }
+    for (int c = 0; c < D; c++)
+        for (int j = T; j < TP; j++) cols[c * TP + j] = 0.0f;
+}
 
 /* Forward.  q: (B, H, TQ, D), k and v: (B, KV, T, D), out: (B, H, TQ, D) views; probs: (B, H, TQ, T) fp32
  * contiguous (written); keep: (B, H, TQ, T) bytes or NULL; mask: bytes with strides ms or NULL. */
@@ -287,7 +317,7 @@ int hone_attend(int B, int H, int KV, int TQ, int T, int D, view q, view k, view
                 const int64_t *ms, int causal, float scale, uint64_t seed, int dropped, float keep_scale,
                 float *probs, view out) {
     if (T > MAX_T || TQ > MAX_T || D > MAX_D || H % KV) return 1;
-    int G = H / KV, TP = pad16(T), DP = pad16(D);
+    int G = H / KV, TP = padv(T), DP = padv(D);
     int row_mask = causal || (mask && (ms[1] || ms[2])); /* does the mask change from row to row (or head)? */
 #pragma omp parallel for schedule(static)
     for (int64_t unit = 0; unit < (int64_t)B * KV; unit++) {
@@ -295,31 +325,25 @@ int hone_attend(int B, int H, int KV, int TQ, int T, int D, view q, view k, view
         /* kt: the keys transposed (D, TP); vf: the values (T, DP); qm: the scaled queries (TQ, D); sm: scores, then
          * kept probabilities (TQ, TP); om: the output (TQ, DP) */
         float kt[D * TP], vf[T * DP], qm[TQ * D], sm[TQ * TP], om[TQ * DP], ok[TP], row[DP], kr[TP];
-        for (int j = 0; j < T; j++) {
-            load_row(vf + j * DP, &v, b, hk, j, D, DP, 1.0f);
-            load_row(row, &k, b, hk, j, D, D, 1.0f);
-            for (int c = 0; c < D; c++) kt[c * TP + j] = row[c];
-        }
-        for (int c = 0; c < D; c++)
-            for (int j = T; j < TP; j++) kt[c * TP + j] = 0.0f;
+        load_rows_and_transposed(vf, &v, kt, &k, b, hk, T, D, TP, DP, row);
         for (int gi = 0; gi < G; gi++) {
             int64_t h = hk * G + gi;
             for (int i = 0; i < TQ; i++) load_row(qm + i * D, &q, b, h, i, D, D, scale);
-            mm(TP / 16, sm, TP, qm, D, TQ, kt, TP, D); /* the scores */
+            mm(TP / VL, sm, TP, qm, D, TQ, kt, TP, D); /* the scores */
             for (int i = 0; i < TQ; i++) {
                 float *s = sm + i * TP;
                 if (i == 0 || row_mask) {
                     for (int j = 0; j < T; j++) ok[j] = allowed(mask, ms, b, h, i, j, causal) ? 1.0f : 0.0f;
                     for (int j = T; j < TP; j++) ok[j] = 0.0f;
                 }
-                softmax_row_n(TP / 16, s, ok);
+                softmax_row_n(TP / VL, s, ok);
                 memcpy(probs + ((b * H + h) * TQ + i) * T, s, sizeof(float) * (size_t)T);
                 if (dropped) {
                     keep_row(kr, seed, (uint64_t)(((b * H + h) * TQ + i) * T), T, dropped, keep_scale);
                     for (int j = 0; j < T; j++) s[j] *= kr[j];
                 }
             }
-            mm(DP / 16, om, DP, sm, TP, TQ, vf, DP, T); /* the output */
+            mm(DP / VL, om, DP, sm, TP, TQ, vf, DP, T); /* the output */
             for (int i = 0; i < TQ; i++)
                 store_row((void *)out.p, b * out.sb + h * out.sh + i * out.st, out.bf16, om + i * DP, D);
         }
@@ -333,7 +357,7 @@ int hone_attend_backward(int B, int H, int KV, int TQ, int T, int D, view go, vi
                          const float *probs, uint64_t seed, int dropped, float keep_scale, float scale, view gq,
                          view gk, view gv) {
     if (T > MAX_T || TQ > MAX_T || D > MAX_D || H % KV) return 1;
-    int G = H / KV, TP = pad16(T), DP = pad16(D);
+    int G = H / KV, TP = padv(T), DP = padv(D);
 #pragma omp parallel for schedule(static)
     for (int64_t unit = 0; unit < (int64_t)B * KV; unit++) {
         int64_t b = unit / KV, hk = unit % KV;
@@ -343,13 +367,7 @@ int hone_attend_backward(int B, int H, int KV, int TQ, int T, int D, view go, vi
         int TM = T > TQ ? T : TQ;
         float kf[T * DP], vt[D * TP], dk[T * DP], dv[T * DP], qm[TQ * DP], gom[TQ * DP], dpm[TQ * TP];
         float pkt[T * TQ], dst[T * TQ], tm[TM * DP], kr[TP];
-        for (int j = 0; j < T; j++) {
-            load_row(kf + j * DP, &k, b, hk, j, D, DP, 1.0f);
-            load_row(tm, &v, b, hk, j, D, D, 1.0f);
-            for (int c = 0; c < D; c++) vt[c * TP + j] = tm[c];
-        }
-        for (int c = 0; c < D; c++)
-            for (int j = T; j < TP; j++) vt[c * TP + j] = 0.0f;
+        load_rows_and_transposed(kf, &k, vt, &v, b, hk, T, D, TP, DP, tm);
         memset(dk, 0, sizeof(dk));
         memset(dv, 0, sizeof(dv));
         for (int gi = 0; gi < G; gi++) {
@@ -358,7 +376,7 @@ int hone_attend_backward(int B, int H, int KV, int TQ, int T, int D, view go, vi
                 load_row(qm + i * DP, &q, b, h, i, D, DP, 1.0f);
                 load_row(gom + i * DP, &go, b, h, i, D, DP, 1.0f);
             }
-            mm(TP / 16, dpm, TP, gom, DP, TQ, vt, TP, D); /* the gradient reaching the kept probabilities */
+            mm(TP / VL, dpm, TP, gom, DP, TQ, vt, TP, D); /* the gradient reaching the kept probabilities */
             for (int i = 0; i < TQ; i++) {
                 float *dp = dpm + i * TP;
                 const float *pr = probs + ((b * H + h) * TQ + i) * T;
@@ -379,12 +397,12 @@ int hone_attend_backward(int B, int H, int KV, int TQ, int T, int D, view go, vi
                     dst[j * TQ + i] = dp[j];
                 }
             }
-            mm(DP / 16, tm, DP, dpm, TP, TQ, kf, DP, T); /* the query's gradient */
+            mm(DP / VL, tm, DP, dpm, TP, TQ, kf, DP, T); /* the query's gradient */
             for (int i = 0; i < TQ; i++)
                 store_row((void *)gq.p, b * gq.sb + h * gq.sh + i * gq.st, gq.bf16, tm + i * DP, D);
-            mm(DP / 16, tm, DP, dst, TQ, T, qm, DP, TQ); /* the key's and value's, summed over the query heads */
+            mm(DP / VL, tm, DP, dst, TQ, T, qm, DP, TQ); /* the key's and value's, summed over the query heads */
             for (int x = 0; x < T * DP; x++) dk[x] += tm[x];
-            mm(DP / 16, tm, DP, pkt, TQ, T, gom, DP, TQ);
+            mm(DP / VL, tm, DP, pkt, TQ, T, gom, DP, TQ);
             for (int x = 0; x < T * DP; x++) dv[x] += tm[x];
         }
         for (int j = 0; j < T; j++) {

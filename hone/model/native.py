@@ -129,6 +129,8 @@ def _load() -> ctypes.CDLL | None:
     lib.hone_keep_mask.restype = None
     lib.hone_sum_squares.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
     lib.hone_sum_squares.restype = ctypes.c_double
+    lib.hone_vector_width.restype = ctypes.c_int
+    lib.vector_width = lib.hone_vector_width()
     return lib
 
 
