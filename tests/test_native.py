@@ -99,7 +99,7 @@ def test_native_dropout_mask_rate_seed_and_independence():
 def test_native_library_is_built_once_per_cpu_and_falls_back_cleanly(tmp_path, monkeypatch, caplog):
     """The library is compiled into ``$HONE_HOME/cache/kernels/<key>/`` and reused from there; a compiler that
     fails, no compiler, or ``HONE_NATIVE_KERNELS=0`` leave it off, and attention then runs on torch's ops."""
-    if native._compiler() is None or not native._torch_openmp_is_libgomp():
+    if native._compiler() is None or native._torch_libgomp() is None:
         pytest.skip("no C compiler or no libgomp here")
     monkeypatch.setenv("HONE_HOME", str(tmp_path))
     lib = native._load()
@@ -165,3 +165,24 @@ def test_native_sum_squares_is_accurate_and_thread_independent():
     assert total.item() == pytest.approx(want ** 0.5, rel=1e-6)
     clipped = sum(float(p.grad.double().square().sum()) for p in params)
     assert clipped == pytest.approx(1.0, rel=1e-5)
+
+
+def test_torch_libgomp_is_told_apart_from_other_wheels_copies():
+    """The kernels link against the libgomp torch loaded: its own copy, else the system's; never scikit-learn's
+    renamed copy, and nothing when torch runs another OpenMP runtime."""
+    from pathlib import Path
+
+    torch_dir = Path("/site/torch")
+
+    def maps(*files):
+        return "".join(f"7f00-7f01 r-xp 00000000 08:01 42    {f}\n" for f in files)
+
+    sklearn = "/site/scikit_learn.libs/libgomp-e985bcbb.so.1.0.0"
+    assert native._pick_libgomp(maps("/site/torch/lib/libgomp.so.1", sklearn), torch_dir) == "/site/torch/lib/libgomp.so.1"
+    assert native._pick_libgomp(maps("/site/torch.libs/libgomp-a34b3233.so.1", sklearn),
+                                torch_dir) == "/site/torch.libs/libgomp-a34b3233.so.1"
+    system = "/usr/lib/x86_64-linux-gnu/libgomp.so.1.0.0"
+    assert native._pick_libgomp(maps(sklearn, system), torch_dir) == system
+    assert native._pick_libgomp(maps(sklearn), torch_dir) is None
+    assert native._pick_libgomp(maps("/site/torch/lib/libiomp5.so", sklearn), torch_dir) is None
+    assert native._pick_libgomp(maps("/usr/lib/libc.so.6"), torch_dir) is None

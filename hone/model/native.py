@@ -9,14 +9,16 @@ library built for another CPU).  The build writes to a temporary name and rename
 half a file.  Where there is no compiler, the build fails, or ``HONE_NATIVE_KERNELS=0`` is set, :func:`library`
 returns None and the callers keep their torch path; nothing else changes.
 
-The library is linked against ``libgomp.so.1``, the soname torch's own OpenMP runtime has in its Linux CPU wheels, so
-its parallel loops run on torch's thread pool with torch's thread count, rather than starting a second pool that would
-fight torch's spinning threads for the cores; with any other OpenMP runtime loaded the kernels stay off.
+The library is linked against the very ``libgomp`` file torch loaded (``libgomp.so.1``, or a renamed copy in some
+wheels), so its parallel loops run on torch's thread pool with torch's thread count, rather than starting a second
+pool that would fight torch's spinning threads for the cores; with any other OpenMP runtime loaded the kernels stay
+off.
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import logging
 import math
@@ -34,7 +36,7 @@ import torch
 log = logging.getLogger(__name__)
 
 _SOURCE = Path(__file__).with_name("native.c")
-_FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c11"]
+_FLAGS = ["-O3", "-march=native", "-fopenmp", "-fPIC", "-std=c11"]
 _LOCK = threading.Lock()
 _STATE: dict[str, object] = {}  # "lib": the loaded library or None once tried
 
@@ -69,31 +71,48 @@ def _compiler() -> str | None:
     return os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
 
 
-def _torch_openmp_is_libgomp() -> bool:
-    """Whether the OpenMP runtime loaded with torch is GNU libgomp (``libgomp.so.1`` or an auditwheel-renamed
-    ``libgomp-<hash>.so.1``).  With another runtime (Intel's or LLVM's, as in some conda builds) the kernel's loops
-    would start a second thread pool beside torch's, so the torch path is kept."""
+def _torch_libgomp() -> str | None:
+    """The file of the GNU OpenMP runtime loaded with torch, or None (:func:`_pick_libgomp`)."""
     try:
         maps = Path("/proc/self/maps").read_text()
     except OSError:
-        return False
-    return "libgomp" in maps and "libiomp" not in maps and "libomp.so" not in maps
+        return None
+    return _pick_libgomp(maps, Path(torch.__file__).parent)
 
 
-def _build(cc: str, directory: Path) -> Path:
+def _pick_libgomp(maps: str, torch_dir: Path) -> str | None:
+    """torch's libgomp among the libraries of a ``/proc/self/maps`` text: the one in torch's own folders (some wheels
+    rename it ``libgomp-<hash>.so.1``), else the system's ``libgomp.so.1`` its libraries name; other wheels bring their
+    own renamed copies (scikit-learn's ``libgomp-<hash>.so``), which are not it.  None when torch runs another OpenMP
+    runtime (Intel's or LLVM's, as in some conda builds) or none: the kernels' loops would then start a second thread
+    pool beside torch's, so they stay off."""
+    if "libiomp" in maps or "libomp.so" in maps:
+        return None
+    paths = sorted({line.split(maxsplit=5)[-1] for line in maps.splitlines() if "/libgomp" in line})
+    roots = (f"{torch_dir}{os.sep}", f"{torch_dir}.libs{os.sep}")
+    ours = [p for p in paths if p.startswith(roots)] or [p for p in paths if Path(p).name.startswith("libgomp.so.1")]
+    return ours[0] if len(ours) == 1 else None
+
+
+def _build(cc: str, directory: Path, libgomp: str) -> Path:
+    """Compile with ``-fopenmp`` but link against the very file of ``libgomp`` that torch loaded (not the
+    compiler's ``-lgomp``), so that the library needs the soname already in the process and shares its pool."""
     target = directory / "native.so"
     if target.exists():
         return target
     directory.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=directory)
     os.close(fd)
+    obj = tmp[:-3] + ".o"
     try:
-        subprocess.run([cc, *_FLAGS, "-o", tmp, str(_SOURCE)], check=True, capture_output=True, text=True,
-                       timeout=120)
+        run = functools.partial(subprocess.run, check=True, capture_output=True, text=True, timeout=120)
+        run([cc, *_FLAGS, "-c", "-o", obj, str(_SOURCE)])
+        run([cc, "-shared", "-o", tmp, obj, libgomp])
         os.replace(tmp, target)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        for leftover in (tmp, obj):
+            if os.path.exists(leftover):
+                os.unlink(leftover)
     return target
 
 
@@ -101,7 +120,8 @@ def _load() -> ctypes.CDLL | None:
     from hone.settings import get_settings
 
     settings = get_settings()
-    if not settings.native_kernels or platform.system() != "Linux" or not _torch_openmp_is_libgomp():
+    libgomp = _torch_libgomp() if settings.native_kernels and platform.system() == "Linux" else None
+    if libgomp is None:
         return None
     cc = _compiler()
     if cc is None:
@@ -110,8 +130,8 @@ def _load() -> ctypes.CDLL | None:
     try:
         version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout
         key = hashlib.sha256("\0".join([_SOURCE.read_text(), version, " ".join(_FLAGS), _cpu_key(),
-                                         platform.machine()]).encode()).hexdigest()[:16]
-        path = _build(cc, settings.cache_dir / "kernels" / key)
+                                         platform.machine(), libgomp]).encode()).hexdigest()[:16]
+        path = _build(cc, settings.cache_dir / "kernels" / key, libgomp)
         lib = ctypes.CDLL(str(path))
     except (OSError, subprocess.SubprocessError) as exc:
         detail = getattr(exc, "stderr", "") or str(exc)
