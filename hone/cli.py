@@ -92,11 +92,15 @@ def _build_config(source: Optional[Path], data_flags: dict[str, Any], overrides:
 
 @app.command()
 def version() -> None:
-    """Print hone's version and the versions of the libraries it uses."""
+    """Print hone's version, the versions of the libraries it uses, and whether its native CPU kernels are built."""
     from hone.artifacts import library_versions
 
+    from hone.model import native
+
+    kernels = native.status()  # builds them on first use: the versions below then say "on" / "off" too
     for k, v in library_versions().items():
         console.print(f"{k} {v}", highlight=False)
+    console.print(f"native CPU kernels {kernels}", highlight=False)
 
 
 @config_app.command("check")

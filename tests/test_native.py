@@ -101,6 +101,7 @@ def test_native_library_is_built_once_per_cpu_and_falls_back_cleanly(tmp_path, m
     fails, no compiler, or ``HONE_NATIVE_KERNELS=0`` leave it off, and attention then runs on torch's ops."""
     if native._compiler() is None or native._torch_libgomp() is None:
         pytest.skip("no C compiler or no libgomp here")
+    monkeypatch.setitem(native._STATE, "why", native._STATE.get("why", ""))  # restored after the test
     monkeypatch.setenv("HONE_HOME", str(tmp_path))
     lib = native._load()
     assert lib is not None
@@ -114,10 +115,11 @@ def test_native_library_is_built_once_per_cpu_and_falls_back_cleanly(tmp_path, m
     with caplog.at_level(logging.WARNING, logger="hone.model.native"):
         assert native._load() is None
     assert "could not build" in caplog.text
+    assert native._STATE["why"] == "off: the build with false failed"  # what `hone version` prints
     assert not list((tmp_path / "other" / "cache" / "kernels").glob("*/*"))
     monkeypatch.delenv("CC")
     monkeypatch.setenv("HONE_NATIVE_KERNELS", "0")
-    assert native._load() is None
+    assert native._load() is None and native._STATE["why"] == "off: HONE_NATIVE_KERNELS=0"
 
     q = k = v = torch.randn(1, 2, 5, 8)
     monkeypatch.setitem(native._STATE, "lib", lib)
@@ -186,3 +188,25 @@ def test_torch_libgomp_is_told_apart_from_other_wheels_copies():
     assert native._pick_libgomp(maps(sklearn), torch_dir) is None
     assert native._pick_libgomp(maps("/site/torch/lib/libiomp5.so", sklearn), torch_dir) is None
     assert native._pick_libgomp(maps("/usr/lib/libc.so.6"), torch_dir) is None
+
+
+def test_hone_version_says_whether_the_native_kernels_are_on(monkeypatch):
+    """``hone version`` builds the kernels if needed and prints where they are, or why they are off."""
+    from typer.testing import CliRunner
+
+    from hone.cli import app
+
+    def printed() -> str:
+        out = CliRunner().invoke(app, ["version"])
+        assert out.exit_code == 0
+        return " ".join(out.output.split())  # rich wraps long lines
+
+    text = printed()
+    if native.library() is None:
+        assert "native CPU kernels off: " in text
+    else:
+        assert "native CPU kernels on: " in text and "native.so" in text and "hone_native_kernels on" in text
+    monkeypatch.setitem(native._STATE, "lib", None)
+    monkeypatch.setitem(native._STATE, "why", "off: HONE_NATIVE_KERNELS=0")
+    text = printed()
+    assert "native CPU kernels off: HONE_NATIVE_KERNELS=0" in text and "hone_native_kernels off" in text

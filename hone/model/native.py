@@ -116,17 +116,27 @@ def _build(cc: str, directory: Path, libgomp: str) -> Path:
     return target
 
 
+def _off(why: str) -> None:
+    _STATE["why"] = why
+    return None
+
+
 def _load() -> ctypes.CDLL | None:
+    """Build (or find) and load the library; None, with the reason in ``_STATE["why"]``, where it cannot be used."""
     from hone.settings import get_settings
 
     settings = get_settings()
-    libgomp = _torch_libgomp() if settings.native_kernels and platform.system() == "Linux" else None
+    if not settings.native_kernels:
+        return _off("off: HONE_NATIVE_KERNELS=0")
+    if platform.system() != "Linux":
+        return _off(f"off: built on Linux only (this is {platform.system()})")
+    libgomp = _torch_libgomp()
     if libgomp is None:
-        return None
+        return _off("off: torch does not run GNU OpenMP (libgomp) here")
     cc = _compiler()
     if cc is None:
         log.info("no C compiler found: hone's native CPU kernels are off (torch kernels are used)")
-        return None
+        return _off("off: no C compiler (install gcc, or set CC)")
     try:
         version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout
         key = hashlib.sha256("\0".join([_SOURCE.read_text(), version, " ".join(_FLAGS), _cpu_key(),
@@ -137,7 +147,8 @@ def _load() -> ctypes.CDLL | None:
         detail = getattr(exc, "stderr", "") or str(exc)
         log.warning("could not build hone's native CPU kernels (torch kernels are used instead): %s",
                     detail.strip()[:500])
-        return None
+        stderr = (getattr(exc, "stderr", "") or "").strip()
+        return _off(f"off: the build with {cc} failed" + (f": {stderr.splitlines()[-1][:200]}" if stderr else ""))
     ints = [ctypes.c_int] * 6
     dropout = [ctypes.c_uint64, ctypes.c_int, ctypes.c_float]  # seed, dropped (p * 65536), keep scale
     lib.hone_attend.argtypes = [*ints, View, View, View, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int,
@@ -151,6 +162,8 @@ def _load() -> ctypes.CDLL | None:
     lib.hone_sum_squares.restype = ctypes.c_double
     lib.hone_vector_width.restype = ctypes.c_int
     lib.vector_width = lib.hone_vector_width()
+    _STATE["why"] = (f"on: {path} ({lib.vector_width}-float vectors; attention "
+                     + ("on)" if lib.vector_width >= 8 else "off: the batched products are faster here)"))
     return lib
 
 
@@ -188,6 +201,12 @@ def sum_squares(lib: ctypes.CDLL, tensors: list[torch.Tensor]) -> float:
     if total < 0:
         raise MemoryError("hone_sum_squares could not allocate its chunk table")
     return total
+
+
+def status() -> str:
+    """Whether the native kernels are on (building them if needed), and where, or why they are off."""
+    library()
+    return str(_STATE.get("why", "on" if _STATE.get("lib") is not None else "off"))
 
 
 def library() -> ctypes.CDLL | None:
