@@ -109,6 +109,13 @@ def test_native_library_is_built_once_per_cpu_and_falls_back_cleanly(tmp_path, m
     assert len(built) == 1 and [p.name for p in built[0].parent.iterdir()] == ["native.so"]
     stamp = built[0].stat().st_mtime_ns
     assert native._load() is not None and built[0].stat().st_mtime_ns == stamp  # reused, not rebuilt
+    # a damaged file under another home (never over a loaded library: its mapping would fault): built again
+    damaged = tmp_path / "damaged" / built[0].relative_to(tmp_path)
+    damaged.parent.mkdir(parents=True)
+    damaged.write_bytes(b"not a shared library")
+    monkeypatch.setenv("HONE_HOME", str(tmp_path / "damaged"))
+    assert native._load() is not None and damaged.stat().st_size > 1000
+    monkeypatch.setenv("HONE_HOME", str(tmp_path))
 
     monkeypatch.setenv("CC", "false")  # a "compiler" that fails: a warning, no library, no file left behind
     monkeypatch.setenv("HONE_HOME", str(tmp_path / "other"))

@@ -142,7 +142,11 @@ def _load() -> ctypes.CDLL | None:
         key = hashlib.sha256("\0".join([_SOURCE.read_text(), version, " ".join(_FLAGS), _cpu_key(),
                                          platform.machine(), libgomp]).encode()).hexdigest()[:16]
         path = _build(cc, settings.cache_dir / "kernels" / key, libgomp)
-        lib = ctypes.CDLL(str(path))
+        try:
+            lib = ctypes.CDLL(str(path))
+        except OSError:  # a damaged file (another tool, a full disk before hone wrote atomically): built again, once
+            path.unlink(missing_ok=True)
+            lib = ctypes.CDLL(str(_build(cc, path.parent, libgomp)))
     except (OSError, subprocess.SubprocessError) as exc:
         detail = getattr(exc, "stderr", "") or str(exc)
         log.warning("could not build hone's native CPU kernels (torch kernels are used instead): %s",
