@@ -7,7 +7,8 @@
  * torch's batched products spend most of their time in per-matrix overhead at these sizes.
  *
  * Built by hone/model/native.py with the system's C compiler (-O3 -march=native -fopenmp) the first time it is
- * needed; torch's own libgomp (same soname) runs the parallel loops, so they share torch's threads.
+ * needed, and linked against the libgomp file torch loaded: torch's own OpenMP pool runs the parallel loops, with
+ * torch's thread count.
  *
  * Tensors come as base pointers and element strides (batch, head, token; the last dimension is contiguous) and a
  * dtype flag: 0 fp32, 1 bf16.  Inputs are read and outputs written in those layouts, so the caller never copies.
