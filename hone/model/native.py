@@ -1,18 +1,19 @@
 """Native CPU kernels, compiled on first use with the system's C compiler: dropout masks, the gradients' sum of
 squares for clipping, and short-row attention.
 
-hone ships their C source (``native.c`` beside this module; :func:`hone.model.cpu_kernels.keep_mask`,
-:func:`hone.model.cpu_kernels.attend` and :func:`hone.train.optim.clip_grad_norm` call it) and builds it the first time a run needs it,
-with ``cc -O3 -march=native -fopenmp``, into ``$HONE_HOME/cache/kernels/<key>/`` (the key hashes the source, the
-compiler's version and this CPU's model and flags, so a home directory shared by different machines never loads a
-library built for another CPU).  The build writes to a temporary name and renames it, so concurrent runs never load
-half a file.  Where there is no compiler, the build fails, or ``HONE_NATIVE_KERNELS=0`` is set, :func:`library`
-returns None and the callers keep their torch path; nothing else changes.
+hone ships their C source, ``native.c`` beside this module (its callers: :func:`hone.model.cpu_kernels.keep_mask`,
+:func:`hone.model.cpu_kernels.attend` and :func:`hone.train.optim.clip_grad_norm`), and builds it the first time a
+run needs it, with ``gcc -O3 -march=native -fopenmp``, into ``$HONE_HOME/cache/kernels/<key>/``.  The key hashes the
+source, the compiler's version, this CPU's model and flags and the OpenMP runtime's file, so a home directory shared
+by different machines never loads a library built for another CPU.  The build writes to a temporary name and renames
+it, so concurrent runs never load half a file; a damaged file is built again.  Where there is no compiler, the build
+fails, torch runs another OpenMP runtime, or ``HONE_NATIVE_KERNELS=0`` is set, :func:`library` returns None, the
+callers keep their torch path, and :func:`status` (``hone version``) says why.
 
 The library is linked against the very ``libgomp`` file torch loaded (``libgomp.so.1``, or a renamed copy in some
 wheels), so its parallel loops run on torch's thread pool with torch's thread count, rather than starting a second
-pool that would fight torch's spinning threads for the cores; with any other OpenMP runtime loaded the kernels stay
-off.
+pool that would fight torch's spinning threads for the cores.  Its vectors are one register wide for the CPU it is
+built for (16 floats under AVX-512, 8 under AVX2, 4 otherwise); the attention kernel is used from 8 up.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 _SOURCE = Path(__file__).with_name("native.c")
 _FLAGS = ["-O3", "-march=native", "-fopenmp", "-fPIC", "-std=gnu11", "-ffp-contract=fast"]
 _LOCK = threading.Lock()
-_STATE: dict[str, object] = {}  # "lib": the loaded library or None once tried
+_STATE: dict[str, object] = {}  # "lib": the loaded library, or None once tried; "why": what status() says
 
 
 class View(ctypes.Structure):
