@@ -57,7 +57,7 @@ def test_native_attention_equals_the_reference(dtype):
             mask = torch.rand(b, h, tq, t, generator=g) < 0.7
             mask[..., 0] = True
         out, saved, meta = ck.attend(q, k, v, mask, causal, p, 0.17, dtype)
-        assert meta[-1] is True and out.dtype == dtype and out.shape == (b, tq, h, d)
+        assert meta[-1] is native.library() and out.dtype == dtype and out.shape == (b, tq, h, d)
         seed, dropped, keep_scale = meta[2]
         keep = native.attention_keep_mask(seed, dropped, (b, h, tq, t)) if p else None
         grad = torch.randn(b, tq, h, d, generator=g).to(dtype)
@@ -130,7 +130,14 @@ def test_native_library_is_built_once_per_cpu_and_falls_back_cleanly(tmp_path, m
 
     q = k = v = torch.randn(1, 2, 5, 8)
     monkeypatch.setitem(native._STATE, "lib", lib)
-    assert ck.attend(q, k, v, None, False, 0.0, 0.3, torch.float32)[2][-1] is (lib.vector_width >= 8)
+    assert bool(ck.attend(q, k, v, None, False, 0.0, 0.3, torch.float32)[2][-1]) is (lib.vector_width >= 8)
+    if lib.vector_width >= 8:  # switched off between forward and backward: the backward still runs on the library
+        out, saved, meta = ck.attend(q, k, v, None, False, 0.2, 0.3, torch.float32)
+        assert meta[-1] is lib
+        monkeypatch.setitem(native._STATE, "lib", None)
+        grads = ck.attend_backward(saved, meta, torch.ones_like(out), (True,) * 3, (torch.float32,) * 3)
+        assert all(g.shape == (1, 2, 5, 8) and torch.isfinite(g).all() for g in grads)
+        monkeypatch.setitem(native._STATE, "lib", lib)
     monkeypatch.setattr(lib, "vector_width", 4)  # built for SSE / NEON: the batched products were faster there
     assert ck.attend(q, k, v, None, False, 0.0, 0.3, torch.float32)[2][-1] is False
     monkeypatch.setitem(native._STATE, "lib", None)  # as library() answers when it is off

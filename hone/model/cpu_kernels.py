@@ -6,8 +6,8 @@ of the step and the LoRA adapters' extra elementwise passes (dropout multiply, `
 ``result + ...``) at another 5-6%: more than the weight-gradient GEMMs that LoRA saves.
 
 * :func:`keep_mask` draws a dropout mask from 16-bit uniforms, four per 64-bit word of numpy's
-  PCG64 (or of splitmix64 in hone's native kernel), seeded for each mask by one draw of torch's CPU generator: 6-10x faster than
-  ``bernoulli_``, and fixed by ``torch.manual_seed`` like any torch op.  The drop probability
+  PCG64 (or of splitmix64 in hone's native kernel), seeded for each mask by one draw of torch's CPU
+  generator: 6-10x faster than ``bernoulli_``, and fixed by ``torch.manual_seed`` like any torch op.  The drop probability
   is rounded to a multiple of 1/65536 and the kept values are scaled by the exact inverse of
   the resulting keep rate, so the layer stays unbiased.  The masks are a different random
   stream from torch's, so a run with these kernels is reproducible from its seed but not
@@ -397,7 +397,7 @@ def attend(query, key, value, mask, causal, dropout, scale, out_dtype) -> tuple[
 
     With the native kernels built (:mod:`hone.model.native`) it runs ``native.c``, which reads the
     inputs where they are and writes the output in place (per MiniLM layer at 16 tokens in a training step, forward
-    and backward 0.65 ms against 1.0 ms here; 1.034-1.043x per step): the same results to float rounding, and
+    and backward 0.65 ms against 1.0 ms here; 1.034-1.043x per MiniLM step): the same results to float rounding, and
     its own dropout stream (:func:`hone.model.native.attention_keep_mask`), seeded by one draw of torch's generator.
     What follows is the torch path.
 
@@ -474,7 +474,8 @@ def _attend_native(lib, query, key, value, mask, causal, dropout, scale, out_dty
                            keep_scale, probs.data_ptr(), native.view(result, token_dim=1))
     if code:
         raise RuntimeError(f"native attention refused shape {(b, h, kv, tq, t, d)}")
-    return result, (query, key, value, probs), ((b, h, kv, tq, t, d), scale, (seed, dropped, keep_scale), True)
+    # the library itself ends meta: the backward runs on it even if the kernels are switched off in between
+    return result, (query, key, value, probs), ((b, h, kv, tq, t, d), scale, (seed, dropped, keep_scale), lib)
 
 
 def _attend_backward_native(lib, saved, meta, grad, dtypes, outs):
@@ -501,7 +502,7 @@ def attend_backward(saved: tuple, meta: tuple, grad: torch.Tensor, needs: tuple[
     tokens, dim) views of (batch, tokens, heads, dim) tensors; or written into ``outs`` (three tensors laid out as
     (batch, tokens, heads, dim)), which are returned."""
     if meta[-1]:
-        return _attend_backward_native(native.library(), saved, meta, grad, dtypes, outs)
+        return _attend_backward_native(meta[-1], saved, meta, grad, dtypes, outs)
     q, k, v, probs, kept, keep = saved
     (b, h, kv, tq, t, d), scale, keep_scale, _ = meta
     g = h // kv
