@@ -116,8 +116,8 @@ def library_versions() -> dict[str, str]:
         with contextlib.suppress(metadata.PackageNotFoundError):
             out[name] = metadata.version(name)
     native = sys.modules.get("hone.model.native")  # whether this process ran hone's compiled CPU kernels
-    if native is not None and "lib" in native._STATE:
-        out["hone_native_kernels"] = "on" if native._STATE["lib"] is not None else "off"
+    if native is not None and native.used() is not None:
+        out["hone_native_kernels"] = native.used()
     return out
 
 

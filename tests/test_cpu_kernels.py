@@ -205,7 +205,7 @@ def test_short_attention_equals_sdpa_and_passes_the_rest_on(monkeypatch, native_
             torch.manual_seed(3)
             if native_path == "native":  # its own counter-based mask, seeded by one draw of torch's generator
                 seed, dropped = int(torch.randint(0, 1 << 62, ())), round(0.4 * 65536)
-                keep, scale = native.attention_keep_mask(seed, dropped, (8, t, t)), 65536 / (65536 - dropped)
+                keep, scale = native.reference_keep_mask(seed, dropped, (8, t, t)), 65536 / (65536 - dropped)
             else:
                 keep, scale = keep_mask((8, t, t), 0.4)
             probs = torch.softmax((q @ k.transpose(-1, -2) * 0.3).masked_fill(~mask, float("-inf")), -1)

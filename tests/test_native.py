@@ -35,7 +35,7 @@ def _reference(q, k, v, mask, causal, keep, keep_scale, scale, grad):
 def test_native_attention_equals_the_reference(dtype):
     """Forward and backward, for grouped heads, fewer queries than keys, causal rows, padding and per-head masks,
     head sizes that are not a multiple of 16, the longest rows it takes, strided inputs and outputs, with and
-    without dropout (its own counter-based mask, checked element by element through the output)."""
+    without dropout (the native masks' counter-based stream, checked element by element through the output)."""
     if native.library() is None or native.library().vector_width < 8:
         pytest.skip("the native attention kernel is unavailable here")
     g = torch.Generator().manual_seed(0)
@@ -59,7 +59,7 @@ def test_native_attention_equals_the_reference(dtype):
         out, saved, meta = ck.attend(q, k, v, mask, causal, p, 0.17, dtype)
         assert meta[-1] is native.library() and out.dtype == dtype and out.shape == (b, tq, h, d)
         seed, dropped, keep_scale = meta[2]
-        keep = native.attention_keep_mask(seed, dropped, (b, h, tq, t)) if p else None
+        keep = native.reference_keep_mask(seed, dropped, (b, h, tq, t)) if p else None
         grad = torch.randn(b, tq, h, d, generator=g).to(dtype)
         outs = tuple(torch.full((b, rows, n, d), float("nan"), dtype=dtype) for n, rows in ((h, tq), (kv, t), (kv, t)))
         got = (out, *(x.transpose(1, 2) for x in ck.attend_backward(saved, meta, grad, (True,) * 3, (dtype,) * 3,
@@ -75,10 +75,10 @@ def test_native_dropout_mask_rate_seed_and_independence():
     seed, differs between seeds and between neighbouring elements, and the kernel draws it from one draw of torch's
     generator (so ``torch.manual_seed`` fixes it)."""
     dropped = round(0.1 * 65536)
-    mask = native.attention_keep_mask(12345, dropped, (1000, 1000))
+    mask = native.reference_keep_mask(12345, dropped, (1000, 1000))
     assert abs(mask.float().mean().item() - (65536 - dropped) / 65536) < 0.002  # sd of the mean is 0.0003
-    assert torch.equal(mask, native.attention_keep_mask(12345, dropped, (1000, 1000)))
-    other = native.attention_keep_mask(12346, dropped, (1000, 1000))
+    assert torch.equal(mask, native.reference_keep_mask(12345, dropped, (1000, 1000)))
+    other = native.reference_keep_mask(12346, dropped, (1000, 1000))
     assert 0.17 < (mask != other).float().mean().item() < 0.19  # independent masks disagree on 2 p (1 - p) = 0.18
     flat = mask.flatten().float()
     corr = torch.corrcoef(torch.stack([flat[:-1], flat[1:]]))[0, 1].item()
@@ -92,7 +92,7 @@ def test_native_dropout_mask_rate_seed_and_independence():
         torch.manual_seed(7)
         out, _, meta = ck.attend(q, k, v, None, False, 0.1, 1.0, torch.float32)
         outs.append(out)
-        assert torch.equal(out[0, :, 0] > 0, native.attention_keep_mask(meta[2][0], dropped, (16, 16)))
+        assert torch.equal(out[0, :, 0] > 0, native.reference_keep_mask(meta[2][0], dropped, (16, 16)))
     assert torch.equal(outs[0], outs[1])
 
 

@@ -7,8 +7,8 @@ of the step and the LoRA adapters' extra elementwise passes (dropout multiply, `
 
 * :func:`keep_mask` draws a dropout mask from 16-bit uniforms, four per 64-bit word of numpy's
   PCG64 (or of splitmix64 in hone's native kernel), seeded for each mask by one draw of torch's CPU
-  generator: 6-10x faster than ``bernoulli_``, and fixed by ``torch.manual_seed`` like any torch op.  The drop probability
-  is rounded to a multiple of 1/65536 and the kept values are scaled by the exact inverse of
+  generator: 6-10x faster than ``bernoulli_``, and fixed by ``torch.manual_seed`` like any torch op.  The drop
+  probability is rounded to a multiple of 1/65536 and the kept values are scaled by the exact inverse of
   the resulting keep rate, so the layer stays unbiased.  The masks are a different random
   stream from torch's, so a run with these kernels is reproducible from its seed but not
   bit-identical to one without them.
@@ -105,21 +105,27 @@ def keep_mask(shape: torch.Size | tuple[int, ...], p: float) -> tuple[torch.Tens
     ms against torch's 0.12 ms.  With hone's native kernels built (:mod:`hone.model.native`) the uniforms come from
     splitmix64 over a counter instead, in one C loop (a 32 x 16 x 384 mask in 8 µs on 2 cores, against 79 µs
     for PCG64): another random stream, seeded the same way."""
-    dropped = min(round(p * _LEVELS), _LEVELS - 1)
+    seed, dropped, scale = _dropout_draw(p)
     n = math.prod(shape)
-    seed = int(torch.randint(0, 1 << 62, ()))
     mask = torch.empty(shape, dtype=torch.bool)
     lib = native.library()
     if lib is not None:  # the same uniforms from a counter-based generator, 6-10x faster (native.reference_keep_mask)
         lib.hone_keep_mask(mask.data_ptr(), n, seed, dropped)
-        return mask, _LEVELS / (_LEVELS - dropped)
+        return mask, scale
     bits = _seeded_bits(seed)
     out = mask.view(-1).numpy()
     for s in range(0, n, _MASK_CHUNK):  # the mask is torch's memory; numpy only ever holds a 512 kB chunk
         m = min(n - s, _MASK_CHUNK)
         uniform16 = bits.random_raw((m + 3) // 4).view(np.uint16)[:m]  # uniform on [0, 65535]
         np.greater_equal(uniform16, dropped, out=out[s:s + m])
-    return mask, _LEVELS / (_LEVELS - dropped)
+    return mask, scale
+
+
+def _dropout_draw(p: float) -> tuple[int, int, float]:
+    """A mask's seed (one draw of torch's generator), its drop threshold (``p`` rounded to 1/65536) and its keep
+    scale (the exact inverse of the resulting keep rate)."""
+    dropped = min(round(p * _LEVELS), _LEVELS - 1)
+    return int(torch.randint(0, 1 << 62, ())), dropped, _LEVELS / (_LEVELS - dropped)
 
 
 def _as_float(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -398,18 +404,18 @@ def attend(query, key, value, mask, causal, dropout, scale, out_dtype) -> tuple[
     With the native kernels built (:mod:`hone.model.native`) it runs ``native.c``, which reads the
     inputs where they are and writes the output in place (per MiniLM layer at 16 tokens in a training step, forward
     and backward 0.65 ms against 1.0 ms here; 1.034-1.043x per MiniLM step): the same results to float rounding, and
-    its own dropout stream (:func:`hone.model.native.attention_keep_mask`), seeded by one draw of torch's generator.
+    the native masks' dropout stream (:func:`hone.model.native.reference_keep_mask`), seeded as :func:`keep_mask` is.
     What follows is the torch path.
 
     Each input is cast and laid out for the batched products in one copy, and the output and the gradients
     go back to transformers' (batch, tokens, heads, dim) layout in one copy each: through SDPA or stock ops
     a (batch, heads, tokens, dim) view costs a cast, then a layout copy, each way.  Rows of fewer than
     :data:`_MIN_SOFTMAX_ROW` keys are padded to that many columns (zero keys and values, -inf scores)."""
-    b, h, tq, d = query.shape
-    kv, t = key.shape[1], key.shape[2]
     lib = _native_attention(query, key, value)
     if lib is not None:
         return _attend_native(lib, query, key, value, mask, causal, dropout, scale, out_dtype)
+    b, h, tq, d = query.shape
+    kv, t = key.shape[1], key.shape[2]
     g, p = h // kv, max(t, _MIN_SOFTMAX_ROW)
     with torch.autocast("cpu", enabled=False):
         q = torch.empty(b, h, tq, d)
@@ -442,8 +448,7 @@ def _native_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tenso
             or any(x.dtype not in (torch.float32, torch.bfloat16) for x in (query, key, value))):
         return None
     lib = native.library()
-    # built for 4-lane vectors (SSE, NEON) it was slower than the batched products (829 / 1724 against 528 / 633 µs)
-    return lib if lib is not None and lib.vector_width >= 8 else None
+    return lib if lib is not None and lib.vector_width >= native.ATTENTION_MIN_LANES else None
 
 
 _NATIVE_MAX_DIM, _NATIVE_MAX_TOKENS = 128, 64  # MAX_D and MAX_T in native.c
@@ -460,9 +465,7 @@ def _attend_native(lib, query, key, value, mask, causal, dropout, scale, out_dty
     kv, t = key.shape[1], key.shape[2]
     query, key, value = (_last_contiguous(x) for x in (query, key, value))
     probs = torch.empty(b, h, tq, t, dtype=torch.float32)
-    dropped = min(round(dropout * _LEVELS), _LEVELS - 1)  # as keep_mask rounds p
-    keep_scale = _LEVELS / (_LEVELS - dropped)
-    seed = int(torch.randint(0, 1 << 62, ())) if dropped else 0  # one draw of torch's generator, as keep_mask
+    seed, dropped, keep_scale = _dropout_draw(dropout) if dropout else (0, 0, 1.0)  # as keep_mask draws a mask
     result = torch.empty(b, tq, h, d, dtype=out_dtype)
     strides = None
     if mask is not None:
@@ -478,9 +481,9 @@ def _attend_native(lib, query, key, value, mask, causal, dropout, scale, out_dty
     return result, (query, key, value, probs), ((b, h, kv, tq, t, d), scale, (seed, dropped, keep_scale), lib)
 
 
-def _attend_backward_native(lib, saved, meta, grad, dtypes, outs):
+def _attend_backward_native(saved, meta, grad, dtypes, outs):
     query, key, value, probs = saved
-    (b, h, kv, tq, t, d), scale, (seed, dropped, keep_scale), _ = meta
+    (b, h, kv, tq, t, d), scale, (seed, dropped, keep_scale), lib = meta
     grad = _last_contiguous(grad)
     made = []
     for i, (n, rows) in enumerate(((h, tq), (kv, t), (kv, t))):
@@ -502,7 +505,7 @@ def attend_backward(saved: tuple, meta: tuple, grad: torch.Tensor, needs: tuple[
     tokens, dim) views of (batch, tokens, heads, dim) tensors; or written into ``outs`` (three tensors laid out as
     (batch, tokens, heads, dim)), which are returned."""
     if meta[-1]:
-        return _attend_backward_native(meta[-1], saved, meta, grad, dtypes, outs)
+        return _attend_backward_native(saved, meta, grad, dtypes, outs)
     q, k, v, probs, kept, keep = saved
     (b, h, kv, tq, t, d), scale, keep_scale, _ = meta
     g = h // kv

@@ -13,8 +13,8 @@
  * Tensors come as base pointers and element strides (batch, head, token; the last dimension is contiguous) and a
  * dtype flag: 0 fp32, 1 bf16.  Inputs are read and outputs written in those layouts, so the caller never copies.
  * The probabilities (batch, heads, queries, keys) are written by the forward as fp32 and read by the backward; the
- * dropout mask is drawn from a counter-based generator (keep_row), in the forward and again in the backward.  The
- * mask of allowed keys is a byte tensor with strides (batch, head, query, key): 0 strides broadcast. */
+ * dropout mask is drawn from the masks' counter-based generator (keep_row), in the forward and again in the
+ * backward.  The mask of allowed keys is a byte tensor with strides (batch, head, query, key): 0 strides broadcast. */
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -41,11 +41,11 @@
 #define NB 3
 #endif
 typedef float vf __attribute__((vector_size(VL * 4), aligned(4)));
+typedef int32_t vi __attribute__((vector_size(VL * 4), aligned(4)));
 
 /* floats per vector register on the CPU this was built for (the attention kernel is used from 8 up: with 4 lanes
  * it measured slower than torch's batched products) */
 int hone_vector_width(void) { return VL; }
-typedef int32_t vi __attribute__((vector_size(VL * 4), aligned(4)));
 
 typedef struct {
     const void *p;
@@ -165,33 +165,39 @@ static void softmax_row_n(int nt, float *s, const float *ok) {
     }
 }
 
-/* Dropout: element n of a call's (B, H, TQ, T) probabilities is kept when the top 16 bits of splitmix64's output for
- * counter n, in the stream ``seed``, are at least ``dropped`` (the drop probability times 65536).  Counter-based, so
- * the backward draws the same mask again instead of reading a saved one. */
+/* Dropout masks: element e of a mask drawn with ``seed`` has the 16-bit uniform at bits 16 (e % 4) of splitmix64's
+ * output for counter e / 4 in that stream, and is kept when it is at least ``dropped`` (the drop probability times
+ * 65536).  Counter-based: any element is drawn on its own, so the attention's backward draws its mask again instead
+ * of reading a saved one, and hone_keep_mask fills a whole mask four elements per output. */
 INLINE uint64_t mix64(uint64_t z) {
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
     return z ^ (z >> 31);
 }
 
-/* keep[j] = keep_scale or 0 for the T elements of the row starting at counter ``base`` */
+INLINE uint64_t draw(uint64_t seed, uint64_t word) { return mix64(seed + word * 0x9e3779b97f4a7c15ULL); }
+
+/* keep[j] = keep_scale or 0 for the T elements of a mask starting at element ``base`` */
 static inline void keep_row(float *keep, uint64_t seed, uint64_t base, int T, int dropped, float keep_scale) {
-    for (int j = 0; j < T; j++)
-        keep[j] = (int)(mix64(seed + (base + (uint64_t)j) * 0x9e3779b97f4a7c15ULL) >> 48) >= dropped ? keep_scale : 0.0f;
+    for (int j = 0; j < T; j++) {
+        uint64_t e = base + (uint64_t)j;
+        keep[j] = (int)((draw(seed, e >> 2) >> (16 * (e & 3))) & 0xffff) >= dropped ? keep_scale : 0.0f;
+    }
 }
 
-/* A dropout mask of n bytes (1 = keep): splitmix64's output for counter w in the stream ``seed`` gives the four
- * 16-bit uniforms of elements 4w .. 4w + 3 (lowest bits first), each kept when at least ``dropped``. */
+/* A dropout mask of n bytes (1 = keep) */
 void hone_keep_mask(uint8_t *out, int64_t n, uint64_t seed, int dropped) {
     int64_t words = n / 4;
 #pragma omp parallel for schedule(static) if (words > 8192)
     for (int64_t w = 0; w < words; w++) {
-        uint64_t z = mix64(seed + (uint64_t)w * 0x9e3779b97f4a7c15ULL);
-        uint32_t bytes = (uint32_t)((int)(z & 0xffff) >= dropped) | (uint32_t)((int)((z >> 16) & 0xffff) >= dropped) << 8
-                         | (uint32_t)((int)((z >> 32) & 0xffff) >= dropped) << 16 | (uint32_t)((int)(z >> 48) >= dropped) << 24;
+        uint64_t z = draw(seed, (uint64_t)w);
+        uint32_t bytes = (uint32_t)((int)(z & 0xffff) >= dropped)
+                         | (uint32_t)((int)((z >> 16) & 0xffff) >= dropped) << 8
+                         | (uint32_t)((int)((z >> 32) & 0xffff) >= dropped) << 16
+                         | (uint32_t)((int)(z >> 48) >= dropped) << 24;
         memcpy(out + 4 * w, &bytes, 4); /* little-endian: element 4w in the lowest byte */
     }
-    uint64_t z = mix64(seed + (uint64_t)words * 0x9e3779b97f4a7c15ULL);
+    uint64_t z = draw(seed, (uint64_t)words);
     for (int64_t e = 4 * words; e < n; e++, z >>= 16) out[e] = (int)(z & 0xffff) >= dropped;
 }
 
@@ -313,7 +319,8 @@ static void load_rows_and_transposed(float *rows, const view *x, float *cols, co
 }
 
 /* Forward.  q: (B, H, TQ, D), k and v: (B, KV, T, D), out: (B, H, TQ, D) views; probs: (B, H, TQ, T) fp32
- * contiguous (written); keep: (B, H, TQ, T) bytes or NULL; mask: bytes with strides ms or NULL. */
+ * contiguous (written); mask: bytes with strides ms, or NULL; dropout on the probabilities as the (B, H, TQ, T) mask
+ * drawn with ``seed`` when ``dropped`` (see keep_row). */
 int hone_attend(int B, int H, int KV, int TQ, int T, int D, view q, view k, view v, const uint8_t *mask,
                 const int64_t *ms, int causal, float scale, uint64_t seed, int dropped, float keep_scale,
                 float *probs, view out) {
@@ -352,8 +359,8 @@ int hone_attend(int B, int H, int KV, int TQ, int T, int D, view q, view k, view
     return 0;
 }
 
-/* Backward.  go: the output's gradient (B, H, TQ, D); q, k, v and probs, keep as in the forward; gq: (B, H, TQ, D),
- * gk and gv: (B, KV, T, D) views written (every element). */
+/* Backward.  go: the output's gradient (B, H, TQ, D); q, k, v, probs and the dropout as in the forward; gq:
+ * (B, H, TQ, D), gk and gv: (B, KV, T, D) views written (every element). */
 int hone_attend_backward(int B, int H, int KV, int TQ, int T, int D, view go, view q, view k, view v,
                          const float *probs, uint64_t seed, int dropped, float keep_scale, float scale, view gq,
                          view gk, view gv) {

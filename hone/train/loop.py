@@ -164,10 +164,8 @@ def train(model, train_data, val_data, cfg: TrainConfig, *, objective, run_dir: 
     try:
         with kernels as switched, heap_reuse(cfg.heap_reuse and on_cpu):
             if switched:
-                lib = native.library()
-                log("CPU kernels: " + ", ".join(f"{n} {k}" for k, n in switched.items() if n) + "; native kernels "
-                    + ("off (torch's ops, numpy's masks)" if lib is None else "on: dropout masks, clipping norm"
-                       + (", attention" if lib.vector_width >= 8 else "")))
+                log("CPU kernels: " + ", ".join(f"{n} {k}" for k, n in switched.items() if n)
+                    + f"; native kernels {native.status()}")
             stop = _loop(model, train_data, val_data, cfg, st, _Ctx(
                 acc=acc, optimizer=optimizer, scheduler=scheduler, unfreezer=unfreezer, objective=objective,
                 lengths=lengths, total=total, steps_per_epoch=steps_per_epoch, seed=seed,
