@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from hone.model import cpu_kernels as ck
 from hone.model import native
 from hone.model.cpu_kernels import (
     _LoraLinear,
@@ -79,7 +80,7 @@ def test_cpu_kernels_switch_dropout_modules_in_training_only():
         ref = model(x)
     with cpu_kernels(model) as counts:
         assert counts == {"dropout": 1, "lora": 0, "rms_norm": 0, "frozen_linear": 0,  # both linears train
-                          "bert_layer": 0, "short_attention": 0}  # no transformers model
+                          "bert_layer": 0, "short_attention": 0, "swiglu": 0, "rotary": 0}  # no transformers model
         with torch.no_grad():
             assert torch.equal(model(x), ref)  # eval: identity
         model.train()
@@ -344,7 +345,7 @@ def test_fused_lora_gradcheck():
     assert torch.autograd.gradcheck(lambda x, a, bb: _LoraLinear.apply(x, w, b, a, bb, 0.7, 0.0), (x, a, bb))
 
 
-def test_fused_lora_with_dropout_matches_the_reference_with_the_same_mask():
+def test_fused_lora_with_dropout_matches_the_reference_with_the_same_mask(native_path):
     g = torch.Generator().manual_seed(3)
     x = torch.randn(4, 6, 8, generator=g, requires_grad=True)
     w, b = torch.randn(5, 8, generator=g), torch.randn(5, generator=g)
@@ -363,6 +364,36 @@ def test_fused_lora_with_dropout_matches_the_reference_with_the_same_mask():
     for got, want in zip(fused, (ref.detach(), x.grad, a.grad, bb.grad)):
         assert torch.allclose(got, want, atol=1e-5, rtol=1e-5)
     assert 0.2 < 1 - mask.float().mean().item() < 0.4
+
+
+@pytest.mark.parametrize("p", [0.0, 0.25])
+def test_lora_layers_reading_one_input_share_its_cast(native_path, p):
+    """Under autocast, LoRA layers that read the same input (query / key / value, gate / up) cast it once; a new
+    tensor, or the same one changed in place, is cast afresh."""
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(4, 6, 8, generator=g)
+    w1, w2 = torch.randn(5, 8, generator=g), torch.randn(3, 8, generator=g)
+    a = torch.randn(2, 8, generator=g, requires_grad=True)
+    b1, b2 = torch.randn(5, 2, generator=g), torch.randn(3, 2, generator=g)
+    bf16 = torch.bfloat16
+
+    def run(inp, w, b, seed=0):
+        torch.manual_seed(seed)
+        return _LoraLinear.apply(inp, w.to(bf16), None, a, b, 2.0, p, bf16)
+
+    run(x, w1, b1)
+    cast = ck._cached_cast(x, bf16)
+    assert cast is not None and torch.equal(cast, x.reshape(-1, 8).to(bf16))
+    y2 = run(x, w2, b2, seed=1)
+    assert ck._cached_cast(x, bf16) is cast  # the second layer reused it
+    assert torch.equal(y2, run(x.clone(), w2, b2, seed=1))  # as if cast afresh
+    assert ck._cached_cast(x, torch.float16) is None
+    x.add_(1.0)
+    assert ck._cached_cast(x, bf16) is None
+    assert torch.equal(run(x, w2, b2, seed=2), run(x.clone(), w2, b2, seed=2))
+    with torch.inference_mode():  # inference tensors have no version counter: not cached (evaluation in a run)
+        xi = torch.randn(4, 6, 8)
+        assert torch.equal(run(xi, w1, b1), run(xi.clone(), w1, b1)) and ck._cached_cast(xi, bf16) is None
 
 
 def test_fused_lora_falls_back_to_peft_where_it_does_not_apply():
@@ -449,8 +480,9 @@ def test_kernels_under_bf16_autocast_are_as_accurate_as_the_stock_path(native_pa
     with torch.autocast("cpu", dtype=torch.bfloat16):
         stock_loss, stock = _loss_and_grads(model, ids)
         with cpu_kernels(model) as counts:
+            native_layers = 2 if native_path == "native" else 0  # SwiGLU and rotary: native kernels only
             assert counts == {"dropout": 0, "lora": 14, "rms_norm": 5, "frozen_linear": 15, "bert_layer": 0,
-                              "short_attention": 1}
+                              "short_attention": 1, "swiglu": native_layers, "rotary": native_layers}
             fused_loss, fused = _loss_and_grads(model, ids)
             layer = model.base_model.model.model.layers[0].self_attn.q_proj
             assert layer(torch.randn(2, 3, 32)).dtype == torch.bfloat16  # as autocast's linear gives

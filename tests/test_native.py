@@ -224,3 +224,125 @@ def test_hone_version_says_whether_the_native_kernels_are_on(monkeypatch):
     monkeypatch.setitem(native._STATE, "why", "off: HONE_NATIVE_KERNELS=0")
     text = printed()
     assert "native CPU kernels off: HONE_NATIVE_KERNELS=0" in text and "hone_native_kernels off" in text
+
+
+def _lib_or_skip():
+    lib = native.library()
+    if lib is None:
+        pytest.skip("the native kernels are unavailable here (no C compiler, or HONE_NATIVE_KERNELS=0)")
+    return lib
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("table_rows", [1, 3])
+def test_native_rotary_equals_transformers(dtype, table_rows):
+    """The fused rotary node gives transformers' ``apply_rotary_pos_emb`` outputs bit for bit (fp32, the tables'
+    dtype, in the inputs' layout), and gradients at least as close to a float64 reference as torch's (equal in
+    fp32), laid out as the projections' outputs are."""
+    import transformers.models.llama.modeling_llama as llama
+
+    lib = _lib_or_skip()
+    g = torch.Generator().manual_seed(0)
+    b, t, h, kv, d = 3, 7, 6, 2, 64
+    q = torch.randn(b, t, h, d, generator=g).to(dtype).transpose(1, 2).requires_grad_()
+    k = torch.randn(b, t, kv, d, generator=g).to(dtype).transpose(1, 2).requires_grad_()
+    angles = torch.randn(table_rows, t, d // 2, generator=g) * 3
+    cos, sin = torch.cat((angles, angles), -1).cos(), torch.cat((angles, angles), -1).sin()
+    want = llama.apply_rotary_pos_emb(q, k, cos, sin)
+    got = ck._Rotary.apply(q, k, cos, sin, lib)
+    for x, y in zip(got, want):
+        assert x.dtype == y.dtype == torch.float32 and x.stride() == y.stride() and torch.equal(x, y)
+    grads = [torch.randn(x.shape, generator=g) for x in want]
+    torch_grads = torch.autograd.grad(want, (q, k), grads)
+    ours = torch.autograd.grad(got, (q, k), grads)
+    q64, k64 = (x.detach().double().requires_grad_() for x in (q, k))
+    ref = torch.autograd.grad(llama.apply_rotary_pos_emb(q64, k64, cos.double(), sin.double()), (q64, k64),
+                              [x.double() for x in grads])
+    for x, y, r, inp in zip(ours, torch_grads, ref, (q, k)):
+        assert x.dtype == dtype and x.shape == inp.shape and x.stride() == inp.stride()
+        err, torch_err = (x.double() - r).abs().max().item(), (y.double() - r).abs().max().item()
+        assert err <= torch_err * (1 + 1e-9) + 1e-12, (err, torch_err)
+        if dtype == torch.float32:
+            assert torch.equal(x, y)
+    # only the keys need a gradient (the first layer of a model whose query projection is frozen)
+    q2 = q.detach()
+    (gk,) = torch.autograd.grad(ck._Rotary.apply(q2, k, cos, sin, lib)[1], k, grads[1])
+    assert torch.equal(gk, ours[1])
+
+
+def test_native_rotary_routing_covers_llama_attention_and_passes_the_rest_on(monkeypatch):
+    """Within ``cpu_kernels`` the Llama module's ``apply_rotary_pos_emb`` is routed (and restored after); inputs it
+    does not take (bf16 tables, another unsqueeze dimension) reach the original, unchanged."""
+    import transformers.models.llama.modeling_llama as llama
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    lib = _lib_or_skip()
+    original = llama.apply_rotary_pos_emb
+    cfg = LlamaConfig(vocab_size=50, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=2)
+    model = LlamaForCausalLM(cfg)
+    calls = []
+    monkeypatch.setattr(ck._Rotary, "apply", lambda *a: calls.append(a[-1]) or original(*a[:4]))
+    with ck.cpu_kernels(model) as counts:
+        routed = llama.apply_rotary_pos_emb
+        assert counts["rotary"] == 2 and routed is not original and routed.hone_original is original
+        model(input_ids=torch.randint(0, 50, (2, 5)))
+        assert calls == [lib, lib]
+        q, k = torch.randn(1, 4, 3, 8), torch.randn(1, 2, 3, 8)
+        cos, sin = torch.randn(1, 3, 8), torch.randn(1, 3, 8)
+        for args in ((q, k, cos.bfloat16(), sin.bfloat16()), (q.transpose(1, 2), k.transpose(1, 2), cos, sin, 2)):
+            for x, y in zip(routed(*args), original(*args)):
+                assert torch.equal(x, y)
+        assert len(calls) == 2
+    assert llama.apply_rotary_pos_emb is original
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_native_swiglu_is_as_accurate_as_torch(dtype):
+    """``silu(g) * u`` and its gradients, computed in fp32 and rounded once: within torch's own error against a float64
+    reference (torch rounds silu(g) first), for large arguments of either sign and a length that is not a multiple
+    of the vector width."""
+    lib = _lib_or_skip()
+    gen = torch.Generator().manual_seed(1)
+    g = (torch.randn(7, 1001, generator=gen) * 6).to(dtype)
+    g[0, :4] = torch.tensor([-200.0, 200.0, 0.0, -0.0])
+    u = torch.randn(7, 1001, generator=gen).to(dtype)
+    go = torch.randn(7, 1001, generator=gen).to(dtype)
+    g.requires_grad_()
+    u.requires_grad_()
+    ours = ck._SwiGLU.apply(g, u, lib)
+    stock = torch.nn.functional.silu(g) * u
+    g64, u64 = (x.detach().double().requires_grad_() for x in (g, u))
+    ref = torch.nn.functional.silu(g64) * u64
+    # bf16: rounded once, within half a bf16 ulp plus the fp32 arithmetic's error; fp32: a few ulps (exp, division)
+    ulp = 2.0 ** -8 if dtype == torch.bfloat16 else 2.0 ** -21
+    assert ours.dtype == dtype and torch.isfinite(ours).all()
+    assert ((ours.double() - ref).abs() <= ref.abs() * ulp + 1e-30).all()
+    ours_grads = torch.autograd.grad(ours, (g, u), go)
+    for x, y, r in zip(ours_grads, torch.autograd.grad(stock, (g, u), go),
+                       torch.autograd.grad(ref, (g64, u64), go.double())):
+        assert x.dtype == dtype
+        scale = r.abs().max().item()
+        assert (x.double() - r).abs().max().item() <= max((y.double() - r).abs().max().item(), 4 * ulp * scale)
+    (du,) = torch.autograd.grad(ck._SwiGLU.apply(g.detach(), u, lib), u, go)  # only one input needs a gradient
+    assert torch.equal(du, ours_grads[1])
+
+
+@pytest.mark.parametrize("dtypes", [(torch.float32, torch.bfloat16), (torch.float32, torch.float32),
+                                    (torch.bfloat16, torch.bfloat16)])
+def test_native_mask_cast_and_masked_add_draw_the_keep_mask(dtypes):
+    """The LoRA input's dropout in its cast, and the matching gradient sum, use exactly the mask ``hone_keep_mask``
+    draws for the seed (so the backward draws it again instead of saving it)."""
+    lib = _lib_or_skip()
+    src, out = dtypes
+    n, seed, dropped = 64 * 37 + 11, 12345, 9000
+    x = torch.randn(n, generator=torch.Generator().manual_seed(2)).to(src)
+    keep = native.reference_keep_mask(seed, dropped, (n,))
+    cast, masked = torch.empty(n, dtype=out), torch.empty(n, dtype=out)
+    lib.hone_mask_cast(n, x.data_ptr(), int(src == torch.bfloat16), cast.data_ptr(), masked.data_ptr(),
+                       int(out == torch.bfloat16), seed, dropped)
+    assert torch.equal(cast, x.to(out)) and torch.equal(masked, x.to(out) * keep)
+    a, b = torch.randn(n).to(src), torch.randn(n).to(src)
+    lib.hone_masked_add(n, a.data_ptr(), b.data_ptr(), int(src == torch.bfloat16), masked.data_ptr(),
+                        int(out == torch.bfloat16), seed, dropped)
+    assert torch.equal(masked, (a.float() + b.float() * keep).to(out))

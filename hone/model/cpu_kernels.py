@@ -55,6 +55,7 @@ import math
 import sys
 import threading
 import types
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -172,6 +173,35 @@ def _autocast_dtype() -> torch.dtype | None:
     return torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None
 
 
+_CAST = threading.local()  # the last input cast by a LoRA layer under autocast, for the next layer reading it
+
+
+def _cached_cast(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor | None:
+    """The 2-D ``dtype`` cast of ``x`` that the previous LoRA layer made, if it read this very tensor unchanged
+    (the query, key and value projections read one input, as do the MLP's gate and up projections), else None."""
+    last = getattr(_CAST, "last", None)
+    if last is None or x.is_inference():  # (inference tensors keep no version counter: never cached)
+        return None
+    ref, version, cast = last
+    return cast if ref() is x and x._version == version and cast.dtype == dtype else None
+
+
+def _remember_cast(x: torch.Tensor, cast: torch.Tensor) -> None:
+    if not x.is_inference():
+        _CAST.last = (weakref.ref(x), x._version, cast)
+
+
+def _amp_cast(x: torch.Tensor, x2: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``x2`` (``x`` as 2-D) in ``dtype``, shared with the layers reading the same input."""
+    if x2.dtype == dtype:
+        return x2
+    cast = _cached_cast(x, dtype)
+    if cast is None:
+        cast = x2.to(dtype)
+        _remember_cast(x, cast)
+    return cast
+
+
 class _LoraLinear(torch.autograd.Function):
     """``x W^T + b + scale * (dropout(x) A^T) B^T``; ``W`` and ``b`` frozen, ``A`` / ``B`` trained.
 
@@ -184,21 +214,40 @@ class _LoraLinear(torch.autograd.Function):
     def forward(ctx, x, weight, bias, lora_a, lora_b, scale, p, amp=None):
         shape, dtypes = x.shape, (x.dtype, lora_a.dtype, lora_b.dtype)
         x2 = x.reshape(-1, shape[-1])
+        dtype = amp or x.dtype
         if amp is not None:
-            x2, weight, lora_a, lora_b = (t.to(amp) for t in (x2, weight, lora_a, lora_b))
+            weight, lora_a, lora_b = (t.to(amp) for t in (weight, lora_a, lora_b))
             bias = None if bias is None else bias.to(amp)
-        mask = None
-        if p > 0:
-            mask, keep_scale = keep_mask(x2.shape, p)
-            xd = x2.mul(_as_float(mask, x2.dtype))
-            scale = scale * keep_scale
+        mask = drop = None
+        lib = native.library() if p > 0 else None
+        if lib is not None and x2.is_contiguous() and {x2.dtype, dtype} <= {torch.float32, torch.bfloat16}:
+            # native: the cast and the dropout in one pass, the mask drawn again in the backward instead of saved
+            seed, dropped, keep_scale = _dropout_draw(p)
+            cast = None if x2.dtype == dtype else _cached_cast(x, dtype)
+            fresh = x2.dtype != dtype and cast is None
+            if fresh:
+                cast = torch.empty(x2.shape, dtype=dtype)
+            xd = torch.empty(x2.shape, dtype=dtype)
+            lib.hone_mask_cast(x2.numel(), x2.data_ptr(), int(x2.dtype == torch.bfloat16),
+                               cast.data_ptr() if fresh else None, xd.data_ptr(), int(dtype == torch.bfloat16),
+                               seed, dropped)
+            if fresh:
+                _remember_cast(x, cast)
+            x2 = x2 if cast is None else cast
+            drop, scale = (seed, dropped, lib), scale * keep_scale
         else:
-            xd = x2
+            x2 = _amp_cast(x, x2, dtype)
+            if p > 0:
+                mask, keep_scale = keep_mask(x2.shape, p)
+                xd = x2.mul(_as_float(mask, x2.dtype))
+                scale = scale * keep_scale
+            else:
+                xd = x2
         h = torch.mm(xd, lora_a.t()).mul_(scale)  # rank-r activations, scaled once
         y = F.linear(x2, weight, bias)
         y.addmm_(h, lora_b.t())
         ctx.save_for_backward(weight, lora_a, lora_b, xd, h, mask)
-        ctx.scale, ctx.in_shape, ctx.dtypes = scale, shape, dtypes
+        ctx.scale, ctx.in_shape, ctx.dtypes, ctx.drop = scale, shape, dtypes, drop
         return y.view(*shape[:-1], y.shape[-1])
 
     @staticmethod
@@ -212,7 +261,14 @@ class _LoraLinear(torch.autograd.Function):
         grad_x = None
         if ctx.needs_input_grad[0]:
             grad_x = torch.mm(g2, weight)
-            if mask is None:
+            if ctx.drop is not None:  # base + adapter through the mask drawn again, summed in fp32 in x's dtype
+                seed, dropped, lib = ctx.drop
+                adapter, out = torch.mm(dh, lora_a), torch.empty(grad_x.shape, dtype=x_dtype)
+                lib.hone_masked_add(out.numel(), grad_x.data_ptr(), adapter.data_ptr(),
+                                    int(grad_x.dtype == torch.bfloat16), out.data_ptr(), int(x_dtype == torch.bfloat16),
+                                    seed, dropped)
+                grad_x = out
+            elif mask is None:
                 grad_x.addmm_(dh, lora_a)
             else:
                 grad_x.addcmul_(torch.mm(dh, lora_a), _as_float(mask, grad_x.dtype))
@@ -254,6 +310,133 @@ def _rms_norm_forward(self, x: torch.Tensor) -> torch.Tensor:
     if not x.is_cpu or x.dtype != torch.float32 or w.dtype != torch.float32 or w.shape != x.shape[-1:]:
         return type(self).forward(self, x)  # (autocast leaves the norm's own ops in fp32 too: the same result)
     return _RMSNorm.apply(x, w, float(self.variance_epsilon))
+
+
+class _SwiGLU(torch.autograd.Function):
+    """``silu(g) * u`` (the Llama family's MLP activation) by the native kernel: one pass forward, one backward,
+    computed in fp32 and rounded once; saves ``g`` and ``u`` (torch's two nodes keep ``silu(g)`` as well)."""
+
+    @staticmethod
+    def forward(ctx, g, u, lib):
+        out = torch.empty_like(g)
+        lib.hone_swiglu(g.numel(), g.data_ptr(), u.data_ptr(), out.data_ptr(), int(g.dtype == torch.bfloat16))
+        ctx.save_for_backward(g, u)
+        ctx.lib = lib
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        g, u = ctx.saved_tensors
+        grad = grad.to(g.dtype).contiguous()
+        dg = torch.empty_like(g) if ctx.needs_input_grad[0] else None
+        du = torch.empty_like(u) if ctx.needs_input_grad[1] else None
+        ctx.lib.hone_swiglu_backward(g.numel(), grad.data_ptr(), g.data_ptr(), u.data_ptr(),
+                                     None if dg is None else dg.data_ptr(), None if du is None else du.data_ptr(),
+                                     int(g.dtype == torch.bfloat16))
+        return dg, du, None
+
+
+# transformers' MLPs computing ``down_proj(act_fn(gate_proj(x)) * up_proj(x))``; taken when act_fn is SiLU
+SWIGLU_MLP_TYPES = ("LlamaMLP", "MistralMLP", "Qwen2MLP", "Qwen3MLP")
+
+
+def _swiglu_mlp(module: nn.Module) -> bool:
+    return (type(module).__name__ in SWIGLU_MLP_TYPES and type(getattr(module, "act_fn", None)).__name__
+            in ("SiLU", "SiLUActivation") and all(hasattr(module, a) for a in ("gate_proj", "up_proj", "down_proj")))
+
+
+def _swiglu_mlp_forward(self, x: torch.Tensor) -> torch.Tensor:
+    g, u = self.gate_proj(x), self.up_proj(x)
+    lib = native.library()
+    if (lib is None or not (g.is_cpu and u.is_cpu) or g.dtype not in (torch.float32, torch.bfloat16)
+            or u.dtype != g.dtype or u.shape != g.shape or not (g.is_contiguous() and u.is_contiguous())):
+        return self.down_proj(self.act_fn(g) * u)
+    return self.down_proj(_SwiGLU.apply(g, u, lib))
+
+
+class _Rotary(torch.autograd.Function):
+    """transformers' ``apply_rotary_pos_emb`` (Llama family) for the queries and keys at once, by the native kernel:
+    one pass forward and one backward, where torch runs two products, a negation, a ``cat`` and a sum for each, and
+    their backwards.  The outputs are fp32 (torch's promotion with the fp32 tables) in the inputs' layouts, equal bit
+    for bit to torch's; the gradients are computed in fp32 and rounded once to the inputs' dtypes."""
+
+    @staticmethod
+    def forward(ctx, q, k, cos, sin, lib):
+        oq, ok = torch.empty_like(q, dtype=torch.float32), torch.empty_like(k, dtype=torch.float32)
+        _rotate(lib, 0, q, k, oq, ok, cos, sin)
+        ctx.save_for_backward(cos, sin)
+        ctx.lib, ctx.layouts = lib, ((q.dtype, oq.stride()), (k.dtype, ok.stride()))
+        return oq, ok
+
+    @staticmethod
+    def backward(ctx, gq, gk):
+        cos, sin = ctx.saved_tensors
+        outs = [torch.empty_strided(g.shape, stride, dtype=dtype) if need else None
+                for g, (dtype, stride), need in zip((gq, gk), ctx.layouts, ctx.needs_input_grad[:2])]
+        grads = [None if o is None else _last_contiguous(g.float()) for g, o in zip((gq, gk), outs)]
+        _rotate(ctx.lib, 1, *grads, *outs, cos, sin)
+        return outs[0], outs[1], None, None, None
+
+
+def _rotate(lib, backward: int, q, k, oq, ok, cos, sin) -> None:
+    """``hone_rotary`` on (B, heads, T, D) tensors (None skips one)."""
+    x = q if q is not None else k
+    b, t, d = x.shape[0], x.shape[2], x.shape[3]
+    none = native.View(None, 0, 0, 0, 0)
+    vq, vk, voq, vok = (none if y is None else native.view(y) for y in (q, k, oq, ok))
+    code = lib.hone_rotary(backward, b, 0 if q is None else q.shape[1], 0 if k is None else k.shape[1], t, d,
+                           cos.shape[0], cos.data_ptr(), sin.data_ptr(), vq, vk, voq, vok)
+    if code:
+        raise RuntimeError(f"native rotary embedding refused head size {d}")
+
+
+# attention classes whose module's ``apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=1)`` is the standard rotation
+ROTARY_ATTENTION_TYPES = ("LlamaAttention", "MistralAttention", "Qwen2Attention", "Qwen3Attention")
+_MAX_ROPE_DIM = 256  # MAX_ROPE_D in native.c
+
+
+def _rotary_ok(q, k, cos, sin, unsqueeze_dim) -> bool:
+    if unsqueeze_dim != 1 or q.dim() != 4 or k.dim() != 4 or cos.dim() != 3 or sin.shape != cos.shape:
+        return False
+    b, _, t, d = q.shape
+    return (k.shape[0] == b and k.shape[2:] == (t, d) and cos.shape[1:] == (t, d) and cos.shape[0] in (1, b)
+            and d % 2 == 0 and d <= _MAX_ROPE_DIM and q.stride(-1) == 1 and k.stride(-1) == 1
+            and all(x.is_cpu for x in (q, k, cos, sin)) and q.dtype in (torch.float32, torch.bfloat16)
+            and k.dtype in (torch.float32, torch.bfloat16) and cos.dtype == sin.dtype == torch.float32
+            and cos.is_contiguous() and sin.is_contiguous() and not (cos.requires_grad or sin.requires_grad))
+
+
+def _native_rotary(original):
+    def apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=1):
+        lib = native.library()
+        if lib is None or not _rotary_ok(q, k, cos, sin, unsqueeze_dim):
+            return original(q, k, cos, sin, unsqueeze_dim)
+        return _Rotary.apply(q, k, cos, sin, lib)
+
+    apply_rotary_pos_emb.hone_original = original
+    return apply_rotary_pos_emb
+
+
+@contextmanager
+def _native_rotary_routed(model: nn.Module) -> Iterator[int]:
+    """Within the block, the ``apply_rotary_pos_emb`` of the modules defining the model's Llama-family attention
+    layers runs :class:`_Rotary` (process-wide, as transformers looks the function up in its module; it passes
+    anything else to the original); yields how many attention layers that covers."""
+    layers = [m for m in model.modules() if type(m).__name__ in ROTARY_ATTENTION_TYPES]
+    routed = []
+    for name in sorted({type(m).__module__ for m in layers}):
+        module = sys.modules.get(name)
+        current = getattr(module, "apply_rotary_pos_emb", None)
+        if current is None or hasattr(current, "hone_original"):  # (already routed: a nested block)
+            continue
+        module.apply_rotary_pos_emb = _native_rotary(current)
+        routed.append((module, current))
+    try:
+        yield sum(hasattr(getattr(sys.modules.get(type(m).__module__), "apply_rotary_pos_emb", None), "hone_original")
+                  for m in layers)
+    finally:
+        for module, original in routed:
+            module.apply_rotary_pos_emb = original
 
 
 def _fusable(layer: nn.Module) -> bool:
@@ -617,7 +800,8 @@ def cpu_kernels(model: nn.Module) -> Iterator[dict[str, int]]:
     lora_type = _lora_linear_type()
     hub = _hub_kernels_off(model)
     patched: list[nn.Module] = []
-    counts = {"dropout": 0, "lora": 0, "rms_norm": 0, "frozen_linear": 0, "bert_layer": 0}
+    counts = {"dropout": 0, "lora": 0, "rms_norm": 0, "frozen_linear": 0, "bert_layer": 0, "swiglu": 0}
+    lib = native.library()
     for module in model.modules():
         if fused_bert.fusable(module):
             module.forward = types.MethodType(fused_bert.fused_forward, module)
@@ -632,6 +816,9 @@ def cpu_kernels(model: nn.Module) -> Iterator[dict[str, int]]:
         elif lora_type is not None and type(module) is lora_type and _fusable(module):
             module.forward = types.MethodType(_lora_forward, module)
             counts["lora"] += 1
+        elif lib is not None and _swiglu_mlp(module):
+            module.forward = types.MethodType(_swiglu_mlp_forward, module)
+            counts["swiglu"] += 1
         elif frozen_casts.frozen(module):
             frozen_casts.arm(module)
             module.forward = types.MethodType(_frozen_linear_forward, module)
@@ -642,10 +829,13 @@ def cpu_kernels(model: nn.Module) -> Iterator[dict[str, int]]:
     uses_sdpa = any(getattr(getattr(m, "config", None), "_attn_implementation", None) == "sdpa"
                     for m in model.modules())
     try:
-        with _short_attention() if uses_sdpa else contextlib.nullcontext(False) as routed:
+        with (_short_attention() if uses_sdpa else contextlib.nullcontext(False)) as routed, \
+                (_native_rotary_routed(model) if lib is not None else contextlib.nullcontext(0)) as rotary:
             counts["short_attention"] = int(routed)
+            counts["rotary"] = rotary
             yield counts
     finally:
+        _CAST.last = None
         for module in patched:
             module.__dict__.pop("forward", None)
             frozen_casts.disarm(module)

@@ -19,6 +19,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__AVX512BF16__)
+#include <immintrin.h>
+#endif
 
 #if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "hone's native kernels assume a little-endian CPU"
@@ -246,6 +249,192 @@ double hone_sum_squares(int n, const float *const *ptrs, const int64_t *sizes) {
     free(part);
     free(starts);
     return total;
+}
+
+/* Elementwise kernels on contiguous arrays: vectors of VL floats loaded from bf16 or fp32 and stored rounded to
+ * either (f32_to_bf16's rounding, lane by lane). */
+typedef uint16_t vh __attribute__((vector_size(VL * 2), aligned(2)));
+typedef uint32_t vu __attribute__((vector_size(VL * 4), aligned(4)));
+
+INLINE vf vload(const void *p, int bf16, int64_t i) {
+    if (!bf16) return *(const vf *)((const float *)p + i);
+    vh h = *(const vh *)((const uint16_t *)p + i);
+    return (vf)(__builtin_convertvector(h, vu) << 16);
+}
+
+INLINE void vstore(void *p, int bf16, int64_t i, vf x) {
+    if (!bf16) {
+        *(vf *)((float *)p + i) = x;
+        return;
+    }
+#if defined(__AVX512BF16__) && VL == 16 /* one instruction, where the generic rounding below took 2x the kernel's time */
+    *(__m256bh *)((uint16_t *)p + i) = _mm512_cvtneps_pbh((__m512)x);
+#else
+    vu u = (vu)x, nan = (u & 0x7fffffffu) > 0x7f800000u;
+    vu r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+    r = (nan & ((u >> 16) | 0x40u)) | (~nan & r);
+    *(vh *)((uint16_t *)p + i) = __builtin_convertvector(r, vh);
+#endif
+}
+
+INLINE float sload(const void *p, int bf16, int64_t i) {
+    return bf16 ? bf16_to_f32(((const uint16_t *)p)[i]) : ((const float *)p)[i];
+}
+
+INLINE void sstore(void *p, int bf16, int64_t i, float x) {
+    if (bf16) ((uint16_t *)p)[i] = f32_to_bf16(x);
+    else ((float *)p)[i] = x;
+}
+
+/* sigmoid(x) = 1 / (1 + exp(-x)) on VL lanes, from exp(-|x|) (vexp_neg) so that it never overflows */
+INLINE vf vsigmoid(vf x) {
+    vf e = vexp_neg(vselect(x > 0.0f, -x, x));
+    vf r = 1.0f / (1.0f + e);
+    return vselect(x > 0.0f, r, e * r);
+}
+
+/* SwiGLU, the Llama family's MLP activation: out = silu(g) * u = g * sigmoid(g) * u over n elements, computed in
+ * fp32 and rounded once to the arrays' dtype (torch rounds silu(g) to bf16 before the product). */
+#define EW_CHUNK 4096 /* elements per OpenMP work item, a multiple of every VL */
+void hone_swiglu(int64_t n, const void *g, const void *u, void *out, int bf16) {
+    int64_t chunks = (n + EW_CHUNK - 1) / EW_CHUNK;
+#pragma omp parallel for schedule(static) if (chunks > 4)
+    for (int64_t c = 0; c < chunks; c++) {
+        int64_t i = c * EW_CHUNK, end = i + EW_CHUNK < n ? i + EW_CHUNK : n;
+        for (; i + VL <= end; i += VL) {
+            vf x = vload(g, bf16, i);
+            vstore(out, bf16, i, x * vsigmoid(x) * vload(u, bf16, i));
+        }
+        for (; i < end; i++) {
+            float x = sload(g, bf16, i);
+            sstore(out, bf16, i, x / (1.0f + __builtin_expf(-x)) * sload(u, bf16, i));
+        }
+    }
+}
+
+/* Its backward: with s = sigmoid(g), du = go * g * s and dg = go * u * s * (1 + g (1 - s)); go, g, u, dg, du all in
+ * the same dtype.  dg or du may be NULL (not needed). */
+void hone_swiglu_backward(int64_t n, const void *go, const void *g, const void *u, void *dg, void *du, int bf16) {
+    int64_t chunks = (n + EW_CHUNK - 1) / EW_CHUNK;
+#pragma omp parallel for schedule(static) if (chunks > 4)
+    for (int64_t c = 0; c < chunks; c++) {
+        int64_t i = c * EW_CHUNK, end = i + EW_CHUNK < n ? i + EW_CHUNK : n;
+        for (; i + VL <= end; i += VL) {
+            vf x = vload(g, bf16, i), s = vsigmoid(x), d = vload(go, bf16, i);
+            if (du) vstore(du, bf16, i, d * x * s);
+            if (dg) vstore(dg, bf16, i, d * vload(u, bf16, i) * s * (1.0f + x * (1.0f - s)));
+        }
+        for (; i < end; i++) {
+            float x = sload(g, bf16, i), s = 1.0f / (1.0f + __builtin_expf(-x)), d = sload(go, bf16, i);
+            if (du) sstore(du, bf16, i, d * x * s);
+            if (dg) sstore(dg, bf16, i, d * sload(u, bf16, i) * s * (1.0f + x * (1.0f - s)));
+        }
+    }
+}
+
+/* Dropout applied in a cast (peft LoRA's input): m = x * keep, where keep is hone_keep_mask's mask for ``seed`` (the
+ * keep scale is left to the caller), x in bf16 or fp32, m in out_bf16's dtype; with c non-NULL, also c = x in that
+ * dtype (the unmasked cast).  n is split in blocks of 64 elements, 16 generator outputs each. */
+#define MASK_BLOCK 64
+INLINE void keep_block(float *keep, uint64_t seed, int64_t e, int dropped) { /* e: a multiple of 4 */
+    uint64_t z[MASK_BLOCK / 4];
+    for (int j = 0; j < MASK_BLOCK / 4; j++) z[j] = draw(seed, (uint64_t)(e / 4 + j));
+    uint16_t uni[MASK_BLOCK];
+    memcpy(uni, z, sizeof(uni)); /* little-endian: element 4w + i at bits 16 i of output w, as hone_keep_mask */
+    for (int j = 0; j < MASK_BLOCK; j++) keep[j] = uni[j] >= dropped ? 1.0f : 0.0f;
+}
+
+void hone_mask_cast(int64_t n, const void *x, int x_bf16, void *c, void *m, int out_bf16, uint64_t seed,
+                    int dropped) {
+    int64_t chunks = (n + EW_CHUNK - 1) / EW_CHUNK;
+#pragma omp parallel for schedule(static) if (chunks > 4)
+    for (int64_t ch = 0; ch < chunks; ch++) {
+        int64_t e = ch * EW_CHUNK, end = e + EW_CHUNK < n ? e + EW_CHUNK : n;
+        float keep[MASK_BLOCK];
+        for (; e + MASK_BLOCK <= end; e += MASK_BLOCK) {
+            keep_block(keep, seed, e, dropped);
+            for (int v = 0; v < MASK_BLOCK; v += VL) {
+                vf xv = vload(x, x_bf16, e + v);
+                if (c) vstore(c, out_bf16, e + v, xv);
+                vstore(m, out_bf16, e + v, xv * *(const vf *)(keep + v));
+            }
+        }
+        for (; e < end; e++) {
+            float xv = sload(x, x_bf16, e);
+            int kept = (int)((draw(seed, (uint64_t)e >> 2) >> (16 * (e & 3))) & 0xffff) >= dropped;
+            if (c) sstore(c, out_bf16, e, xv);
+            sstore(m, out_bf16, e, kept ? xv : 0.0f * xv);
+        }
+    }
+}
+
+/* The matching backward: out = a + b * keep in fp32, a and b in bf16 or fp32, out in out_bf16's dtype (the input's
+ * gradient: the base layer's plus the adapter's through the dropout) */
+void hone_masked_add(int64_t n, const void *a, const void *b, int in_bf16, void *out, int out_bf16, uint64_t seed,
+                     int dropped) {
+    int64_t chunks = (n + EW_CHUNK - 1) / EW_CHUNK;
+#pragma omp parallel for schedule(static) if (chunks > 4)
+    for (int64_t ch = 0; ch < chunks; ch++) {
+        int64_t e = ch * EW_CHUNK, end = e + EW_CHUNK < n ? e + EW_CHUNK : n;
+        float keep[MASK_BLOCK];
+        for (; e + MASK_BLOCK <= end; e += MASK_BLOCK) {
+            keep_block(keep, seed, e, dropped);
+            for (int v = 0; v < MASK_BLOCK; v += VL)
+                vstore(out, out_bf16, e + v, vload(a, in_bf16, e + v) + vload(b, in_bf16, e + v) * *(const vf *)(keep + v));
+        }
+        for (; e < end; e++) {
+            int kept = (int)((draw(seed, (uint64_t)e >> 2) >> (16 * (e & 3))) & 0xffff) >= dropped;
+            sstore(out, out_bf16, e, sload(a, in_bf16, e) + (kept ? sload(b, in_bf16, e) : 0.0f));
+        }
+    }
+}
+
+/* Rotary position embeddings, as transformers' apply_rotary_pos_emb for the Llama family: out = x cos + rotate_half(x)
+ * sin with rotate_half(x) = (-x[D/2:], x[:D/2]), for the queries (B, H, T, D) and the keys (B, KV, T, D) of a batch
+ * at once; x in bf16 or fp32, the tables cos and sin fp32 (CB, T, D) contiguous with CB 1 or B, out fp32 (torch
+ * promotes x to the tables' dtype).  Each product is rounded before the sum (no contraction into an FMA), as torch
+ * computes: the same bits.  One work item per (batch row, token). */
+#define MAX_ROPE_D 256
+__attribute__((optimize("fp-contract=off")))
+static void rope_row(const view *x, const view *o, int64_t b, int64_t h, int64_t t, int D, const float *c,
+                     const float *s) {
+    float xr[MAX_ROPE_D];
+    load_row(xr, x, b, h, t, D, D, 1.0f);
+    float *out = (float *)o->p + b * o->sb + h * o->sh + t * o->st;
+    int half = D / 2;
+    for (int i = 0; i < half; i++) out[i] = xr[i] * c[i] + (-xr[i + half]) * s[i];
+    for (int i = half; i < D; i++) out[i] = xr[i] * c[i] + xr[i - half] * s[i];
+}
+
+/* The backward, for the gradient g of out (fp32): dx = g cos - rotate_half(g sin), that is dx[i] = g[i] c[i] +
+ * g[i + D/2] s[i + D/2] in the first half and g[i] c[i] - g[i - D/2] s[i - D/2] in the second, in fp32, rounded
+ * once to x's dtype (dx's view). */
+__attribute__((optimize("fp-contract=off")))
+static void rope_row_backward(const view *g, const view *dx, int64_t b, int64_t h, int64_t t, int D,
+                              const float *c, const float *s) {
+    float gr[MAX_ROPE_D], d[MAX_ROPE_D];
+    load_row(gr, g, b, h, t, D, D, 1.0f);
+    int half = D / 2;
+    for (int i = 0; i < half; i++) d[i] = gr[i] * c[i] + gr[i + half] * s[i + half];
+    for (int i = half; i < D; i++) d[i] = gr[i] * c[i] - gr[i - half] * s[i - half];
+    store_row((void *)dx->p, b * dx->sb + h * dx->sh + t * dx->st, dx->bf16, d, D);
+}
+
+/* queries and keys rotated (forward) or their gradients rotated back (backward): x / xk are the inputs (or the
+ * gradients), o / ok the outputs; a NULL pointer in a view skips that tensor */
+int hone_rotary(int backward, int B, int H, int KV, int T, int D, int CB, const float *cos, const float *sin,
+                view q, view k, view oq, view ok) {
+    if (D > MAX_ROPE_D || D % 2) return 1;
+#pragma omp parallel for schedule(static) if ((int64_t)B * T * (H + KV) * D > 32768)
+    for (int64_t bt = 0; bt < (int64_t)B * T; bt++) {
+        int64_t b = bt / T, t = bt % T;
+        const float *c = cos + ((CB == 1 ? 0 : b) * T + t) * D, *s = sin + ((CB == 1 ? 0 : b) * T + t) * D;
+        for (int h = 0; h < H && q.p; h++)
+            backward ? rope_row_backward(&q, &oq, b, h, t, D, c, s) : rope_row(&q, &oq, b, h, t, D, c, s);
+        for (int h = 0; h < KV && k.p; h++)
+            backward ? rope_row_backward(&k, &ok, b, h, t, D, c, s) : rope_row(&k, &ok, b, h, t, D, c, s);
+    }
+    return 0;
 }
 
 static inline int allowed(const uint8_t *mask, const int64_t *ms, int64_t b, int64_t h, int i, int j, int causal) {

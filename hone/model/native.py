@@ -168,6 +168,17 @@ def _load() -> ctypes.CDLL | None:
     lib.hone_keep_mask.restype = None
     lib.hone_sum_squares.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
     lib.hone_sum_squares.restype = ctypes.c_double
+    lib.hone_swiglu.argtypes = [ctypes.c_int64, *[ctypes.c_void_p] * 3, ctypes.c_int]
+    lib.hone_swiglu_backward.argtypes = [ctypes.c_int64, *[ctypes.c_void_p] * 5, ctypes.c_int]
+    lib.hone_swiglu.restype = lib.hone_swiglu_backward.restype = None
+    mask = [ctypes.c_uint64, ctypes.c_int]  # seed, dropped
+    lib.hone_mask_cast.argtypes = [ctypes.c_int64, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p,
+                                   ctypes.c_int, *mask]
+    lib.hone_masked_add.argtypes = [ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p,
+                                    ctypes.c_int, *mask]
+    lib.hone_mask_cast.restype = lib.hone_masked_add.restype = None
+    lib.hone_rotary.argtypes = [*[ctypes.c_int] * 7, ctypes.c_void_p, ctypes.c_void_p, View, View, View, View]
+    lib.hone_rotary.restype = ctypes.c_int
     lib.hone_vector_width.restype = ctypes.c_int
     lib.vector_width = lib.hone_vector_width()
     attention = "on" if lib.vector_width >= ATTENTION_MIN_LANES else "off: the batched products are faster here"
