@@ -1,5 +1,7 @@
 /* hone's native CPU kernels: dropout masks (hone_keep_mask), the gradients' sum of squares for clipping
- * (hone_sum_squares), and short-row attention for training (hone_attend, hone_attend_backward).
+ * (hone_sum_squares), short-row attention for training (hone_attend, hone_attend_backward), and, for Llama-family
+ * decoders, rotary embeddings (hone_rotary), SwiGLU (hone_swiglu, hone_swiglu_backward) and LoRA's input dropout
+ * applied in its cast (hone_mask_cast, hone_masked_add).
  *
  * Attention: softmax(q k^T * scale + mask) v with dropout on the probabilities, and its
  * backward, for rows of at most 64 keys and heads of at most 128 dimensions.  One OpenMP task per (batch row,

@@ -1,8 +1,9 @@
 """Native CPU kernels, compiled on first use with the system's C compiler: dropout masks, the gradients' sum of
-squares for clipping, and short-row attention.
+squares for clipping, short-row attention, and the Llama family's rotary embeddings, SwiGLU and LoRA input dropout.
 
 hone ships their C source, ``native.c`` beside this module (its callers: :func:`hone.model.cpu_kernels.keep_mask`,
-:func:`hone.model.cpu_kernels.attend` and :func:`hone.train.optim.clip_grad_norm`), and builds it the first time a
+:func:`hone.model.cpu_kernels.attend`, the rotary, SwiGLU and LoRA nodes in :mod:`hone.model.cpu_kernels`, and
+:func:`hone.train.optim.clip_grad_norm`), and builds it the first time a
 run needs it, with ``gcc -O3 -march=native -fopenmp``, into ``$HONE_HOME/cache/kernels/<key>/``.  The key hashes the
 source, the compiler's version, this CPU's model and flags and the OpenMP runtime's file, so a home directory shared
 by different machines never loads a library built for another CPU.  The build writes to a temporary name and renames
