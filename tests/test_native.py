@@ -346,3 +346,59 @@ def test_native_mask_cast_and_masked_add_draw_the_keep_mask(dtypes):
     lib.hone_masked_add(n, a.data_ptr(), b.data_ptr(), int(src == torch.bfloat16), masked.data_ptr(),
                         int(out == torch.bfloat16), seed, dropped)
     assert torch.equal(masked, (a.float() + b.float() * keep).to(out))
+
+
+def test_native_adamw_steps_like_torchs_fused_adamw(monkeypatch):
+    """hone's AdamW on the native kernel gives torch's fused AdamW's weights and moments (to the last bit but in the
+    last elements of a tensor, where torch's scalar tail rounds differently), with decay and without, with a
+    deferred clipping scale, leaves the gradients unscaled, keeps torch's state format (a resumed torch optimizer
+    continues it), and leaves to torch what it does not take (a bf16 parameter)."""
+    from hone.train.optim import AdamW
+
+    _lib_or_skip()
+    gen = torch.Generator().manual_seed(5)
+    shapes = [(1536, 48), (37, 50), (7,), (65536 + 5,)]
+    init = [torch.randn(s, generator=gen) for s in shapes]
+
+    def params():
+        ps = [torch.nn.Parameter(x.clone()) for x in init] + [torch.nn.Parameter(torch.ones(9, dtype=torch.bfloat16))]
+        return [{"params": ps[:2], "weight_decay": 0.1, "lr": 3e-3}, {"params": ps[2:], "weight_decay": 0.0,
+                                                                       "lr": 1e-3}]
+
+    ours, ref = params(), params()
+    opt = AdamW(ours, betas=(0.9, 0.999), eps=1e-8, fused=True)
+    with monkeypatch.context() as m:
+        m.setitem(native._STATE, "lib", None)
+        opt_ref = AdamW(ref, betas=(0.9, 0.999), eps=1e-8, fused=True)
+    calls = []
+    real_step = AdamW._native_step
+    monkeypatch.setattr(AdamW, "_native_step", lambda self, lib, scale: calls.append(lib) or real_step(self, lib, scale))
+    flat = [p for g in ours for p in g["params"]]
+    flat_ref = [p for g in ref for p in g["params"]]
+    for step in range(4):
+        for p, q in zip(flat, flat_ref):
+            p.grad = torch.randn(p.shape, generator=gen).to(p.dtype) * 10 ** step
+            q.grad = p.grad.clone()
+        if step % 2:
+            coef = torch.tensor(0.3)
+            assert opt.scale_next_step(coef) and opt_ref.scale_next_step(coef)
+        kept = [p.grad.clone() for p in flat]
+        versions = [p._version for p in flat]
+        opt.step()
+        with monkeypatch.context() as m:
+            m.setitem(native._STATE, "lib", None)
+            opt_ref.step()
+        assert all(torch.equal(p.grad, k) for p, k in zip(flat[:4], kept))  # never scaled in place (torch does)
+        assert all(p._version > v for p, v in zip(flat[:4], versions))  # written in place: autograd is told
+        for p, q in zip(flat, flat_ref):
+            torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-9)
+            for key in ("exp_avg", "exp_avg_sq"):
+                torch.testing.assert_close(opt.state[p][key], opt_ref.state[q][key], rtol=1e-6, atol=1e-12)
+            assert opt.state[p]["step"].dtype == opt_ref.state[q]["step"].dtype and float(opt.state[p]["step"]) == step + 1
+        # the large tensor's vector part is bit-identical
+        assert torch.equal(flat[0], flat_ref[0]) and torch.equal(opt.state[flat[0]]["exp_avg"], opt_ref.state[flat_ref[0]]["exp_avg"])
+    assert len(calls) == 4 and all(c is native.library() for c in calls)
+    # torch's path continues the native one's state (a checkpoint resumed on a machine without a compiler)
+    resumed = AdamW(params(), betas=(0.9, 0.999), eps=1e-8, fused=True)
+    resumed.load_state_dict(opt.state_dict())
+    assert all(float(s["step"]) == 4 for s in resumed.state.values())

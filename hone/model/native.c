@@ -21,7 +21,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#if defined(__AVX512BF16__)
+#if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #endif
 
@@ -436,6 +436,128 @@ int hone_rotary(int backward, int B, int H, int KV, int T, int D, int CB, const 
         for (int h = 0; h < KV && k.p; h++)
             backward ? rope_row_backward(&k, &ok, b, h, t, D, c, s) : rope_row(&k, &ok, b, h, t, D, c, s);
     }
+    return 0;
+}
+
+/* AdamW over n fp32 tensors with one step count, with the arithmetic of torch's fused CPU AdamW as its compiled vector
+ * code rounds it (the first moment's lerp and the second moment's last product as fused multiply-adds, everything
+ * else rounded operation by operation: the same bits, except in the last few elements of a tensor, where torch's
+ * scalar tail rounds the second moment without the FMA): the gradient divided by grad_scale when it is not 0
+ * (gradient clipping; the gradient itself is not written), decoupled weight decay, bias corrections given by the
+ * caller.  All tensors' elements are split in chunks of 64k over the threads in one parallel loop, where torch runs
+ * one per tensor. */
+#define ADAM_CHUNK 65536
+#if defined(__x86_64__) || defined(__i386__)
+#define KEEP(x) __asm__("" : "+v"(x)) /* x rounded on its own: no contraction into an FMA across this point */
+#elif defined(__aarch64__)
+#define KEEP(x) __asm__("" : "+w"(x))
+#else
+#define KEEP(x) __asm__("" : "+m"(x))
+#endif
+
+INLINE vf vsqrt(vf x) {
+#if defined(__AVX512F__) && VL == 16
+    return (vf)_mm512_sqrt_ps((__m512)x);
+#elif defined(__AVX__) && VL == 8
+    return (vf)_mm256_sqrt_ps((__m256)x);
+#elif defined(__SSE__) && VL == 4
+    return (vf)_mm_sqrt_ps((__m128)x);
+#else
+    for (int l = 0; l < VL; l++) x[l] = __builtin_sqrtf(x[l]);
+    return x;
+#endif
+}
+
+INLINE vf vfma(vf a, vf b, vf c) { /* a b + c rounded once */
+#if defined(__AVX512F__) && VL == 16
+    return (vf)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)c);
+#elif defined(__FMA__) && VL == 8
+    return (vf)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)c);
+#elif defined(__FMA__) && VL == 4
+    return (vf)_mm_fmadd_ps((__m128)a, (__m128)b, (__m128)c);
+#else
+    for (int l = 0; l < VL; l++) a[l] = __builtin_fmaf(a[l], b[l], c[l]);
+    return a;
+#endif
+}
+
+/* one vector of AdamW: the weights, moments and gradient (divided by scale if not 0) in place */
+INLINE void adamw_vec(float *p, const float *g, float *m, float *v, float scale, float decay, float coeff,
+                      float beta2, float coeff2, float bc2_sqrt, float eps, float neg_step, int tail) {
+    vf gv = *(const vf *)g, mv = *(const vf *)m, vv = *(const vf *)v;
+    if (scale != 0.0f) gv = gv / scale;
+    mv = vfma(vsplat(coeff), gv - mv, mv); /* exp_avg.lerp_(grad, 1 - beta1), as torch computes it */
+    vf t = vv * beta2, u = gv * coeff2;
+    KEEP(t);
+    KEEP(u);
+    if (tail) { /* exp_avg_sq * beta2 + (1 - beta2) g g: torch's scalar tail rounds each step, its vector code */
+        u = u * gv; /* contracts the last product into an FMA */
+        KEEP(u);
+        vv = t + u;
+    } else {
+        vv = vfma(u, gv, t);
+    }
+    vf denom = vsqrt(vv) / bc2_sqrt;
+    KEEP(denom);
+    denom = denom + eps;
+    vf step = mv * neg_step;
+    KEEP(step);
+    step = step / denom;
+    KEEP(step);
+    *(vf *)m = mv;
+    *(vf *)v = vv;
+    vf pv = *(const vf *)p * decay;
+    KEEP(pv);
+    *(vf *)p = pv + step;
+}
+
+static void adamw_span(float *p, const float *g, float *m, float *v, int64_t len, float scale, float decay,
+                       float coeff, float beta2, float coeff2, float bc2_sqrt, float eps, float neg_step) {
+    int64_t i = 0;
+    for (; i + VL <= len; i += VL)
+        adamw_vec(p + i, g + i, m + i, v + i, scale, decay, coeff, beta2, coeff2, bc2_sqrt, eps, neg_step, 0);
+    if (i < len) { /* the tail through the same vector code, padded with zeros */
+        float tp[VL] = {0}, tg[VL] = {0}, tm[VL] = {0}, tv[VL] = {0};
+        int64_t r = len - i;
+        memcpy(tp, p + i, sizeof(float) * (size_t)r);
+        memcpy(tg, g + i, sizeof(float) * (size_t)r);
+        memcpy(tm, m + i, sizeof(float) * (size_t)r);
+        memcpy(tv, v + i, sizeof(float) * (size_t)r);
+        adamw_vec(tp, tg, tm, tv, scale, decay, coeff, beta2, coeff2, bc2_sqrt, eps, neg_step, 1);
+        memcpy(p + i, tp, sizeof(float) * (size_t)r);
+        memcpy(m + i, tm, sizeof(float) * (size_t)r);
+        memcpy(v + i, tv, sizeof(float) * (size_t)r);
+    }
+}
+
+int hone_adamw(int n, float *const *params, const float *const *grads, float *const *exp_avgs,
+               float *const *exp_avg_sqs, const int64_t *sizes, double lr, double beta1,
+               double beta2, double weight_decay, double eps, double bias_correction1, double bias_correction2_sqrt,
+               float grad_scale) {
+    int64_t *starts = malloc(sizeof(int64_t) * (size_t)(n + 1));
+    if (!starts) return 1;
+    starts[0] = 0;
+    for (int i = 0; i < n; i++) starts[i + 1] = starts[i] + (sizes[i] + ADAM_CHUNK - 1) / ADAM_CHUNK;
+    int64_t chunks = starts[n];
+    /* the constants as torch's kernel rounds them to float */
+    float decay = weight_decay != 0.0 ? (float)(1 - lr * weight_decay) : 1.0f, coeff = (float)(1 - beta1);
+    float b2 = (float)beta2, coeff2 = (float)(1 - beta2), bc2s = (float)bias_correction2_sqrt, ep = (float)eps;
+    float neg_step = (float)(-(lr / bias_correction1));
+#pragma omp parallel for schedule(static) if (chunks > 1)
+    for (int64_t c = 0; c < chunks; c++) {
+        int lo = 0, hi = n - 1; /* the tensor holding chunk c */
+        while (lo < hi) {
+            int mid = (lo + hi + 1) / 2;
+            if (starts[mid] <= c) lo = mid;
+            else hi = mid - 1;
+        }
+        int64_t first = (c - starts[lo]) * ADAM_CHUNK, len = sizes[lo] - first;
+        len = len < ADAM_CHUNK ? len : ADAM_CHUNK;
+        float *p = params[lo] + first;
+        adamw_span(p, grads[lo] + first, exp_avgs[lo] + first, exp_avg_sqs[lo] + first, len, grad_scale, decay,
+                   coeff, b2, coeff2, bc2s, ep, neg_step);
+    }
+    free(starts);
     return 0;
 }
 

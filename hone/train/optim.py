@@ -9,6 +9,7 @@ the tokens in the batch are read and written, instead of the whole vocabulary x 
 
 from __future__ import annotations
 
+import ctypes
 import math
 
 import torch
@@ -74,17 +75,66 @@ class AdamW(torch.optim.AdamW):
         for _, p in sparse:
             p.grad = None
         scale = self.__dict__.pop("_deferred_scale", None)
+        lib = native.library() if closure is None and self.defaults.get("fused") else None
+        done = self._native_step(lib, scale) if lib is not None else []
+        hidden = [(p, p.grad) for p in done]
+        for p in done:
+            p.grad = None
         if scale is not None:
             self.grad_scale = scale  # read by torch's fused AdamW for this step only
         try:
-            loss = super().step(closure)
+            loss = super().step(closure) if len(done) < sum(len(g["params"]) for g in self.param_groups) else None
         finally:
             self.__dict__.pop("grad_scale", None)
             for (_, p), grad in zip(sparse, grads):
                 p.grad = grad
+            for p, grad in hidden:
+                p.grad = grad
         for group, p in sparse:
             self._lazy_update(group, p)
         return loss
+
+    def _native_step(self, lib, scale: torch.Tensor | None) -> list[torch.Tensor]:
+        """The step for the dense fp32 CPU parameters by hone's native AdamW (``hone_adamw``: the arithmetic of
+        torch's fused kernel, in one parallel pass over all of them instead of one per tensor, the gradients left
+        unscaled; 1.02x per SmolLM2-135M full SFT step); returns the parameters it stepped.  The state is torch's (``step``, ``exp_avg``, ``exp_avg_sq``), so checkpoints and
+        the torch path take over unchanged."""
+        done = []
+        inv = 0.0 if scale is None else float(scale)
+        for group in self.param_groups:
+            if (group["amsgrad"] or group["maximize"] or group.get("capturable") or group.get("differentiable")
+                    or torch.is_tensor(group["lr"])):
+                continue
+            by_step: dict[float, list[torch.Tensor]] = {}
+            for p in group["params"]:
+                g = p.grad
+                if (g is None or g.is_sparse or not p.is_cpu or p.dtype != torch.float32 or g.dtype != torch.float32
+                        or not (p.is_contiguous() and g.is_contiguous()) or g.shape != p.shape):
+                    continue
+                st = self.state[p]
+                if not st:  # as torch's fused AdamW initialises it
+                    st["step"] = torch.tensor(0.0, dtype=torch.float32)
+                    st["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    st["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                st["step"] += 1
+                by_step.setdefault(float(st["step"]), []).append(p)
+            (b1, b2), lr = group["betas"], float(group["lr"])
+            for step, params in by_step.items():
+                n = len(params)
+                state = [self.state[p] for p in params]
+
+                def ptrs(ts):
+                    return (ctypes.c_void_p * n)(*(None if t is None else t.data_ptr() for t in ts))
+
+                if lib.hone_adamw(n, ptrs(params), ptrs([p.grad for p in params]), ptrs([s["exp_avg"] for s in state]),
+                                  ptrs([s["exp_avg_sq"] for s in state]),
+                                  (ctypes.c_int64 * n)(*(p.numel() for p in params)), lr, b1, b2,
+                                  group["weight_decay"], group["eps"], 1 - b1 ** step, math.sqrt(1 - b2 ** step), inv):
+                    raise MemoryError("hone_adamw could not allocate its chunk table")
+                for p in params:
+                    torch.autograd.graph.increment_version(p)  # written in place behind torch's back
+                done += params
+        return done
 
     def _lazy_update(self, group: dict, p: torch.Tensor) -> None:
         grad = p.grad.coalesce()
