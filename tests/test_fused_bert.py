@@ -71,19 +71,22 @@ def _err(got: torch.Tensor, want: torch.Tensor) -> float:
 @pytest.mark.parametrize("kind", ["bert", "roberta"])
 @pytest.mark.parametrize("dropout", [0.0, 0.2])
 @pytest.mark.parametrize("first", [False, True])
-def test_fused_layer_equals_the_stock_layer_in_fp32(kind, dropout, first):
+def test_fused_layer_equals_the_stock_layer_in_fp32(kind, dropout, first, native_path):
     """In fp32 the fused layer gives the stock layers' logits and gradients to float rounding, with padding, with
-    dropout (the same masks, drawn in the same order) and with the last layer on its first position."""
+    dropout (the same masks, drawn in the same order) and with the last layer on its first position; its add & norm
+    steps by the native kernel (one pass each way, the mask drawn again in the backward) or by torch's ops."""
     model = _classifier(kind, dropout)
     model.train(dropout > 0)
     batch = _batch()
     ref_logits, ref = _run(model, batch, fused=False, first=first)
-    modes = []  # the ``first`` flag of every fused node
-    apply = fused_bert._BertLayer.apply
+    modes, norms = [], []  # the ``first`` flag of every fused node; whether each add & norm ran natively
+    apply, add_norm = fused_bert._BertLayer.apply, fused_bert._add_norm
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(fused_bert._BertLayer, "apply", lambda *a: modes.append(a[-1]) or apply(*a))
+        mp.setattr(fused_bert, "_add_norm", lambda *a: norms.append(out := add_norm(*a)) or out)
         logits, got = _run(model, batch, fused=True, first=first)
     assert modes == [False, False, first]  # the last layer on its first position too
+    assert [isinstance(n[-1], tuple) for n in norms] == [native_path == "native"] * 6
     assert torch.allclose(logits, ref_logits, atol=1e-5, rtol=1e-5)
     assert got.keys() == ref.keys()
     for name in ref:
@@ -95,7 +98,7 @@ def test_fused_layer_equals_the_stock_layer_in_fp32(kind, dropout, first):
         assert not torch.allclose(other, logits, atol=1e-3)
 
 
-def test_fused_layer_under_bf16_autocast_is_as_accurate_as_the_stock_path():
+def test_fused_layer_under_bf16_autocast_is_as_accurate_as_the_stock_path(native_path):
     """Under CPU autocast the fused layer's products run in bf16 as autocast's do: logits and gradients are as
     close to the fp32 ones as the stock layers' under autocast are."""
     model = _classifier("bert", 0.0)

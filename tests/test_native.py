@@ -402,3 +402,46 @@ def test_native_adamw_steps_like_torchs_fused_adamw(monkeypatch):
     resumed = AdamW(params(), betas=(0.9, 0.999), eps=1e-8, fused=True)
     resumed.load_state_dict(opt.state_dict())
     assert all(float(s["step"]) == 4 for s in resumed.state.values())
+
+
+@pytest.mark.parametrize("p", [0.0, 0.2])
+def test_native_add_and_norm_against_float64(p):
+    """The BERT layer's add & norm (residual + dropout, LayerNorm, and the bf16 copy of the output) and its backward
+    against float64 with the mask ``hone_keep_mask`` draws for the seed; a strided residual (the first-token layer's);
+    the norm's parameter gradients the same bits on 1 or 2 threads."""
+    from hone.model import fused_bert
+
+    _lib_or_skip()
+    gen = torch.Generator().manual_seed(6)
+    rows, hidden = 70, 384
+    norm = torch.nn.LayerNorm(hidden)
+    with torch.no_grad():
+        norm.weight.normal_(1.0, 0.2, generator=gen)
+        norm.bias.normal_(0.0, 0.2, generator=gen)
+    residual = torch.randn(rows, 3, hidden, generator=gen)[:, 1]  # rows 3 * hidden apart
+    x = torch.randn(rows, hidden, generator=gen).bfloat16()
+    torch.manual_seed(11)
+    y, yc, saved, drop = fused_bert._add_norm(residual, x, p, norm, torch.bfloat16)
+    assert isinstance(drop, tuple)
+    torch.manual_seed(11)
+    seed, dropped, scale = ck._dropout_draw(p) if p else (0, 0, 1.0)
+    keep = native.reference_keep_mask(seed, dropped, (rows, hidden)).double() * scale if p else 1.0
+    r64 = (residual.double() + x.double() * keep).requires_grad_()
+    y64 = torch.nn.functional.layer_norm(r64, (hidden,), norm.weight.double(), norm.bias.double(), norm.eps)
+    assert (y.double() - y64).abs().max().item() < 2e-5 and torch.equal(yc, y.bfloat16())
+    gy = torch.randn(rows, hidden, generator=gen)
+    gr, gx, gg, gb = fused_bert._norm_backward(gy, saved, (norm.weight, norm.bias), (True, True), drop, torch.bfloat16)
+    w64, b64 = norm.weight.double().requires_grad_(), norm.bias.double().requires_grad_()
+    r_ref = r64.detach().requires_grad_()
+    want = torch.autograd.grad(torch.nn.functional.layer_norm(r_ref, (hidden,), w64, b64, norm.eps), (r_ref, w64, b64),
+                               gy.double())
+    assert (gr.double() - want[0]).abs().max().item() < 2e-5
+    assert ((gx.double() - (want[0] * keep)).abs() <= (want[0] * keep).abs() * 2 ** -8 + 1e-5).all()  # bf16
+    assert (gg.double() - want[1]).abs().max().item() < 1e-3 and (gb.double() - want[2]).abs().max().item() < 1e-3
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = fused_bert._norm_backward(gy, saved, (norm.weight, norm.bias), (True, True), drop, torch.bfloat16)
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(a, b) for a, b in zip(one, (gr, gx, gg, gb)))

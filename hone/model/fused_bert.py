@@ -10,7 +10,10 @@ a hand-written backward:
 * attention by :func:`hone.model.cpu_kernels.attend` (the short-row attention the CPU kernels use anyway), its
   gradients written straight into the fused projection's gradient;
 * each "dropout, residual add" as one ``addcmul`` in fp32 (autocast adds the bf16 branch to the fp32 residual
-  stream: the same sum, rounded once instead of twice) followed by ``native_layer_norm``;
+  stream: the same sum, rounded once instead of twice) followed by ``native_layer_norm``; with hone's native
+  kernels the add, the norm and the bf16 copy of its output in one pass per row (``hone_add_layer_norm``: the mask
+  drawn from its seed, the same mask, and drawn again in the backward instead of saved), and the norm's backward
+  with the dropout branch's gradient in one more (1.025-1.027x per MiniLM step, ``bench/RESULTS.md`` session 19);
 * the weights' and biases' gradients from bf16 products and sums cast to the parameters' fp32, as autocast's
   ``ToCopyBackward`` gives them.
 
@@ -42,7 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hone.model import cpu_kernels as ck
-from hone.model import frozen_casts
+from hone.model import frozen_casts, native
 
 # transformers' copies of BertLayer (same modules, same forward)
 LAYER_TYPES = ("BertLayer", "RobertaLayer", "XLMRobertaLayer", "CamembertLayer", "ElectraLayer")
@@ -97,6 +100,63 @@ def _dropout_grad(grad: torch.Tensor, mask: torch.Tensor | None, scale: float, d
     return out.copy_(grad) if mask is None else ck._masked_scaled(grad, mask, scale, out=out)
 
 
+def _add_norm(residual: torch.Tensor, x: torch.Tensor, p: float, norm: nn.LayerNorm, cast: torch.dtype | None):
+    """``LayerNorm(residual + dropout(x))``, and its input cast to ``cast`` if given (the next product's), with what the
+    backward needs: ``(y, y_cast, (r, mean, rstd, mask), drop)``.  With the native kernels one pass per row
+    (``hone_add_layer_norm``: the mask drawn from its seed, the same mask :func:`ck.keep_mask` would draw, and drawn
+    again in the backward), ``drop`` then ``(seed, dropped, keep scale, library)``; else torch's ops, ``drop`` the
+    keep scale."""
+    lib = native.library()
+    rows, hidden = x.shape
+    g, b = norm.weight, norm.bias
+    if (lib is None or hidden % 16 or hidden > _MAX_NORM or x.dtype not in (torch.float32, torch.bfloat16)
+            or not x.is_contiguous() or residual.dtype != torch.float32 or residual.stride(-1) != 1
+            or residual.shape != x.shape or not (g.is_contiguous() and b.is_contiguous())):
+        r, mask, scale = _dropout_add(residual, x, p)
+        y, mean, rstd = torch.native_layer_norm(r, (hidden,), g, b, norm.eps)
+        return y, None if cast is None else y.to(cast), (r, mean, rstd, mask), scale
+    seed, dropped, keep_scale = ck._dropout_draw(p) if p else (0, 0, 1.0)
+    r, y, mean, rstd = (torch.empty(rows, hidden), torch.empty(rows, hidden), torch.empty(rows), torch.empty(rows))
+    yc = torch.empty(rows, hidden, dtype=cast) if cast == torch.bfloat16 else None  # (it writes bf16 copies only)
+    code = lib.hone_add_layer_norm(rows, hidden, residual.data_ptr(), residual.stride(0), x.data_ptr(),
+                                   int(x.dtype == torch.bfloat16), seed, dropped, keep_scale, g.data_ptr(),
+                                   b.data_ptr(), norm.eps, r.data_ptr(), y.data_ptr(),
+                                   None if yc is None else yc.data_ptr(), mean.data_ptr(), rstd.data_ptr())
+    if code:
+        raise RuntimeError(f"native add & norm refused width {hidden}")
+    if cast is not None and yc is None:
+        yc = y.to(cast)
+    return y, yc, (r, mean, rstd, None), (seed, dropped, keep_scale, lib)
+
+
+_MAX_NORM = 4096  # MAX_NORM_H in native.c
+
+
+def _norm_backward(gy: torch.Tensor, saved: tuple, norm_params: tuple, need_params: tuple[bool, bool], drop,
+                   dtype: torch.dtype):
+    """The gradients of :func:`_add_norm` for the output gradient ``gy`` (fp32): the residual's (fp32), the dropout
+    branch's in ``dtype``, the norm's weight's and bias's (None where not needed)."""
+    r, mean, rstd, mask = saved
+    g, b = norm_params
+    hidden = r.shape[-1]
+    if not isinstance(drop, tuple):
+        gr, gg, gb = torch.ops.aten.native_layer_norm_backward(gy, r, (hidden,), mean, rstd, g, b,
+                                                               (True, *need_params))
+        return gr, _dropout_grad(gr, mask, drop, dtype), gg, gb
+    seed, dropped, keep_scale, lib = drop
+    gy = gy.contiguous()
+    gr, gx = torch.empty(r.shape), torch.empty(r.shape, dtype=dtype)
+    gg, gb = (torch.empty(hidden), torch.empty(hidden)) if any(need_params) else (None, None)
+    code = lib.hone_layer_norm_backward(r.shape[0], hidden, gy.data_ptr(), r.data_ptr(), mean.data_ptr(),
+                                        rstd.data_ptr(), g.data_ptr(), seed, dropped, keep_scale, gr.data_ptr(),
+                                        gx.data_ptr(), int(dtype == torch.bfloat16),
+                                        None if gg is None else gg.data_ptr(), None if gb is None else gb.data_ptr())
+    if code:
+        raise MemoryError("native add & norm backward could not allocate its partial sums") if code == 2 else \
+            RuntimeError(f"native add & norm backward refused width {hidden}")
+    return gr, gx, gg if need_params[0] else None, gb if need_params[1] else None
+
+
 def _weight_grads(grad: torch.Tensor, x: torch.Tensor, need_w: bool, need_b: bool):
     """``grad^T x`` and ``grad`` summed over rows (a linear layer's weight and bias gradients) in fp32: the
     products and sums in the compute dtype, then cast, as autocast's ``ToCopyBackward`` gives them."""
@@ -136,18 +196,17 @@ class _BertLayer(torch.autograd.Function):
             att, att_saved, att_meta = ck.attend(q, k, v, mask, False, sa.dropout.p if train else 0.0, sa.scaling, ct)
             att = att.view(-1, hidden)
             wo_c, bo_c = _weights(so.dense, amp, ct)
-            r1, m1, s1 = _dropout_add(residual, torch.addmm(bo_c, att, wo_c.t()), so.dropout.p if train else 0.0)
-            h1, mean1, rstd1 = torch.native_layer_norm(r1, (hidden,), g1, b1, so.LayerNorm.eps)
-            h1c = h1.to(ct)
+            h1, h1c, (r1, mean1, rstd1, m1), d1 = _add_norm(residual, torch.addmm(bo_c, att, wo_c.t()),
+                                                            so.dropout.p if train else 0.0, so.LayerNorm, ct)
             wi_c, bi_c = _weights(it.dense, amp, ct)
             pre = torch.addmm(bi_c, h1c, wi_c.t())
             act = F.gelu(pre)
             wf_c, bf_c = _weights(out.dense, amp, ct)
-            r2, m2, s2 = _dropout_add(h1, torch.addmm(bf_c, act, wf_c.t()), out.dropout.p if train else 0.0)
-            y, mean2, rstd2 = torch.native_layer_norm(r2, (hidden,), g2, b2, out.LayerNorm.eps)
+            y, _, (r2, mean2, rstd2, m2), d2 = _add_norm(h1, torch.addmm(bf_c, act, wf_c.t()),
+                                                         out.dropout.p if train else 0.0, out.LayerNorm, None)
         ctx.save_for_backward(xc, w_in, wq_c, att, wo_c, m1, r1, mean1, rstd1, g1, b1, h1c, wi_c, pre, act, wf_c, m2,
                               r2, mean2, rstd2, g2, b2, *att_saved)
-        ctx.att_meta, ctx.scales, ctx.heads, ctx.ct, ctx.first = att_meta, (s1, s2), heads, ct, first
+        ctx.att_meta, ctx.drops, ctx.heads, ctx.ct, ctx.first = att_meta, (d1, d2), heads, ct, first
         return y.view(batch, 1 if first else t, hidden)
 
     @staticmethod
@@ -155,24 +214,21 @@ class _BertLayer(torch.autograd.Function):
         (xc, w_in, wq_c, att, wo_c, m1, r1, mean1, rstd1, g1, b1, h1c, wi_c, pre, act, wf_c, m2,
          r2, mean2, rstd2, g2, b2, *att_saved) = ctx.saved_tensors
         batch, rows, hidden = grad.shape
-        t, heads, ct, (s1, s2), first = xc.shape[0] // batch, ctx.heads, ctx.ct, ctx.scales, ctx.first
+        t, heads, ct, (d1, d2), first = xc.shape[0] // batch, ctx.heads, ctx.ct, ctx.drops, ctx.first
         d = hidden // heads
         need = ctx.needs_input_grad
-        ln_backward = torch.ops.aten.native_layer_norm_backward
         with torch.autocast("cpu", enabled=False):
             g = grad.reshape(-1, hidden).float()
-            gr2, gg2, gb2 = ln_backward(g, r2, (hidden,), mean2, rstd2, g2, b2, (True, need[16], need[17]))
+            gr2, gf, gg2, gb2 = _norm_backward(g, (r2, mean2, rstd2, m2), (g2, b2), (need[16], need[17]), d2, ct)
             # each gradient is dropped after its last use (``del``): the node's peak memory is one step of the chain
-            gf = _dropout_grad(gr2, m2, s2, ct)
             gwf, gbf = _weight_grads(gf, act, need[14], need[15])
             gpre = torch.ops.aten.gelu_backward(torch.mm(gf, wf_c), pre)
             del gf
             gwi, gbi = _weight_grads(gpre, h1c, need[12], need[13])
             gh1 = gr2.add_(torch.mm(gpre, wi_c))  # the residual's gradient plus the feed-forward input's
             del gpre, gr2
-            gr1, gg1, gb1 = ln_backward(gh1, r1, (hidden,), mean1, rstd1, g1, b1, (True, need[10], need[11]))
+            gr1, go, gg1, gb1 = _norm_backward(gh1, (r1, mean1, rstd1, m1), (g1, b1), (need[10], need[11]), d1, ct)
             del gh1
-            go = _dropout_grad(gr1, m1, s1, ct)
             gwo, gbo = _weight_grads(go, att, need[8], need[9])
             g_att = torch.mm(go, wo_c).view(batch, rows, heads, d)
             del go

@@ -391,6 +391,112 @@ void hone_masked_add(int64_t n, const void *a, const void *b, int in_bf16, void 
     }
 }
 
+#define MAX_NORM_H 4096
+/* keep[j] = keep_scale or 0 for elements e0 .. e0 + n - 1 of a mask drawn with ``seed`` (e0 and n multiples of 4, n at
+ * most MAX_NORM_H), four elements per generator output as hone_keep_mask draws them; all keep_scale when dropped is
+ * 0.  Written as two plain loops so that both vectorize. */
+static void keep_span(float *keep, uint64_t seed, int64_t e0, int n, int dropped, float keep_scale) {
+    if (!dropped) {
+        for (int j = 0; j < n; j++) keep[j] = keep_scale;
+        return;
+    }
+    union { uint64_t z[MAX_NORM_H / 4]; uint16_t u[MAX_NORM_H]; } b; /* little-endian: element 4w + i at bits 16 i */
+    for (int w = 0; w < n / 4; w++) b.z[w] = draw(seed, (uint64_t)(e0 / 4 + w));
+    for (int j = 0; j < n; j++) keep[j] = b.u[j] >= dropped ? keep_scale : 0.0f;
+}
+
+/* The BERT layer's add & norm: r = residual + x * keep (the dropout mask of ``seed`` for a (rows, H) tensor, as
+ * hone_keep_mask draws it, times its scale), then LayerNorm over each row, y = (r - mean) rstd gamma + beta with
+ * rstd = 1 / sqrt(biased variance + eps).  residual fp32 with row stride rs; x bf16 or fp32 (rows, H); r, y, mean,
+ * rstd fp32 written (r, mean and rstd for the backward); yc, if not NULL, y in bf16 (the next product's input).
+ * H is a multiple of 16 (whole vectors) and at most MAX_NORM_H. */
+int hone_add_layer_norm(int64_t rows, int H, const float *residual, int64_t rs, const void *x, int x_bf16,
+                        uint64_t seed, int dropped, float keep_scale, const float *gamma, const float *beta,
+                        float eps, float *r, float *y, uint16_t *yc, float *mean, float *rstd) {
+    if (H % 16 || H > MAX_NORM_H) return 1;
+#pragma omp parallel for schedule(static) if (rows * H > 32768)
+    for (int64_t i = 0; i < rows; i++) {
+        float keep[MAX_NORM_H];
+        keep_span(keep, seed, i * H, H, dropped, keep_scale);
+        const float *res = residual + i * rs;
+        float *ri = r + i * H, *yi = y + i * H;
+        vf sum = {0}, sq = {0};
+        for (int j = 0; j < H; j += VL) {
+            vf v = *(const vf *)(res + j) + vload(x, x_bf16, i * H + j) * *(const vf *)(keep + j);
+            *(vf *)(ri + j) = v;
+            sum += v;
+        }
+        float mu = vhsum(sum) / (float)H;
+        for (int j = 0; j < H; j += VL) {
+            vf d = *(const vf *)(ri + j) - mu;
+            sq += d * d;
+        }
+        float rs_ = 1.0f / __builtin_sqrtf(vhsum(sq) / (float)H + eps);
+        for (int j = 0; j < H; j += VL) {
+            vf v = (*(const vf *)(ri + j) - mu) * rs_ * *(const vf *)(gamma + j) + *(const vf *)(beta + j);
+            *(vf *)(yi + j) = v;
+            if (yc) vstore(yc, 1, i * H + j, v);
+        }
+        mean[i] = mu;
+        rstd[i] = rs_;
+    }
+    return 0;
+}
+
+/* Its backward for the output gradient gy (fp32): dr = rstd (g - mean(g) - xhat mean(g xhat)), g = gy gamma,
+ * xhat = (r - mean) rstd, written to dr (fp32: the residual's gradient); dx = dr * keep in x's dtype (the dropout
+ * branch's); dgamma and dbeta (if not NULL) = the sums over rows of gy xhat and gy, from blocks of 32 rows added in
+ * order (the same bits on any number of threads).  Returns 1 if H is not taken, 2 if out of memory. */
+#define NORM_BLOCK 32
+int hone_layer_norm_backward(int64_t rows, int H, const float *gy, const float *r, const float *mean,
+                             const float *rstd, const float *gamma, uint64_t seed, int dropped, float keep_scale,
+                             float *dr, void *dx, int dx_bf16, float *dgamma, float *dbeta) {
+    if (H % 16 || H > MAX_NORM_H) return 1;
+    int64_t blocks = (rows + NORM_BLOCK - 1) / NORM_BLOCK;
+    float *part = dgamma ? calloc((size_t)(blocks * 2 * H), sizeof(float)) : NULL;
+    if (dgamma && !part) return 2;
+#pragma omp parallel for schedule(static) if (rows * H > 32768)
+    for (int64_t bl = 0; bl < blocks; bl++) {
+        float keep[MAX_NORM_H];
+        float *pg = part ? part + bl * 2 * H : NULL, *pb = part ? pg + H : NULL;
+        int64_t end = (bl + 1) * NORM_BLOCK < rows ? (bl + 1) * NORM_BLOCK : rows;
+        for (int64_t i = bl * NORM_BLOCK; i < end; i++) {
+            const float *gyi = gy + i * H, *ri = r + i * H;
+            float mu = mean[i], rs_ = rstd[i];
+            vf sg = {0}, sgx = {0};
+            for (int j = 0; j < H; j += VL) {
+                vf xh = (*(const vf *)(ri + j) - mu) * rs_, gv = *(const vf *)(gyi + j);
+                vf g = gv * *(const vf *)(gamma + j);
+                sg += g;
+                sgx += g * xh;
+                if (pg) {
+                    *(vf *)(pg + j) += gv * xh;
+                    *(vf *)(pb + j) += gv;
+                }
+            }
+            float mg = vhsum(sg) / (float)H, mgx = vhsum(sgx) / (float)H;
+            keep_span(keep, seed, i * H, H, dropped, keep_scale);
+            float *dri = dr + i * H;
+            for (int j = 0; j < H; j += VL) {
+                vf xh = (*(const vf *)(ri + j) - mu) * rs_;
+                vf d = ((*(const vf *)(gyi + j) * *(const vf *)(gamma + j) - mg) - xh * mgx) * rs_;
+                *(vf *)(dri + j) = d;
+                vstore(dx, dx_bf16, i * H + j, d * *(const vf *)(keep + j));
+            }
+        }
+    }
+    if (part) {
+        for (int j = 0; j < H; j++) dgamma[j] = dbeta[j] = 0.0f;
+        for (int64_t bl = 0; bl < blocks; bl++)
+            for (int j = 0; j < H; j++) {
+                dgamma[j] += part[bl * 2 * H + j];
+                dbeta[j] += part[bl * 2 * H + H + j];
+            }
+        free(part);
+    }
+    return 0;
+}
+
 /* Rotary position embeddings, as transformers' apply_rotary_pos_emb for the Llama family: out = x cos + rotate_half(x)
  * sin with rotate_half(x) = (-x[D/2:], x[:D/2]), for the queries (B, H, T, D) and the keys (B, KV, T, D) of a batch
  * at once; x in bf16 or fp32, the tables cos and sin fp32 (CB, T, D) contiguous with CB 1 or B, out fp32 (torch

@@ -180,6 +180,10 @@ def _load() -> ctypes.CDLL | None:
     lib.hone_mask_cast.restype = lib.hone_masked_add.restype = None
     lib.hone_adamw.argtypes = [ctypes.c_int, *[ctypes.c_void_p] * 5, *[ctypes.c_double] * 7, ctypes.c_float]
     lib.hone_adamw.restype = ctypes.c_int
+    ptr, i64, c_int, c_float = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_float
+    lib.hone_add_layer_norm.argtypes = [i64, c_int, ptr, i64, ptr, c_int, *dropout, ptr, ptr, c_float, *[ptr] * 5]
+    lib.hone_layer_norm_backward.argtypes = [i64, c_int, *[ptr] * 5, *dropout, ptr, ptr, c_int, ptr, ptr]
+    lib.hone_add_layer_norm.restype = lib.hone_layer_norm_backward.restype = ctypes.c_int
     lib.hone_rotary.argtypes = [*[ctypes.c_int] * 7, ctypes.c_void_p, ctypes.c_void_p, View, View, View, View]
     lib.hone_rotary.restype = ctypes.c_int
     lib.hone_vector_width.restype = ctypes.c_int
