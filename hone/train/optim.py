@@ -62,7 +62,8 @@ class AdamW(torch.optim.AdamW):
         """Have the next :meth:`step` use the dense gradients multiplied by ``coef`` (gradient clipping)
         without a pass of its own over them: the fused kernel divides them by ``1 / coef`` as it reads
         them (its ``grad_scale``, the hook ``GradScaler`` uses).  False (nothing deferred) when this
-        optimizer is not the fused one.  The gradients themselves are left as they are."""
+        optimizer is not the fused one.  hone's native step leaves the gradients as they are; torch's fused kernel
+        writes the scaled ones back into ``.grad`` as it reads them."""
         if not self.defaults.get("fused"):
             return False
         self._deferred_scale = (1.0 / coef.float()).reshape(())
