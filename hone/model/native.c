@@ -182,11 +182,16 @@ INLINE uint64_t mix64(uint64_t z) {
 
 INLINE uint64_t draw(uint64_t seed, uint64_t word) { return mix64(seed + word * 0x9e3779b97f4a7c15ULL); }
 
+/* whether element e of the mask drawn with ``seed`` is kept */
+INLINE int kept_at(uint64_t seed, uint64_t e, int dropped) {
+    return (int)((draw(seed, e >> 2) >> (16 * (e & 3))) & 0xffff) >= dropped;
+}
+
 /* keep[j] = keep_scale or 0 for the T elements of a mask starting at element ``base`` */
 static inline void keep_row(float *keep, uint64_t seed, uint64_t base, int T, int dropped, float keep_scale) {
     for (int j = 0; j < T; j++) {
         uint64_t e = base + (uint64_t)j;
-        keep[j] = (int)((draw(seed, e >> 2) >> (16 * (e & 3))) & 0xffff) >= dropped ? keep_scale : 0.0f;
+        keep[j] = kept_at(seed, e, dropped) ? keep_scale : 0.0f;
     }
 }
 
@@ -206,15 +211,37 @@ void hone_keep_mask(uint8_t *out, int64_t n, uint64_t seed, int dropped) {
     for (int64_t e = 4 * words; e < n; e++, z >>= 16) out[e] = (int)(z & 0xffff) >= dropped;
 }
 
+/* Work over a list of tensors in chunks of TENSOR_CHUNK elements: starts[i] is the index of tensor i's first chunk
+ * (starts[n] the number of chunks; NULL if out of memory), chunk_at finds chunk c's tensor and its offset and length
+ * there. */
+#define TENSOR_CHUNK 65536
+static int64_t *chunk_starts(int n, const int64_t *sizes) {
+    int64_t *starts = malloc(sizeof(int64_t) * (size_t)(n + 1));
+    if (!starts) return NULL;
+    starts[0] = 0;
+    for (int i = 0; i < n; i++) starts[i + 1] = starts[i] + (sizes[i] + TENSOR_CHUNK - 1) / TENSOR_CHUNK;
+    return starts;
+}
+
+static inline int chunk_at(const int64_t *starts, int n, const int64_t *sizes, int64_t c, int64_t *first,
+                           int64_t *len) {
+    int lo = 0, hi = n - 1; /* the tensor holding chunk c: starts[lo] <= c < starts[lo + 1] */
+    while (lo < hi) {
+        int mid = (lo + hi + 1) / 2;
+        if (starts[mid] <= c) lo = mid;
+        else hi = mid - 1;
+    }
+    *first = (c - starts[lo]) * TENSOR_CHUNK;
+    *len = sizes[lo] - *first < TENSOR_CHUNK ? sizes[lo] - *first : TENSOR_CHUNK;
+    return lo;
+}
+
 /* The sum of squares of n fp32 arrays, in double: chunks of 64k elements summed in fp32 lanes on every thread,
  * each chunk's sum kept, and the chunks added in order on the calling thread, so the result does not depend on
  * the thread count or timing.  Returns -1 if it cannot allocate its chunk table. */
-#define SQ_CHUNK 65536
 double hone_sum_squares(int n, const float *const *ptrs, const int64_t *sizes) {
-    int64_t *starts = malloc(sizeof(int64_t) * (size_t)(n + 1));
+    int64_t *starts = chunk_starts(n, sizes);
     if (!starts) return -1.0;
-    starts[0] = 0;
-    for (int i = 0; i < n; i++) starts[i + 1] = starts[i] + (sizes[i] + SQ_CHUNK - 1) / SQ_CHUNK;
     int64_t chunks = starts[n];
     double *part = malloc(sizeof(double) * (size_t)(chunks ? chunks : 1));
     if (!part) {
@@ -223,15 +250,8 @@ double hone_sum_squares(int n, const float *const *ptrs, const int64_t *sizes) {
     }
 #pragma omp parallel for schedule(static) if (chunks > 1)
     for (int64_t c = 0; c < chunks; c++) {
-        int lo = 0, hi = n - 1; /* the array holding chunk c: starts[lo] <= c < starts[lo + 1] */
-        while (lo < hi) {
-            int mid = (lo + hi + 1) / 2;
-            if (starts[mid] <= c) lo = mid;
-            else hi = mid - 1;
-        }
-        int64_t first = (c - starts[lo]) * SQ_CHUNK, len = sizes[lo] - first;
-        len = len < SQ_CHUNK ? len : SQ_CHUNK;
-        const float *p = ptrs[lo] + first;
+        int64_t first, len;
+        const float *p = ptrs[chunk_at(starts, n, sizes, c, &first, &len)] + first;
         vf acc[4] = {{0}, {0}, {0}, {0}};
         int64_t e = 0;
         for (; e + 4 * VL <= len; e += 4 * VL)
@@ -334,63 +354,6 @@ void hone_swiglu_backward(int64_t n, const void *go, const void *g, const void *
     }
 }
 
-/* Dropout applied in a cast (peft LoRA's input): m = x * keep, where keep is hone_keep_mask's mask for ``seed`` (the
- * keep scale is left to the caller), x in bf16 or fp32, m in out_bf16's dtype; with c non-NULL, also c = x in that
- * dtype (the unmasked cast).  n is split in blocks of 64 elements, 16 generator outputs each. */
-#define MASK_BLOCK 64
-INLINE void keep_block(float *keep, uint64_t seed, int64_t e, int dropped) { /* e: a multiple of 4 */
-    uint64_t z[MASK_BLOCK / 4];
-    for (int j = 0; j < MASK_BLOCK / 4; j++) z[j] = draw(seed, (uint64_t)(e / 4 + j));
-    uint16_t uni[MASK_BLOCK];
-    memcpy(uni, z, sizeof(uni)); /* little-endian: element 4w + i at bits 16 i of output w, as hone_keep_mask */
-    for (int j = 0; j < MASK_BLOCK; j++) keep[j] = uni[j] >= dropped ? 1.0f : 0.0f;
-}
-
-void hone_mask_cast(int64_t n, const void *x, int x_bf16, void *c, void *m, int out_bf16, uint64_t seed,
-                    int dropped) {
-    int64_t chunks = (n + EW_CHUNK - 1) / EW_CHUNK;
-#pragma omp parallel for schedule(static) if (chunks > 4)
-    for (int64_t ch = 0; ch < chunks; ch++) {
-        int64_t e = ch * EW_CHUNK, end = e + EW_CHUNK < n ? e + EW_CHUNK : n;
-        float keep[MASK_BLOCK];
-        for (; e + MASK_BLOCK <= end; e += MASK_BLOCK) {
-            keep_block(keep, seed, e, dropped);
-            for (int v = 0; v < MASK_BLOCK; v += VL) {
-                vf xv = vload(x, x_bf16, e + v);
-                if (c) vstore(c, out_bf16, e + v, xv);
-                vstore(m, out_bf16, e + v, xv * *(const vf *)(keep + v));
-            }
-        }
-        for (; e < end; e++) {
-            float xv = sload(x, x_bf16, e);
-            int kept = (int)((draw(seed, (uint64_t)e >> 2) >> (16 * (e & 3))) & 0xffff) >= dropped;
-            if (c) sstore(c, out_bf16, e, xv);
-            sstore(m, out_bf16, e, kept ? xv : 0.0f * xv);
-        }
-    }
-}
-
-/* The matching backward: out = a + b * keep in fp32, a and b in bf16 or fp32, out in out_bf16's dtype (the input's
- * gradient: the base layer's plus the adapter's through the dropout) */
-void hone_masked_add(int64_t n, const void *a, const void *b, int in_bf16, void *out, int out_bf16, uint64_t seed,
-                     int dropped) {
-    int64_t chunks = (n + EW_CHUNK - 1) / EW_CHUNK;
-#pragma omp parallel for schedule(static) if (chunks > 4)
-    for (int64_t ch = 0; ch < chunks; ch++) {
-        int64_t e = ch * EW_CHUNK, end = e + EW_CHUNK < n ? e + EW_CHUNK : n;
-        float keep[MASK_BLOCK];
-        for (; e + MASK_BLOCK <= end; e += MASK_BLOCK) {
-            keep_block(keep, seed, e, dropped);
-            for (int v = 0; v < MASK_BLOCK; v += VL)
-                vstore(out, out_bf16, e + v, vload(a, in_bf16, e + v) + vload(b, in_bf16, e + v) * *(const vf *)(keep + v));
-        }
-        for (; e < end; e++) {
-            int kept = (int)((draw(seed, (uint64_t)e >> 2) >> (16 * (e & 3))) & 0xffff) >= dropped;
-            sstore(out, out_bf16, e, sload(a, in_bf16, e) + (kept ? sload(b, in_bf16, e) : 0.0f));
-        }
-    }
-}
-
 #define MAX_NORM_H 4096
 /* keep[j] = keep_scale or 0 for elements e0 .. e0 + n - 1 of a mask drawn with ``seed`` (e0 and n multiples of 4, n at
  * most MAX_NORM_H), four elements per generator output as hone_keep_mask draws them; all keep_scale when dropped is
@@ -403,6 +366,45 @@ static void keep_span(float *keep, uint64_t seed, int64_t e0, int n, int dropped
     union { uint64_t z[MAX_NORM_H / 4]; uint16_t u[MAX_NORM_H]; } b; /* little-endian: element 4w + i at bits 16 i */
     for (int w = 0; w < n / 4; w++) b.z[w] = draw(seed, (uint64_t)(e0 / 4 + w));
     for (int j = 0; j < n; j++) keep[j] = b.u[j] >= dropped ? keep_scale : 0.0f;
+}
+
+/* Dropout applied in a cast (peft LoRA's input), and its backward, in one pass over n elements with keep =
+ * hone_keep_mask's mask for ``seed`` (the keep scale is left to the caller): with b NULL, out = a * keep and, if c is
+ * not NULL, c = a (the unmasked cast); else out = a + b * keep (the input's gradient: the base layer's plus the
+ * adapter's through the dropout).  a and b in bf16 or fp32, c and out in out_bf16's dtype, arithmetic in fp32.  n is
+ * split in blocks of 64 elements, 16 generator outputs each. */
+#define MASK_BLOCK 64
+static void masked_pass(int64_t n, const void *a, const void *b, int in_bf16, void *c, void *out, int out_bf16,
+                        uint64_t seed, int dropped) {
+    int64_t chunks = (n + EW_CHUNK - 1) / EW_CHUNK;
+#pragma omp parallel for schedule(static) if (chunks > 4)
+    for (int64_t ch = 0; ch < chunks; ch++) {
+        int64_t e = ch * EW_CHUNK, end = e + EW_CHUNK < n ? e + EW_CHUNK : n;
+        float keep[MASK_BLOCK];
+        for (; e + MASK_BLOCK <= end; e += MASK_BLOCK) {
+            keep_span(keep, seed, e, MASK_BLOCK, dropped, 1.0f);
+            for (int v = 0; v < MASK_BLOCK; v += VL) {
+                vf av = vload(a, in_bf16, e + v), kv = *(const vf *)(keep + v);
+                if (c) vstore(c, out_bf16, e + v, av);
+                vstore(out, out_bf16, e + v, b ? av + vload(b, in_bf16, e + v) * kv : av * kv);
+            }
+        }
+        for (; e < end; e++) {
+            float av = sload(a, in_bf16, e), kv = kept_at(seed, (uint64_t)e, dropped) ? 1.0f : 0.0f;
+            if (c) sstore(c, out_bf16, e, av);
+            sstore(out, out_bf16, e, b ? av + sload(b, in_bf16, e) * kv : av * kv);
+        }
+    }
+}
+
+void hone_mask_cast(int64_t n, const void *x, int x_bf16, void *c, void *m, int out_bf16, uint64_t seed,
+                    int dropped) {
+    masked_pass(n, x, NULL, x_bf16, c, m, out_bf16, seed, dropped);
+}
+
+void hone_masked_add(int64_t n, const void *a, const void *b, int in_bf16, void *out, int out_bf16, uint64_t seed,
+                     int dropped) {
+    masked_pass(n, a, b, in_bf16, NULL, out, out_bf16, seed, dropped);
 }
 
 /* The BERT layer's add & norm: r = residual + x * keep (the dropout mask of ``seed`` for a (rows, H) tensor, as
@@ -552,7 +554,6 @@ int hone_rotary(int backward, int B, int H, int KV, int T, int D, int CB, const 
  * (gradient clipping; the gradient itself is not written), decoupled weight decay, bias corrections given by the
  * caller.  All tensors' elements are split in chunks of 64k over the threads in one parallel loop, where torch runs
  * one per tensor. */
-#define ADAM_CHUNK 65536
 #if defined(__x86_64__) || defined(__i386__)
 #define KEEP(x) __asm__("" : "+v"(x)) /* x rounded on its own: no contraction into an FMA across this point */
 #elif defined(__aarch64__)
@@ -640,10 +641,8 @@ int hone_adamw(int n, float *const *params, const float *const *grads, float *co
                float *const *exp_avg_sqs, const int64_t *sizes, double lr, double beta1,
                double beta2, double weight_decay, double eps, double bias_correction1, double bias_correction2_sqrt,
                float grad_scale) {
-    int64_t *starts = malloc(sizeof(int64_t) * (size_t)(n + 1));
+    int64_t *starts = chunk_starts(n, sizes);
     if (!starts) return 1;
-    starts[0] = 0;
-    for (int i = 0; i < n; i++) starts[i + 1] = starts[i] + (sizes[i] + ADAM_CHUNK - 1) / ADAM_CHUNK;
     int64_t chunks = starts[n];
     /* the constants as torch's kernel rounds them to float */
     float decay = weight_decay != 0.0 ? (float)(1 - lr * weight_decay) : 1.0f, coeff = (float)(1 - beta1);
@@ -651,14 +650,8 @@ int hone_adamw(int n, float *const *params, const float *const *grads, float *co
     float neg_step = (float)(-(lr / bias_correction1));
 #pragma omp parallel for schedule(static) if (chunks > 1)
     for (int64_t c = 0; c < chunks; c++) {
-        int lo = 0, hi = n - 1; /* the tensor holding chunk c */
-        while (lo < hi) {
-            int mid = (lo + hi + 1) / 2;
-            if (starts[mid] <= c) lo = mid;
-            else hi = mid - 1;
-        }
-        int64_t first = (c - starts[lo]) * ADAM_CHUNK, len = sizes[lo] - first;
-        len = len < ADAM_CHUNK ? len : ADAM_CHUNK;
+        int64_t first, len;
+        int lo = chunk_at(starts, n, sizes, c, &first, &len);
         float *p = params[lo] + first;
         adamw_span(p, grads[lo] + first, exp_avgs[lo] + first, exp_avg_sqs[lo] + first, len, grad_scale, decay,
                    coeff, b2, coeff2, bc2s, ep, neg_step);
