@@ -398,10 +398,25 @@ def test_native_adamw_steps_like_torchs_fused_adamw(monkeypatch):
         # the large tensor's vector part is bit-identical
         assert torch.equal(flat[0], flat_ref[0]) and torch.equal(opt.state[flat[0]]["exp_avg"], opt_ref.state[flat_ref[0]]["exp_avg"])
     assert len(calls) == 4 and all(c is native.library() for c in calls)
+    # a parameter that starts training later (progressive unfreezing) keeps its own step count
+    late, late_ref = torch.nn.Parameter(init[1].clone()), torch.nn.Parameter(init[1].clone())
+    opt.add_param_group({"params": [late], "weight_decay": 0.1, "lr": 3e-3})
+    opt_ref.add_param_group({"params": [late_ref], "weight_decay": 0.1, "lr": 3e-3})
+    for p, q in zip(flat + [late], flat_ref + [late_ref]):
+        p.grad = torch.randn(p.shape, generator=gen).to(p.dtype)
+        q.grad = p.grad.clone()
+    opt.step()
+    with monkeypatch.context() as m:
+        m.setitem(native._STATE, "lib", None)
+        opt_ref.step()
+    assert float(opt.state[late]["step"]) == 1 and float(opt.state[flat[0]]["step"]) == 5
+    for p, q in zip(flat + [late], flat_ref + [late_ref]):
+        torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-9)
     # torch's path continues the native one's state (a checkpoint resumed on a machine without a compiler)
     resumed = AdamW(params(), betas=(0.9, 0.999), eps=1e-8, fused=True)
+    resumed.add_param_group({"params": [torch.nn.Parameter(init[1].clone())], "weight_decay": 0.1, "lr": 3e-3})
     resumed.load_state_dict(opt.state_dict())
-    assert all(float(s["step"]) == 4 for s in resumed.state.values())
+    assert sorted(float(s["step"]) for s in resumed.state.values()) == [1.0] + [5.0] * 5
 
 
 @pytest.mark.parametrize("p", [0.0, 0.2])
