@@ -349,10 +349,11 @@ def test_native_mask_cast_and_masked_add_draw_the_keep_mask(dtypes):
 
 
 def test_native_adamw_steps_like_torchs_fused_adamw(monkeypatch):
-    """hone's AdamW on the native kernel gives torch's fused AdamW's weights and moments (to the last bit but in the
-    last elements of a tensor, where torch's scalar tail rounds differently), with decay and without, with a
-    deferred clipping scale, leaves the gradients unscaled, keeps torch's state format (a resumed torch optimizer
-    continues it), and leaves to torch what it does not take (a bf16 parameter)."""
+    """hone's AdamW on the native kernel gives torch's fused AdamW's weights and moments, with decay and without,
+    with a deferred clipping scale (to the last bit on the Zen 5 host it was written on, except in a tensor's last
+    elements; asserted to float rounding, as torch's compiled code may round otherwise on another CPU); it leaves the
+    gradients unscaled, keeps torch's state format (a resumed torch optimizer continues it), and leaves to torch what
+    it does not take (a bf16 parameter)."""
     from hone.train.optim import AdamW
 
     _lib_or_skip()
@@ -372,7 +373,8 @@ def test_native_adamw_steps_like_torchs_fused_adamw(monkeypatch):
         opt_ref = AdamW(ref, betas=(0.9, 0.999), eps=1e-8, fused=True)
     calls = []
     real_step = AdamW._native_step
-    monkeypatch.setattr(AdamW, "_native_step", lambda self, lib, scale: calls.append(lib) or real_step(self, lib, scale))
+    monkeypatch.setattr(AdamW, "_native_step",
+                        lambda self, lib, scale: calls.append(lib) or real_step(self, lib, scale))
     flat = [p for g in ours for p in g["params"]]
     flat_ref = [p for g in ref for p in g["params"]]
     for step in range(4):
@@ -394,9 +396,8 @@ def test_native_adamw_steps_like_torchs_fused_adamw(monkeypatch):
             torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-9)
             for key in ("exp_avg", "exp_avg_sq"):
                 torch.testing.assert_close(opt.state[p][key], opt_ref.state[q][key], rtol=1e-6, atol=1e-12)
-            assert opt.state[p]["step"].dtype == opt_ref.state[q]["step"].dtype and float(opt.state[p]["step"]) == step + 1
-        # the large tensor's vector part is bit-identical
-        assert torch.equal(flat[0], flat_ref[0]) and torch.equal(opt.state[flat[0]]["exp_avg"], opt_ref.state[flat_ref[0]]["exp_avg"])
+            assert opt.state[p]["step"].dtype == opt_ref.state[q]["step"].dtype
+            assert float(opt.state[p]["step"]) == step + 1
     assert len(calls) == 4 and all(c is native.library() for c in calls)
     # a parameter that starts training later (progressive unfreezing) keeps its own step count
     late, late_ref = torch.nn.Parameter(init[1].clone()), torch.nn.Parameter(init[1].clone())

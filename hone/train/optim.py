@@ -2,8 +2,8 @@
 
 The optimizer is torch's fused AdamW (one pass over each tensor instead of a dozen elementwise
 kernels: measured 37% more samples/s for MiniLM on a 2-core CPU), on a CPU with hone's native kernels the same
-arithmetic in one parallel pass over every dense fp32 parameter (:meth:`AdamW._native_step`), plus lazy row updates for an
-input embedding trained with sparse gradients (:func:`use_sparse_embeddings`): only the rows of
+arithmetic in one parallel pass over every dense fp32 parameter (:meth:`AdamW._native_step`), plus lazy row
+updates for an input embedding trained with sparse gradients (:func:`use_sparse_embeddings`): only the rows of
 the tokens in the batch are read and written, instead of the whole vocabulary x width matrix
 (half of MiniLM's parameters) on every step.
 """
@@ -99,8 +99,9 @@ class AdamW(torch.optim.AdamW):
     def _native_step(self, lib, scale: torch.Tensor | None) -> list[torch.Tensor]:
         """The step for the dense fp32 CPU parameters by hone's native AdamW (``hone_adamw``: the arithmetic of
         torch's fused kernel, in one parallel pass over all of them instead of one per tensor, the gradients left
-        unscaled; 1.02x per SmolLM2-135M full SFT step); returns the parameters it stepped.  The state is torch's (``step``, ``exp_avg``, ``exp_avg_sq``), so checkpoints and
-        the torch path take over unchanged."""
+        unscaled; 1.02x per SmolLM2-135M full SFT step); returns the parameters it stepped.  The state is torch's
+        (``step``, ``exp_avg``, ``exp_avg_sq``), so checkpoints and the torch path take over unchanged; a parameter
+        whose state is laid out otherwise (another dtype, strides) is left to torch."""
         done = []
         inv = 0.0 if scale is None else float(scale)
         for group in self.param_groups:
@@ -118,6 +119,10 @@ class AdamW(torch.optim.AdamW):
                     st["step"] = torch.tensor(0.0, dtype=torch.float32)
                     st["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                     st["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                elif not all(torch.is_tensor(st.get(k)) and st[k].is_cpu and st[k].dtype == torch.float32
+                             and st[k].shape == p.shape and st[k].stride() == p.stride()
+                             for k in ("exp_avg", "exp_avg_sq")):
+                    continue
                 st["step"] += 1
                 by_step.setdefault(float(st["step"]), []).append(p)
             (b1, b2), lr = group["betas"], float(group["lr"])
