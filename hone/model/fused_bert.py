@@ -109,7 +109,7 @@ def _add_norm(residual: torch.Tensor, x: torch.Tensor, p: float, norm: nn.LayerN
     lib = native.library()
     rows, hidden = x.shape
     g, b = norm.weight, norm.bias
-    if (lib is None or hidden % 16 or hidden > _MAX_NORM or x.dtype not in (torch.float32, torch.bfloat16)
+    if (lib is None or hidden % 16 or hidden > ck._MAX_NORM or x.dtype not in (torch.float32, torch.bfloat16)
             or not x.is_contiguous() or residual.dtype != torch.float32 or residual.stride(-1) != 1
             or residual.shape != x.shape or not (g.is_contiguous() and b.is_contiguous())):
         r, mask, scale = _dropout_add(residual, x, p)
@@ -127,9 +127,6 @@ def _add_norm(residual: torch.Tensor, x: torch.Tensor, p: float, norm: nn.LayerN
     if cast is not None and yc is None:
         yc = y.to(cast)
     return y, yc, (r, mean, rstd, None), (seed, dropped, keep_scale, lib)
-
-
-_MAX_NORM = 4096  # MAX_NORM_H in native.c
 
 
 def _norm_backward(gy: torch.Tensor, saved: tuple, norm_params: tuple, need_params: tuple[bool, bool], drop,

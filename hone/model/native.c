@@ -1,7 +1,8 @@
 /* hone's native CPU kernels: dropout masks (hone_keep_mask), the gradients' sum of squares for clipping
  * (hone_sum_squares), short-row attention for training (hone_attend, hone_attend_backward), and, for Llama-family
- * decoders, rotary embeddings (hone_rotary), SwiGLU (hone_swiglu, hone_swiglu_backward) and LoRA's input dropout
- * applied in its cast (hone_mask_cast, hone_masked_add).
+ * decoders, rotary embeddings (hone_rotary), SwiGLU (hone_swiglu, hone_swiglu_backward), RMSNorm (hone_rms_norm,
+ * hone_rms_norm_backward) and LoRA's input dropout applied in its cast (hone_mask_cast, hone_masked_add); the BERT
+ * layer's add & norm (hone_add_layer_norm, hone_layer_norm_backward); AdamW (hone_adamw).
  *
  * Attention: softmax(q k^T * scale + mask) v with dropout on the probabilities, and its
  * backward, for rows of at most 64 keys and heads of at most 128 dimensions.  One OpenMP task per (batch row,
@@ -494,6 +495,63 @@ int hone_layer_norm_backward(int64_t rows, int H, const float *gy, const float *
                 dgamma[j] += part[bl * 2 * H + j];
                 dbeta[j] += part[bl * 2 * H + H + j];
             }
+        free(part);
+    }
+    return 0;
+}
+
+/* RMSNorm, the Llama family's (fp32): y = w (x rstd), rstd = 1 / sqrt(mean(x^2) + eps) per row of H (a multiple of
+ * 16, at most MAX_NORM_H); rstd written for the backward. */
+int hone_rms_norm(int64_t rows, int H, const float *x, const float *w, float eps, float *y, float *rstd) {
+    if (H % 16 || H > MAX_NORM_H) return 1;
+#pragma omp parallel for schedule(static) if (rows * H > 32768)
+    for (int64_t i = 0; i < rows; i++) {
+        const float *xi = x + i * H;
+        vf sq = {0};
+        for (int j = 0; j < H; j += VL) {
+            vf v = *(const vf *)(xi + j);
+            sq += v * v;
+        }
+        float rs_ = 1.0f / __builtin_sqrtf(vhsum(sq) / (float)H + eps);
+        for (int j = 0; j < H; j += VL) *(vf *)(y + i * H + j) = *(const vf *)(w + j) * (*(const vf *)(xi + j) * rs_);
+        rstd[i] = rs_;
+    }
+    return 0;
+}
+
+/* Its backward for the output gradient g: gx = rstd (g w - xhat mean(g w xhat)), xhat = x rstd; gw (if not NULL) = the
+ * sum over rows of g xhat, from blocks of NORM_BLOCK rows added in order (the same bits on any number of threads).
+ * Returns 1 if H is not taken, 2 if out of memory. */
+int hone_rms_norm_backward(int64_t rows, int H, const float *g, const float *x, const float *rstd, const float *w,
+                           float *gx, float *gw) {
+    if (H % 16 || H > MAX_NORM_H) return 1;
+    int64_t blocks = (rows + NORM_BLOCK - 1) / NORM_BLOCK;
+    float *part = gw ? calloc((size_t)(blocks * H), sizeof(float)) : NULL;
+    if (gw && !part) return 2;
+#pragma omp parallel for schedule(static) if (rows * H > 32768)
+    for (int64_t bl = 0; bl < blocks; bl++) {
+        float *pw = part ? part + bl * H : NULL;
+        int64_t end = (bl + 1) * NORM_BLOCK < rows ? (bl + 1) * NORM_BLOCK : rows;
+        for (int64_t i = bl * NORM_BLOCK; i < end; i++) {
+            const float *gi = g + i * H, *xi = x + i * H;
+            float rs_ = rstd[i];
+            vf dot = {0};
+            for (int j = 0; j < H; j += VL) {
+                vf xh = *(const vf *)(xi + j) * rs_, gv = *(const vf *)(gi + j);
+                dot += gv * *(const vf *)(w + j) * xh;
+                if (pw) *(vf *)(pw + j) += gv * xh;
+            }
+            float m = vhsum(dot) / (float)H;
+            for (int j = 0; j < H; j += VL) {
+                vf xh = *(const vf *)(xi + j) * rs_;
+                *(vf *)(gx + i * H + j) = (*(const vf *)(gi + j) * *(const vf *)(w + j) - xh * m) * rs_;
+            }
+        }
+    }
+    if (part) {
+        for (int j = 0; j < H; j++) gw[j] = 0.0f;
+        for (int64_t bl = 0; bl < blocks; bl++)
+            for (int j = 0; j < H; j++) gw[j] += part[bl * H + j];
         free(part);
     }
     return 0;

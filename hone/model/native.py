@@ -1,9 +1,11 @@
 """Native CPU kernels, compiled on first use with the system's C compiler: dropout masks, the gradients' sum of
-squares for clipping, short-row attention, and the Llama family's rotary embeddings, SwiGLU and LoRA input dropout.
+squares for clipping, short-row attention, AdamW, the BERT layer's add & norm, and the Llama family's rotary
+embeddings, SwiGLU, RMSNorm and LoRA input dropout.
 
 hone ships their C source, ``native.c`` beside this module (its callers: :func:`hone.model.cpu_kernels.keep_mask`,
-:func:`hone.model.cpu_kernels.attend`, the rotary, SwiGLU and LoRA nodes in :mod:`hone.model.cpu_kernels`, and
-:func:`hone.train.optim.clip_grad_norm`), and builds it the first time a
+:func:`hone.model.cpu_kernels.attend`, the rotary, SwiGLU, RMSNorm and LoRA nodes in :mod:`hone.model.cpu_kernels`,
+:mod:`hone.model.fused_bert`'s add & norm, :func:`hone.train.optim.clip_grad_norm` and :class:`hone.train.optim.AdamW`),
+and builds it the first time a
 run needs it, with ``gcc -O3 -march=native -fopenmp``, into ``$HONE_HOME/cache/kernels/<key>/``.  The key hashes the
 source, the compiler's version, this CPU's model and flags and the OpenMP runtime's file, so a home directory shared
 by different machines never loads a library built for another CPU.  The build writes to a temporary name and renames
@@ -184,6 +186,9 @@ def _load() -> ctypes.CDLL | None:
     lib.hone_add_layer_norm.argtypes = [i64, c_int, ptr, i64, ptr, c_int, *dropout, ptr, ptr, c_float, *[ptr] * 5]
     lib.hone_layer_norm_backward.argtypes = [i64, c_int, *[ptr] * 5, *dropout, ptr, ptr, c_int, ptr, ptr]
     lib.hone_add_layer_norm.restype = lib.hone_layer_norm_backward.restype = ctypes.c_int
+    lib.hone_rms_norm.argtypes = [i64, c_int, ptr, ptr, c_float, ptr, ptr]
+    lib.hone_rms_norm_backward.argtypes = [i64, c_int, *[ptr] * 6]
+    lib.hone_rms_norm.restype = lib.hone_rms_norm_backward.restype = ctypes.c_int
     lib.hone_rotary.argtypes = [*[ctypes.c_int] * 7, ctypes.c_void_p, ctypes.c_void_p, View, View, View, View]
     lib.hone_rotary.restype = ctypes.c_int
     lib.hone_vector_width.restype = ctypes.c_int
