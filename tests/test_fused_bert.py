@@ -178,3 +178,33 @@ def test_first_token_block_restores_the_fused_forward():
     kernels.__exit__(None, None, None)
     first.__exit__(None, None, None)
     assert "forward" not in last.__dict__
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.2])
+def test_output_blocks_of_lora_layers_take_the_native_add_and_norm(dropout, native_path):
+    """With LoRA on the projections a BERT layer does not fuse as a whole; its output blocks' dropout, add and
+    LayerNorm run as one node (native kernels only): the same logits and gradients as the stock blocks, with the same
+    dropout masks."""
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(_classifier("bert", dropout), LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0,
+                                                                    target_modules=["query", "value"]))
+    for name, p in model.named_parameters():
+        if "lora_B" in name:
+            nn.init.normal_(p, std=0.1)
+    model.train(dropout > 0)
+    batch = _batch()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(fused_bert, "add_norm_output", lambda m: False)
+        ref_logits, ref = _run(model, batch, fused=False)
+    calls = []
+    apply = fused_bert._AddNorm.apply
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(fused_bert._AddNorm, "apply", lambda *a: calls.append(1) or apply(*a))
+        logits, got = _run(model, batch, fused=False)
+    blocks = 2 * model.base_model.model.config.num_hidden_layers  # two output blocks per layer
+    assert len(calls) == (blocks if native_path == "native" else 0)
+    assert torch.allclose(logits, ref_logits, atol=1e-5, rtol=1e-5)
+    assert got.keys() == ref.keys() and any("lora_A" in k for k in got)
+    for name in ref:
+        assert torch.allclose(got[name], ref[name], atol=1e-6, rtol=1e-4), name

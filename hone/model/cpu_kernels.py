@@ -833,7 +833,8 @@ def cpu_kernels(model: nn.Module) -> Iterator[dict[str, int]]:
     lora_type = _lora_linear_type()
     hub = _hub_kernels_off(model)
     patched: list[nn.Module] = []
-    counts = {"dropout": 0, "lora": 0, "rms_norm": 0, "frozen_linear": 0, "bert_layer": 0, "swiglu": 0}
+    counts = {"dropout": 0, "lora": 0, "rms_norm": 0, "frozen_linear": 0, "bert_layer": 0, "swiglu": 0,
+              "add_norm": 0}
     lib = native.library()
     for module in model.modules():
         if fused_bert.fusable(module):
@@ -849,6 +850,9 @@ def cpu_kernels(model: nn.Module) -> Iterator[dict[str, int]]:
         elif lora_type is not None and type(module) is lora_type and _fusable(module):
             module.forward = types.MethodType(_lora_forward, module)
             counts["lora"] += 1
+        elif lib is not None and fused_bert.add_norm_output(module):
+            module.forward = types.MethodType(fused_bert.add_norm_forward, module)
+            counts["add_norm"] += 1
         elif lib is not None and _swiglu_mlp(module):
             module.forward = types.MethodType(_swiglu_mlp_forward, module)
             counts["swiglu"] += 1

@@ -33,6 +33,10 @@ alternating): 1.025-1.045x at 12 tokens, 1.04x at 16, 1.03-1.035x at 24, 1.05x a
 of ten padded batches of 10-40 tokens, and 1.03-1.07x in hone's own loop over a BANKING77 epoch with the node
 switched on and off every 7-13 steps (``bench/RESULTS.md``, session 17).
 
+A layer that does not fuse as a whole (LoRA on its projections) still gets its two output blocks' dropout, add and
+LayerNorm as one node each with the native kernels (:class:`_AddNorm`, :func:`add_norm_forward`: 1.028x per MiniLM
+LoRA step).
+
 :func:`hone.model.cpu_kernels.cpu_kernels` switches it on for every qualifying layer (:func:`fusable`); a call
 it cannot take (longer rows than the short attention takes, a float mask, GPU tensors, fp16, hooks on the
 layer's modules, cross-attention or a cache) runs the stock forward.
@@ -255,6 +259,57 @@ class _BertLayer(torch.autograd.Function):
         q_grads = (gwq if need[2] else None, gbq if need[3] else None) if first else (part(gw, 0, 2), part(gb, 0, 3))
         return (gx, None, *q_grads, part(gw, k0, 4), part(gb, k0, 5), part(gw, k0 + 1, 6), part(gb, k0 + 1, 7),
                 gwo, gbo, gg1, gb1, gwi, gbi, gwf, gbf, gg2, gb2, None, None, None)
+
+
+# the layers' "dense, dropout, add, LayerNorm" output blocks (BertSelfOutput, BertOutput and their copies)
+OUTPUT_TYPES = tuple(f"{m}{o}" for m in ("Bert", "Roberta", "XLMRoberta", "Camembert", "Electra")
+                     for o in ("SelfOutput", "Output"))
+
+
+def add_norm_output(module: nn.Module) -> bool:
+    """Static checks: an output block of :data:`OUTPUT_TYPES` with a plain dropout and an affine LayerNorm (its
+    ``dense`` may be anything: a LoRA layer keeps its own node)."""
+    norm = getattr(module, "LayerNorm", None)
+    return (type(module).__name__ in OUTPUT_TYPES and hasattr(module, "dense")
+            and type(getattr(module, "dropout", None)) is nn.Dropout and type(norm) is nn.LayerNorm
+            and norm.elementwise_affine and norm.bias is not None)
+
+
+class _AddNorm(torch.autograd.Function):
+    """``LayerNorm(residual + dropout(x))`` as one node (:func:`_add_norm`, the fused layer's step): the output blocks
+    of BERT layers that do not fuse as a whole (LoRA on their projections)."""
+
+    @staticmethod
+    def forward(ctx, residual, x, weight, bias, p, norm):
+        shape = x.shape
+        with torch.autocast("cpu", enabled=False):
+            y, _, saved, drop = _add_norm(residual.reshape(-1, shape[-1]), x.reshape(-1, shape[-1]), p, norm, None)
+        ctx.save_for_backward(*(t for t in saved if t is not None), weight, bias)
+        ctx.has_mask, ctx.drop, ctx.dtypes = saved[3] is not None, drop, (residual.dtype, x.dtype)
+        return y.view(shape)
+
+    @staticmethod
+    def backward(ctx, grad):
+        *saved, weight, bias = ctx.saved_tensors
+        saved = (*saved, None) if not ctx.has_mask else tuple(saved)
+        with torch.autocast("cpu", enabled=False):
+            gr, gx, gw, gb = _norm_backward(grad.reshape(-1, grad.shape[-1]).float(), saved, (weight, bias),
+                                            ctx.needs_input_grad[2:4], ctx.drop, ctx.dtypes[1])
+        return gr.to(ctx.dtypes[0]).view(grad.shape), gx.view(grad.shape), gw, gb, None, None
+
+
+def add_norm_forward(self, hidden_states: torch.Tensor, input_tensor: torch.Tensor) -> torch.Tensor:
+    """An output block's forward with its dropout, add and LayerNorm as :class:`_AddNorm` (CPU tensors, an fp32
+    residual stream, no hooks on the dropout or the norm), else as the stock block computes them."""
+    x = self.dense(hidden_states)
+    norm = self.LayerNorm
+    if (native.library() is None or not (x.is_cpu and input_tensor.is_cpu) or input_tensor.dtype != torch.float32
+            or x.dtype not in (torch.float32, torch.bfloat16) or x.shape != input_tensor.shape
+            or norm.weight.dtype != torch.float32 or any(m._forward_hooks or m._forward_pre_hooks
+                                                          for m in (self.dropout, norm))):
+        return norm(self.dropout(x) + input_tensor)
+    return _AddNorm.apply(input_tensor, x, norm.weight, norm.bias, self.dropout.p if self.dropout.training else 0.0,
+                          norm)
 
 
 def _hooked(layer: nn.Module) -> bool:
