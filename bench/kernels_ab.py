@@ -10,8 +10,8 @@
     python bench/kernels_ab.py full --switch sparse                 # sparse gradients for the (tied) input embedding
                                                                     # (kernels and heap reuse on in both)
     python bench/kernels_ab.py classify --switch native --bf16      # hone's compiled kernels (hone/model/native.c:
-                                                                    # attention, dropout masks, clipping's norm) vs
-                                                                    # torch's ops and numpy's masks (kernels on in both)
+                                                                    # attention, masks, norms, AdamW, ...) vs torch's
+                                                                    # ops and numpy's masks (kernels on in both)
 
 Random token ids (the speed of a step does not depend on them), fused AdamW, 2 threads.  Each
 round times ``--steps`` optimizer steps with the kernels on, then off (one untimed warm-up step

@@ -14,8 +14,8 @@ import pytest  # noqa: E402
 
 @pytest.fixture(params=["native", "torch"])
 def native_path(request, monkeypatch):
-    """Run a test with hone's native kernels (dropout masks, short attention; skipped where they cannot be built) and
-    with torch's ops and numpy's masks instead."""
+    """Run a test with hone's native kernels (skipped where they cannot be built) and with torch's ops and numpy's
+    masks instead."""
     from hone.model import native
 
     if request.param == "native":

@@ -231,8 +231,8 @@ class _LoraLinear(torch.autograd.Function):
         if lib is not None and x2.is_contiguous() and {x2.dtype, dtype} <= {torch.float32, torch.bfloat16}:
             # native: the cast and the dropout in one pass, the mask drawn again in the backward instead of saved
             seed, dropped, keep_scale = _dropout_draw(p)
-            cast = None if x2.dtype == dtype else _cached_cast(x, dtype)
-            fresh = x2.dtype != dtype and cast is None
+            cast = x2 if x2.dtype == dtype else _cached_cast(x, dtype)
+            fresh = cast is None  # then the kernel writes the cast too
             if fresh:
                 cast = torch.empty(x2.shape, dtype=dtype)
             xd = torch.empty(x2.shape, dtype=dtype)
@@ -241,8 +241,7 @@ class _LoraLinear(torch.autograd.Function):
                                seed, dropped)
             if fresh:
                 _remember_cast(x, cast)
-            x2 = x2 if cast is None else cast
-            drop, scale = (seed, dropped, lib), scale * keep_scale
+            x2, drop, scale = cast, (seed, dropped, lib), scale * keep_scale
         else:
             x2 = _amp_cast(x, x2, dtype)
             if p > 0:
@@ -293,7 +292,7 @@ class _RMSNorm(torch.autograd.Function):
         x2 = x.reshape(-1, x.shape[-1])
         rows, width = x2.shape
         lib = native.library()
-        ctx.lib = lib if (lib is not None and width % 16 == 0 and width <= _MAX_NORM and x2.is_contiguous()
+        ctx.lib = lib if (lib is not None and native_norm_width(width) and x2.is_contiguous()
                           and weight.is_contiguous() and x2.dtype == weight.dtype == torch.float32) else None
         if ctx.lib is not None:
             y, rstd = torch.empty_like(x2), torch.empty(rows)
@@ -317,7 +316,8 @@ class _RMSNorm(torch.autograd.Function):
                                                   rstd.data_ptr(), weight.data_ptr(), gx.data_ptr(),
                                                   None if gw is None else gw.data_ptr())
             if code:
-                raise MemoryError("native RMSNorm backward could not allocate its partial sums")
+                raise MemoryError("native RMSNorm backward could not allocate its partial sums") if code == 2 else \
+                    RuntimeError(f"native RMSNorm backward refused width {x2.shape[1]}")
             return gx.view(grad.shape) if ctx.needs_input_grad[0] else None, gw, None
         xhat, rstd, weight = ctx.saved_tensors
         g2 = grad.reshape(-1, grad.shape[-1])
@@ -330,7 +330,10 @@ class _RMSNorm(torch.autograd.Function):
         return grad_x, grad_w, None
 
 
-_MAX_NORM = 4096  # MAX_NORM_H in native.c: the widest row the native norms take
+def native_norm_width(width: int) -> bool:
+    """Do the native norms (RMSNorm, the BERT layer's add & norm) take rows this wide?  Whole 16-float vectors, at most
+    ``MAX_NORM_H`` (4096) in ``native.c``."""
+    return width % 16 == 0 and width <= 4096
 
 
 # transformers' RMSNorm classes that compute exactly ``weight * (x.float() * rsqrt(mean(x^2) + eps)).to(dtype)``

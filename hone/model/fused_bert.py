@@ -113,7 +113,7 @@ def _add_norm(residual: torch.Tensor, x: torch.Tensor, p: float, norm: nn.LayerN
     lib = native.library()
     rows, hidden = x.shape
     g, b = norm.weight, norm.bias
-    if (lib is None or hidden % 16 or hidden > ck._MAX_NORM or x.dtype not in (torch.float32, torch.bfloat16)
+    if (lib is None or not ck.native_norm_width(hidden) or x.dtype not in (torch.float32, torch.bfloat16)
             or not x.is_contiguous() or residual.dtype != torch.float32 or residual.stride(-1) != 1
             or residual.shape != x.shape or not (g.is_contiguous() and b.is_contiguous())):
         r, mask, scale = _dropout_add(residual, x, p)
@@ -284,14 +284,13 @@ class _AddNorm(torch.autograd.Function):
         shape = x.shape
         with torch.autocast("cpu", enabled=False):
             y, _, saved, drop = _add_norm(residual.reshape(-1, shape[-1]), x.reshape(-1, shape[-1]), p, norm, None)
-        ctx.save_for_backward(*(t for t in saved if t is not None), weight, bias)
-        ctx.has_mask, ctx.drop, ctx.dtypes = saved[3] is not None, drop, (residual.dtype, x.dtype)
+        ctx.save_for_backward(*saved, weight, bias)  # (the mask is None on the native path)
+        ctx.drop, ctx.dtypes = drop, (residual.dtype, x.dtype)
         return y.view(shape)
 
     @staticmethod
     def backward(ctx, grad):
         *saved, weight, bias = ctx.saved_tensors
-        saved = (*saved, None) if not ctx.has_mask else tuple(saved)
         with torch.autocast("cpu", enabled=False):
             gr, gx, gw, gb = _norm_backward(grad.reshape(-1, grad.shape[-1]).float(), saved, (weight, bias),
                                             ctx.needs_input_grad[2:4], ctx.drop, ctx.dtypes[1])
