@@ -1,7 +1,9 @@
 """Inference throughput: hone's batched ``predict`` / ``generate`` vs a per-example transformers pipeline.
 
     python bench/infer.py classify [--n 1000] [--batch-size 64]   # MiniLM-L6, 77 labels, BANKING77 test texts
-    python bench/infer.py generate [--n 32] [--max-new-tokens 32]  # SmolLM2-135M, banking-support prompts
+    python bench/infer.py generate [--n 32] [--max-new-tokens 32]  # SmolLM2-135M, banking-support prompts (also
+                                                                   # hone in bf16, gen.precision's choice on a CPU
+                                                                   # with native bf16)
 
 Both sides use the same model object, weights and threads; the baseline is what a user writes
 first: ``pipeline(task)(text)`` once per example.  A batched pipeline call (``batch_size=``) is
@@ -14,6 +16,7 @@ test file from ../shared (classify); generation prompts are written here.
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import json
 import platform
@@ -88,16 +91,26 @@ def generate(a) -> dict:
     pipe = pipeline("text-generation", model=model, tokenizer=tok, device=-1)
     kw = {"max_new_tokens": a.max_new_tokens, "do_sample": False, "temperature": None, "top_p": None,
           "top_k": None, "pad_token_id": tok.pad_token_id, "eos_token_id": gen.eos_ids}
-    runs: dict[str, list[float]] = {"pipeline, one call per prompt": [], f"hone generate, batch_size={a.batch_size}": []}
+    # the same weights in bf16, as hone's evaluation and `hone generate` load them where the CPU runs bf16 natively
+    # (gen.precision: auto)
+    half = Generator(copy.deepcopy(model).to(torch.bfloat16), tok, max_new_tokens=a.max_new_tokens)
+    names = {"pipe": "pipeline, one call per prompt", "hone": f"hone generate, batch_size={a.batch_size}",
+             "bf16": f"hone generate, batch_size={a.batch_size}, bf16"}
+    runs: dict[str, list[float]] = {k: [] for k in names.values()}
     outs = {}
     for _ in range(2):
         dt, outs["pipe"] = _timed(lambda: [pipe(c, **kw)[0]["generated_text"][-1]["content"] for c in chats])
-        runs["pipeline, one call per prompt"].append(dt)
-        dt, outs["hone"] = _timed(lambda: [g.text for g in gen.generate(chats, batch_size=a.batch_size)])
-        runs[f"hone generate, batch_size={a.batch_size}"].append(dt)
-    same = sum(x.strip() == y.strip() for x, y in zip(outs["pipe"], outs["hone"], strict=True)) / len(prompts)
+        runs[names["pipe"]].append(dt)
+        for key, g in (("hone", gen), ("bf16", half)):
+            dt, outs[key] = _timed(lambda g=g: [x.text for x in g.generate(chats, batch_size=a.batch_size)])
+            runs[names[key]].append(dt)
+
+    def same(key: str) -> float:
+        return sum(x.strip() == y.strip() for x, y in zip(outs["pipe"], outs[key], strict=True)) / len(prompts)
+
     return {"n": len(prompts), "max_new_tokens": a.max_new_tokens, "seconds": {k: round(min(v), 2) for k, v in runs.items()},
-            "per_s": {k: round(len(prompts) / min(v), 2) for k, v in runs.items()}, "same_text_share": same}
+            "per_s": {k: round(len(prompts) / min(v), 2) for k, v in runs.items()}, "same_text_share": same("hone"),
+            "same_text_share_bf16": same("bf16")}
 
 
 def main() -> int:

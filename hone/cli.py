@@ -351,9 +351,12 @@ def generate_cmd(artifact: Annotated[str, typer.Argument(help="A hone generator 
                  chat: Annotated[Optional[Path], typer.Option("--chat", help="JSONL of {\"messages\": [...]}: one JSON line with the reply per conversation.")] = None,
                  max_new_tokens: Annotated[Optional[int], typer.Option(help="Default: the artifact's.")] = None,
                  temperature: Annotated[float, typer.Option(help="0 = greedy.")] = 0.0,
-                 template: Annotated[Optional[str], typer.Option(help="Named chat template for a plain model without one.")] = None) -> None:
+                 template: Annotated[Optional[str], typer.Option(help="Named chat template for a plain model without one.")] = None,
+                 precision: Annotated[str, typer.Option(help="auto (bf16 where the hardware runs it natively, as the evaluation does; else fp32), fp32 or bf16.")] = "auto") -> None:
     """Generate with a fine-tuned model, using the chat template it was trained with."""
-    gen = _generator(artifact, template)
+    if precision not in ("auto", "fp32", "bf16"):
+        raise HoneError(f"--precision: expected auto, fp32 or bf16, got {precision!r}")
+    gen = _generator(artifact, template, precision)
     if (prompt is None) == (chat is None):
         raise HoneError("give exactly one of --prompt or --chat")
     if prompt is not None:
@@ -366,16 +369,18 @@ def generate_cmd(artifact: Annotated[str, typer.Argument(help="A hone generator 
         print(json.dumps({"messages": conv, "reply": g.text, "stopped": g.stopped}, ensure_ascii=False))
 
 
-def _generator(name: str, template: str | None):
+def _generator(name: str, template: str | None, precision: str = "auto"):
     from hone import artifacts
     from hone.data.chat import setup_tokenizer
     from hone.serve.generator import Generator
+    from hone.train.loop import inference_dtype
 
+    dtype = inference_dtype(precision)
     if (Path(name) / artifacts.MANIFEST).is_file():
-        return Generator.load(name)
+        return Generator.load(name, dtype=dtype)
     from hone.model.load import load_lm
 
-    model, tok = load_lm(name)
+    model, tok = load_lm(name, dtype=dtype)
     if not getattr(model.config, "is_encoder_decoder", False):
         setup_tokenizer(tok, template, where=name)
     return Generator(model, tok)

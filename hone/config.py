@@ -311,6 +311,9 @@ class GenConfig(_Section):
     top_p: float = Field(1.0, gt=0, le=1)
     repetition_penalty: float = Field(1.0, ge=1.0, le=2.0)  # > 1 discourages loops of small models (also in evaluation)
     batch_size: int = Field(16, ge=1)  # generation batch (left padding, KV cache)
+    # dtype of the models the evaluation generates and scores with (tuned and base alike); auto = bf16 where the
+    # hardware runs it natively (as train.precision), else fp32
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
 
 
 class EvalConfig(_Section):

@@ -69,9 +69,10 @@ def run_generator(cfg: RunConfig, run_dir: Path, *, log=lambda _: None, progress
     from hone.eval.report import write_reports
     from hone.serve.generator import Generator
     from hone.train.generative import train_generator
+    from hone.train.loop import inference_dtype
 
     grun = train_generator(cfg, run_dir, log=log, progress=progress)
-    saved = Generator.load(grun.artifact)
+    saved = Generator.load(grun.artifact, dtype=inference_dtype(cfg.gen.precision))
     grun.model, grun.tokenizer = saved.model, saved.tokenizer
     report = evaluate_generator(grun, cfg, log=log)
     if not report["systems"]:

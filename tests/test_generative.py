@@ -175,6 +175,15 @@ def test_every_method_trains_and_saves_a_loadable_artifact(tiny, tmp_path, metho
         a = gen.model(input_ids=ids).logits[:, -1]
         b = run.model.eval()(input_ids=ids).logits[:, -1]
     assert torch.allclose(a, b, atol=1e-4)
+    # loaded in bf16 for evaluation (gen.precision): every layer in one dtype (peft would load the adapters in fp32),
+    # the same artifact to bf16 rounding
+    half = Generator.load(run.artifact, dtype=torch.bfloat16)
+    if method != "qlora":
+        assert {p.dtype for p in half.model.parameters()} == {torch.bfloat16}
+    with torch.no_grad():
+        c = half.model(input_ids=ids).logits[:, -1].float()
+    assert (c - a).abs().max() <= 0.05 * a.abs().max()
+    assert len(half.generate(["my phone bill is too high"], max_new_tokens=5)) == 1
 
 
 def test_packing_trains(tiny, tmp_path):
@@ -330,9 +339,18 @@ def test_run_reports_tuned_vs_base_and_cli_generate(tiny, tmp_path):
     assert (tmp_path / "run" / "report.html").read_text().count("<svg") >= 1
     assert (tmp_path / "run" / "lint.md").exists()
     assert "fine-tuned vs zero_shot" in res.output
+    from hone.train.loop import native_bf16
+
+    assert rep["decoding"]["dtype"] == ("bfloat16" if native_bf16() else "float32")  # gen.precision: auto
     art = tmp_path / "run" / "artifact"
     out = CliRunner().invoke(app, ["generate", str(art), "--prompt", "my phone bill", "--max-new-tokens", "4"])
     assert out.exit_code == 0, out.output
+    for precision in ("fp32", "bf16"):
+        out = CliRunner().invoke(app, ["generate", str(art), "--prompt", "my phone bill", "--max-new-tokens", "4",
+                                       "--precision", precision])
+        assert out.exit_code == 0, out.output
+    out = CliRunner().invoke(app, ["generate", str(art), "--prompt", "x", "--precision", "half"])
+    assert out.exit_code == 2 and "--precision" in out.output
     chats = tmp_path / "chats.jsonl"
     chats.write_text(json.dumps({"messages": [{"role": "user", "content": "please cancel"}]}) + "\n")
     out = CliRunner().invoke(app, ["generate", str(art), "--chat", str(chats), "--max-new-tokens", "4"])
@@ -436,6 +454,21 @@ def test_eval_cli_on_a_generator_artifact(tiny, tmp_path):
     assert rep["test_examples"] == 11 and set(rep["systems"]) == {"fine_tuned", "zero_shot"}
     bad = CliRunner().invoke(app, ["eval", str(run.artifact), "--data", str(FIX / "classification.jsonl")])
     assert bad.exit_code == 2 and "chat / prompt_completion" in bad.output
+    from hone.eval.gen_suite import evaluate_artifact
+
+    for precision, dtype in (("fp32", "float32"), ("bf16", "bfloat16")):
+        rep = evaluate_artifact(run.artifact, FIX / "prompt_completion.jsonl", max_examples=3,
+                                overrides=[f"gen.precision={precision}"])
+        assert rep["decoding"]["dtype"] == dtype and rep["test_examples"] == 3
+
+
+def test_inference_dtype(monkeypatch):
+    from hone.train import loop
+
+    for native, auto in ((True, torch.bfloat16), (False, torch.float32)):
+        monkeypatch.setattr(loop, "native_bf16", lambda native=native: native)
+        assert loop.inference_dtype("auto") == auto
+        assert loop.inference_dtype("fp32") == torch.float32 and loop.inference_dtype("bf16") == torch.bfloat16
 
 
 def test_repetition_penalty_breaks_loops(tiny):

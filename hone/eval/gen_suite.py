@@ -20,6 +20,7 @@ from hone.config import RunConfig
 from hone.data.chat import setup_tokenizer
 from hone.eval import gen_metrics as gm
 from hone.serve.generator import Generator
+from hone.train.loop import inference_dtype
 from hone.train.objectives import CausalLMObjective
 
 METRICS = {"sft": ["rougeL", "bleu", "chrf", "rouge1", "rouge2", "exact_match"],
@@ -32,7 +33,8 @@ def load_base_generator(run, cfg: RunConfig) -> Generator:
     """The untuned base model with the same template, pad token and stop ids as the tuned one."""
     from hone.model.load import load_lm
 
-    model, tok = load_lm(cfg.model.name, revision=cfg.model.revision, trust_remote_code=cfg.model.trust_remote_code)
+    model, tok = load_lm(cfg.model.name, dtype=inference_dtype(cfg.gen.precision), revision=cfg.model.revision,
+                         trust_remote_code=cfg.model.trust_remote_code)
     if not getattr(model.config, "is_encoder_decoder", False):  # the template training used (see _template_notes)
         template = cfg.gen.template if cfg.gen.template or tok.chat_template else "plain"
         setup_tokenizer(tok, template, where=cfg.model.name)
@@ -230,7 +232,8 @@ def evaluate_generator(run, cfg: RunConfig, *, log=lambda _: None) -> dict[str, 
     base = load_base_generator(run, cfg)
     report: dict[str, Any] = {"kind": "generator", "model": cfg.model.name, "method": cfg.method.name,
                               "decoding": {"max_new_tokens": cfg.gen.max_new_tokens, "greedy": True,
-                                           "repetition_penalty": cfg.gen.repetition_penalty},
+                                           "repetition_penalty": cfg.gen.repetition_penalty,
+                                           "dtype": str(tuned.model.dtype).removeprefix("torch.")},
                               "objective": run.objective}
     if run.result is not None:
         report["training"] = run.result.to_dict()
@@ -314,7 +317,7 @@ def evaluate_artifact(artifact, data_file, *, max_examples: int | None = None, b
     if rep.schema not in ("chat", "prompt_completion", "instruction"):
         raise DataError(f"{data_file}: a generator is evaluated on chat / prompt_completion / instruction data, "
                         f"got {rep.schema}")
-    gen = Generator.load(artifact)
+    gen = Generator.load(artifact, dtype=inference_dtype(cfg.gen.precision))
     run = SimpleNamespace(model=gen.model, tokenizer=gen.tokenizer, objective="sft", result=None, lint=None,
                           metadata={"schema": rep.schema}, splits={"test": [r.data for r in recs], "train": []})
     return evaluate_generator(run, cfg, log=log)

@@ -170,6 +170,8 @@ def _load_artifact_model(path: Path, manifest: dict[str, Any], dtype: Any):
             else:
                 base = auto.from_pretrained(base_path, **kw)
             model = PeftModel.from_pretrained(base, path)
+            if dtype is not None and not manifest.get("quantized"):
+                model = model.to(dtype)  # peft loads adapters in fp32 onto any base: one dtype for every layer
         else:
             model = auto.from_pretrained(path, **kw)
     except OSError as e:
