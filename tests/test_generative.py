@@ -246,6 +246,39 @@ def test_batched_generation_equals_one_by_one(tiny):
     assert "".join(gen.stream("my phone bill")).strip() == single[0].text
 
 
+def test_decoding_gives_the_head_a_contiguous_input_and_cleans_up(tiny):
+    """The prompt's last position reaches the output head as a strided view, which ``torch.matmul`` would meet by
+    copying the head's weight once per row; while generating it gets a contiguous copy instead, with the same tokens,
+    and the hook is gone afterwards (also after a failure)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from hone.serve import generator as gmod
+
+    tok = AutoTokenizer.from_pretrained(tiny)
+    model = AutoModelForCausalLM.from_pretrained(tiny)
+    gen = Generator(model, tok, max_new_tokens=4)
+    head = model.get_output_embeddings()
+    seen = []
+    spy = head.register_forward_hook(lambda m, args, out: seen.append(args[0].is_contiguous()))
+    prompts = ["my phone bill is far too high", "cancel"]
+    fixed = [g.text for g in gen.generate(prompts, batch_size=2)]
+    assert seen and all(seen) and len(head._forward_pre_hooks) == 0
+    seen.clear()
+    with torch.inference_mode():  # the stock call: the prompt's last position as a strided view
+        model.generate(input_ids=torch.tensor([gen.prompt_ids(prompts[0])] * 2), max_new_tokens=1, do_sample=False,
+                       pad_token_id=tok.pad_token_id)
+    assert seen[0] is False
+    spy.remove()
+    with gmod._decoding(model):
+        with pytest.raises(RuntimeError):
+            with gmod._decoding(model):
+                assert len(head._forward_pre_hooks) == 2
+                raise RuntimeError("boom")
+        assert len(head._forward_pre_hooks) == 1
+    assert len(head._forward_pre_hooks) == 0
+    assert [g.text for g in gen.generate(prompts, batch_size=2)] == fixed
+
+
 def test_selective_head_equals_full_logits(tiny, monkeypatch):
     """The lm_head-on-trained-positions fast path (right padding: no attention mask) gives the same loss and
     gradients as full logits with the mask."""

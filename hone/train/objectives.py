@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from hone.data.chat import IGNORE
 from hone.model.fast import kept_positions_only
 from hone.model.frozen_casts import amp_weights
+from hone.train.heap import heap_reuse
 
 MODEL_KEYS = ("input_ids", "attention_mask", "position_ids")
 
@@ -329,7 +330,9 @@ class ClassificationObjective:
 def _eval_loop(data, batch_size: int, model, autocast, fn) -> None:
     dev = next(model.parameters()).device
     order = sorted(range(len(data)), key=lambda i: data.lengths[i])
-    with torch.inference_mode(), autocast():
+    # freed activations stay in the heap: without, 350k-460k page faults and 10% of a perplexity pass over hone's
+    # general text with SmolLM2-135M
+    with torch.inference_mode(), autocast(), heap_reuse(True):
         for s in range(0, len(order), batch_size):
             fn(to_device(data.batch(order[s:s + batch_size]), dev))
 
