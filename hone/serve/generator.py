@@ -150,8 +150,9 @@ def _decoding(model) -> Iterator[None]:
     value cache grows by a ``torch.cat`` per layer and token, and each new buffer was a fresh ``mmap`` (1.3M page
     faults for the quickstart's 30 test replies, 30k with it).  And the output head gets a contiguous input:
     transformers gives it the last position of the prompt as a strided (batch, 1, hidden) view, which ``torch.matmul``
-    cannot fold into one product, so it expanded the head's weight to (batch, hidden, vocabulary) and copied it
-    (16 x 576 x 49,152 for SmolLM2: 1.4 s per batch of prompts).  The outputs are the same."""
+    cannot fold into one product, so in bf16 it expanded the head's weight to (batch, hidden, vocabulary) and copied
+    it (16 x 576 x 49,152 for SmolLM2) once per batch of prompts.  The outputs are the same; the quickstart's 30
+    replies in bf16 took 9.5 s against 10.8-11.6 s, 32 short prompts 2.56 s against 2.78 s (in-process A/Bs)."""
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     hook = head.register_forward_pre_hook(_contiguous_input) if isinstance(head, torch.nn.Module) else None
     try:
