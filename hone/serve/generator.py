@@ -130,7 +130,8 @@ class Generator:
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=not self.seq2seq, skip_special_tokens=True)
         inp = torch.tensor([self.prompt_ids(prompt)], device=next(self.model.parameters()).device)
         kw = self._kwargs(max_new_tokens or self.max_new_tokens, temperature, top_p)
-        def run() -> None:
+
+        def run() -> None:  # inference mode is per thread: set where generate runs
             with torch.inference_mode(), _decoding(self.model):
                 self.model.generate(input_ids=inp, attention_mask=torch.ones_like(inp), streamer=streamer, **kw)
 
