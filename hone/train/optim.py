@@ -131,7 +131,7 @@ class AdamW(torch.optim.AdamW):
                 state = [self.state[p] for p in params]
 
                 def ptrs(ts):
-                    return (ctypes.c_void_p * n)(*(None if t is None else t.data_ptr() for t in ts))
+                    return (ctypes.c_void_p * n)(*(t.data_ptr() for t in ts))
 
                 if lib.hone_adamw(n, ptrs(params), ptrs([p.grad for p in params]), ptrs([s["exp_avg"] for s in state]),
                                   ptrs([s["exp_avg_sq"] for s in state]),
