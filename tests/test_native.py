@@ -33,8 +33,8 @@ def _reference(q, k, v, mask, causal, keep, keep_scale, scale, grad):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_native_attention_equals_the_reference(dtype):
-    """Forward and backward, for grouped heads, fewer queries than keys, causal rows, padding and per-head masks,
-    head sizes that are not a multiple of 16, the longest rows it takes, strided inputs and outputs, with and
+    """Forward and backward, for grouped heads, fewer queries than keys, causal rows, padding, per-query and per-head
+    masks, head sizes that are not a multiple of 16, the longest rows it takes, strided inputs and outputs, with and
     without dropout (the native masks' counter-based stream, checked element by element through the output)."""
     if native.library() is None or native.library().vector_width < 8:
         pytest.skip("the native attention kernel is unavailable here")
@@ -42,7 +42,8 @@ def test_native_attention_equals_the_reference(dtype):
     cases = [  # batch, heads, kv heads, queries, keys, head dim, mask, causal, dropout
         (4, 12, 12, 16, 16, 32, "pad", False, 0.1), (4, 12, 12, 1, 16, 32, "pad", False, 0.1),
         (3, 9, 3, 26, 26, 64, None, True, 0.0), (3, 6, 2, 5, 7, 16, "head", False, 0.2),
-        (2, 4, 4, 64, 64, 40, None, True, 0.3), (2, 2, 1, 3, 33, 128, "pad", False, 0.0)]
+        (2, 4, 4, 64, 64, 40, None, True, 0.3), (2, 2, 1, 3, 33, 128, "pad", False, 0.0),
+        (4, 6, 3, 13, 13, 32, "rows", False, 0.1), (3, 4, 4, 9, 9, 16, "rows", True, 0.0)]
     tol = 2e-6 if dtype == torch.float32 else 1e-2  # bf16 inputs and outputs: the output is rounded to 8 bits
     for b, h, kv, tq, t, d, mask_kind, causal, p in cases:
         # (batch, tokens, heads, dim) storage seen as (batch, heads, tokens, dim), as projections give them
@@ -53,6 +54,9 @@ def test_native_attention_equals_the_reference(dtype):
             keys = torch.ones(b, t, dtype=torch.bool)
             keys[::2, t - 3:] = False
             mask = keys[:, None, None, :].expand(b, 1, tq, t)
+        elif mask_kind == "rows":  # one mask per batch row, its own for each query, laid out in full (as BERT's)
+            mask = torch.rand(b, 1, tq, t, generator=g) < 0.7
+            mask[..., 0] = True
         elif mask_kind == "head":
             mask = torch.rand(b, h, tq, t, generator=g) < 0.7
             mask[..., 0] = True

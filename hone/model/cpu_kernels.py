@@ -683,7 +683,7 @@ def _attend_native(lib, query, key, value, mask, causal, dropout, scale, out_dty
     b, h, tq, d = query.shape
     kv, t = key.shape[1], key.shape[2]
     query, key, value = (_last_contiguous(x) for x in (query, key, value))
-    probs = torch.empty(b, h, tq, t, dtype=torch.float32)
+    probs = torch.empty(b, h, t, tq, dtype=torch.float32)  # transposed: the kernel's layout (native.c)
     seed, dropped, keep_scale = _dropout_draw(dropout) if dropout else (0, 0, 1.0)  # as keep_mask draws a mask
     result = torch.empty(b, tq, h, d, dtype=out_dtype)
     strides = None

@@ -7,7 +7,9 @@
  * Attention: softmax(q k^T * scale + mask) v with dropout on the probabilities, and its
  * backward, for rows of at most 64 keys and heads of at most 128 dimensions.  One OpenMP task per (batch row,
  * key / value head) holds its queries, keys and values in fp32 in the cache and computes everything there, where
- * torch's batched products spend most of their time in per-matrix overhead at these sizes.
+ * torch's batched products spend most of their time in per-matrix overhead at these sizes.  The scores are held
+ * transposed (a key per row, VL queries per vector), so that the softmax and its backward run down the columns with
+ * no reduction across lanes, and the dropout mask is drawn VL / 2 elements per vector.
  *
  * Built by hone/model/native.py with the system's C compiler (-O3 -march=native -fopenmp) the first time it is
  * needed, and linked against the libgomp file torch loaded: torch's own OpenMP pool runs the parallel loops, with
@@ -15,9 +17,9 @@
  *
  * Tensors come as base pointers and element strides (batch, head, token; the last dimension is contiguous) and a
  * dtype flag: 0 fp32, 1 bf16.  Inputs are read and outputs written in those layouts, so the caller never copies.
- * The probabilities (batch, heads, queries, keys) are written by the forward as fp32 and read by the backward; the
- * dropout mask is drawn from the masks' counter-based generator (keep_row), in the forward and again in the
- * backward.  The mask of allowed keys is a byte tensor with strides (batch, head, query, key): 0 strides broadcast. */
+ * The probabilities, transposed as (batch, heads, keys, queries), are written by the forward as fp32 and read by the
+ * backward; the dropout mask is drawn from the masks' counter-based generator (keep_scales), in the forward and again
+ * in the backward.  The mask of allowed keys is a byte tensor with strides (batch, head, query, key): 0 strides broadcast. */
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -128,47 +130,11 @@ INLINE vf vexp_neg(vf x) {
 #define HALVINGS(step) step(((vi){2, 3, 0, 1})) step(((vi){1, 0, 3, 2}))
 #endif
 
-INLINE float vhmax(vf x) {
-#define MAX_STEP(perm) { vf y = __builtin_shuffle(x, perm); x = vselect(x > y, x, y); }
-    HALVINGS(MAX_STEP)
-#undef MAX_STEP
-    return x[0];
-}
-
 INLINE float vhsum(vf x) {
 #define SUM_STEP(perm) x += __builtin_shuffle(x, perm);
     HALVINGS(SUM_STEP)
 #undef SUM_STEP
     return x[0];
-}
-
-/* s[0:VL nt] = softmax of the scores s over the keys where ok is 1 (ok is 1 or 0, zero past the last key) */
-INLINE void softmax_row(int nt, float *s, const float *ok) {
-    vf sv[MAX_T / VL], okv[MAX_T / VL], mv = vsplat(-3.0e38f), sum = {0};
-    for (int u = 0; u < nt; u++) {
-        sv[u] = *(const vf *)(s + VL * u);
-        okv[u] = *(const vf *)(ok + VL * u);
-        vf x = vselect(okv[u] != 0.0f, sv[u], vsplat(-3.0e38f));
-        mv = vselect(x > mv, x, mv);
-    }
-    float m = vhmax(mv);
-    for (int u = 0; u < nt; u++) {
-        vf x = sv[u] - m;
-        sv[u] = vexp_neg(vselect(x > 0.0f, vsplat(0.0f), x)) * okv[u];
-        sum += sv[u];
-    }
-    float inv = 1.0f / vhsum(sum);
-    for (int u = 0; u < nt; u++) *(vf *)(s + VL * u) = sv[u] * inv;
-}
-
-static void softmax_row_n(int nt, float *s, const float *ok) {
-    switch (nt) { /* the common row lengths with the loop unrolled; any other through the loop */
-    case 1: softmax_row(1, s, ok); break;
-    case 2: softmax_row(2, s, ok); break;
-    case 3: softmax_row(3, s, ok); break;
-    case 4: softmax_row(4, s, ok); break;
-    default: softmax_row(nt, s, ok); break;
-    }
 }
 
 /* Dropout masks: element e of a mask drawn with ``seed`` has the 16-bit uniform at bits 16 (e % 4) of splitmix64's
@@ -188,12 +154,34 @@ INLINE int kept_at(uint64_t seed, uint64_t e, int dropped) {
     return (int)((draw(seed, e >> 2) >> (16 * (e & 3))) & 0xffff) >= dropped;
 }
 
-/* keep[j] = keep_scale or 0 for the T elements of a mask starting at element ``base`` */
-static inline void keep_row(float *keep, uint64_t seed, uint64_t base, int T, int dropped, float keep_scale) {
-    for (int j = 0; j < T; j++) {
-        uint64_t e = base + (uint64_t)j;
-        keep[j] = kept_at(seed, e, dropped) ? keep_scale : 0.0f;
-    }
+/* The attention's dropout, drawn in vectors of 64-bit lanes: whether mask elements e (one per lane) are kept, as
+ * 32-bit lane masks; the mask element of (query i, key j) for VL / 2 queries at once. */
+typedef uint64_t vq __attribute__((vector_size(VL * 4), aligned(8))); /* VL / 2 lanes */
+typedef int32_t vih __attribute__((vector_size(VL * 2), aligned(4)));
+#if VL == 16
+#define Q_IOTA ((vq){0, 1, 2, 3, 4, 5, 6, 7})
+#elif VL == 8
+#define Q_IOTA ((vq){0, 1, 2, 3})
+#else
+#define Q_IOTA ((vq){0, 1})
+#endif
+INLINE vih keep_half(uint64_t seed, vq e, int dropped) {
+    vq z = seed + (e >> 2) * 0x9e3779b97f4a7c15ULL; /* mix64 (draw) on each lane */
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    z = z ^ (z >> 31);
+    return __builtin_convertvector(((z >> ((e & 3) * 16)) & 0xffff) >= (uint64_t)dropped, vih);
+}
+
+/* keep[0:VL] = keep_scale or 0 for mask elements e0 + l * stride (lanes l), as two half vectors (a whole vector
+ * assembled from two halves in memory would stall its load) */
+typedef float vfh __attribute__((vector_size(VL * 2), aligned(4)));
+/* the mask elements of key j for the VL / 2 query rows from row i0 on (rows of T elements) */
+INLINE vq mask_elements(int64_t i0, int j, int T) { return ((uint64_t)i0 + Q_IOTA) * (uint64_t)T + (uint64_t)j; }
+
+INLINE vfh keep_scales(uint64_t seed, vq e, int dropped, float keep_scale) {
+    vih m = keep_half(seed, e, dropped);
+    return (vfh)(m & (vih)((vfh){0} + keep_scale));
 }
 
 /* A dropout mask of n bytes (1 = keep) */
@@ -720,170 +708,240 @@ int hone_adamw(int n, float *const *params, const float *const *grads, float *co
     return 0;
 }
 
-static inline int allowed(const uint8_t *mask, const int64_t *ms, int64_t b, int64_t h, int i, int j, int causal) {
-    if (causal && j > i) return 0;
-    return mask == 0 || mask[b * ms[0] + h * ms[1] + i * ms[2] + j * ms[3]];
-}
-
-/* out[rr][0:VL n] = sum over r < rows of x[rr * ldx + r] * m[r * ld : r * ld + VL n] for the R rows rr: a block of
- * rows times a matrix, the R * n accumulators in registers (R and n are constants once inlined) */
-INLINE void mm_block(int R, int n, float *out, int ldo, const float *x, int ldx, const float *m, int ld, int rows) {
-    vf acc[4][NB];
+/* out[rr][0:VL n] (+)= sum over r < rows of x[rr * sr + r * sc] * m[r * ld : r * ld + VL n] for the R rows rr: a
+ * block of rows times a matrix, the R * n accumulators in registers (R and n are constants once inlined); x is read
+ * with any strides, so a transposed operand costs no copy */
+INLINE void mm_block(int R, int n, float *out, int ldo, const float *x, int sr, int sc, const float *m, int ld,
+                     int rows, int add) {
+    vf acc[8][NB];
     for (int rr = 0; rr < R; rr++)
-        for (int u = 0; u < n; u++) acc[rr][u] = (vf){0};
+        for (int u = 0; u < n; u++) acc[rr][u] = add ? *(const vf *)(out + rr * ldo + VL * u) : (vf){0};
     for (int r = 0; r < rows; r++) {
-        const float *mr = m + (int64_t)r * ld;
+        const float *mr = m + (int64_t)r * ld, *xr = x + (int64_t)r * sc;
         for (int u = 0; u < n; u++) {
             vf mv = *(const vf *)(mr + VL * u);
-            for (int rr = 0; rr < R; rr++) acc[rr][u] += x[rr * ldx + r] * mv;
+            for (int rr = 0; rr < R; rr++) acc[rr][u] += xr[rr * sr] * mv;
         }
     }
     for (int rr = 0; rr < R; rr++)
         for (int u = 0; u < n; u++) *(vf *)(out + rr * ldo + VL * u) = acc[rr][u];
 }
 
+#define MM_CASE(R, N) case N: mm_block(R, N, o, ldo, xr, sr, sc, mc, ld, rows, add); break;
 #if NB == 6
-#define MM_COLS(R)                                                                                                     \
-    switch (nb) {                                                                                                      \
-    case 1: mm_block(R, 1, o, ldo, xr, ldx, mc, ld, rows); break;                                                      \
-    case 2: mm_block(R, 2, o, ldo, xr, ldx, mc, ld, rows); break;                                                      \
-    case 3: mm_block(R, 3, o, ldo, xr, ldx, mc, ld, rows); break;                                                      \
-    case 4: mm_block(R, 4, o, ldo, xr, ldx, mc, ld, rows); break;                                                      \
-    case 5: mm_block(R, 5, o, ldo, xr, ldx, mc, ld, rows); break;                                                      \
-    default: mm_block(R, 6, o, ldo, xr, ldx, mc, ld, rows); break;                                                     \
-    }
+#define MM_WIDE(R) switch (nb) { MM_CASE(R, 4) MM_CASE(R, 5) default: MM_CASE(R, 6) }
 #else
-#define MM_COLS(R)                                                                                                     \
-    switch (nb) {                                                                                                      \
-    case 1: mm_block(R, 1, o, ldo, xr, ldx, mc, ld, rows); break;                                                      \
-    case 2: mm_block(R, 2, o, ldo, xr, ldx, mc, ld, rows); break;                                                      \
-    default: mm_block(R, 3, o, ldo, xr, ldx, mc, ld, rows); break;                                                     \
-    }
+#define MM_WIDE(R) switch (nb) { default: MM_CASE(R, 3) }
 #endif
+#define MM_NARROW(R) switch (nb) { MM_CASE(R, 1) MM_CASE(R, 2) default: MM_CASE(R, 3) }
 
-/* out (nx rows of VL n floats, row stride ldo) = x (nx rows of ``rows`` floats, stride ldx) times m (rows x VL n,
- * stride ld): four rows of x at a time so that the products' latency overlaps, and at most NB vectors of columns */
-static void mm(int n, float *out, int ldo, const float *x, int ldx, int nx, const float *m, int ld, int rows) {
-    for (int c = 0; c < n; c += NB) {
+/* out (nx rows of VL n floats, row stride ldo) (+)= x (nx rows of ``rows`` floats: element (i, r) at x[i sr + r sc])
+ * times m (rows x VL n, stride ld).  Narrow products (at most 3 vectors of columns) take 8 rows of x at a time,
+ * wider ones 4, so that enough independent sums hide the latency of the multiply-adds. */
+static void mm(int n, float *out, int ldo, const float *x, int sr, int sc, int nx, const float *m, int ld, int rows,
+               int add) {
+    for (int c = 0; c < n;) {
         int nb = n - c < NB ? n - c : NB, left = nx;
         float *o = out + VL * c;
         const float *mc = m + VL * c, *xr = x;
-        for (; left >= 4; left -= 4, o += 4 * ldo, xr += 4 * ldx) MM_COLS(4)
-        if (left == 3) MM_COLS(3)
-        else if (left == 2) MM_COLS(2)
-        else if (left == 1) MM_COLS(1)
+        if (nb <= 3) {
+            for (; left >= 8; left -= 8, o += 8 * ldo, xr += 8 * sr) MM_NARROW(8)
+            if (left >= 4) { MM_NARROW(4) left -= 4; o += 4 * ldo; xr += 4 * sr; }
+            if (left == 3) MM_NARROW(3)
+            else if (left == 2) MM_NARROW(2)
+            else if (left == 1) MM_NARROW(1)
+        } else {
+            for (; left >= 4; left -= 4, o += 4 * ldo, xr += 4 * sr) MM_WIDE(4)
+            if (left == 3) MM_WIDE(3)
+            else if (left == 2) MM_WIDE(2)
+            else if (left == 1) MM_WIDE(1)
+        }
+        c += nb;
     }
 }
 
 static inline int padv(int n) { return (n + VL - 1) / VL * VL; } /* rounded up to whole vectors */
 
-/* rows: x's T rows of head h of batch row b, zero-padded to DP; cols: y's rows transposed (D x TP, zero past T);
- * tmp: D floats of scratch */
-static void load_rows_and_transposed(float *rows, const view *x, float *cols, const view *y, int64_t b, int64_t h,
-                                     int T, int D, int TP, int DP, float *tmp) {
-    for (int j = 0; j < T; j++) {
-        load_row(rows + j * DP, x, b, h, j, D, DP, 1.0f);
-        load_row(tmp, y, b, h, j, D, D, 1.0f);
-        for (int c = 0; c < D; c++) cols[c * TP + j] = tmp[c];
-    }
-    for (int c = 0; c < D; c++)
-        for (int j = T; j < TP; j++) cols[c * TP + j] = 0.0f;
+/* rows (n x DP): the n rows of x's head h of batch row b, times ``scale``, zero-padded */
+static void load_rows(float *rows, const view *x, int64_t b, int64_t h, int n, int D, int DP, float scale) {
+    for (int j = 0; j < n; j++) load_row(rows + j * DP, x, b, h, j, D, DP, scale);
 }
 
-/* Forward.  q: (B, H, TQ, D), k and v: (B, KV, T, D), out: (B, H, TQ, D) views; probs: (B, H, TQ, T) fp32
- * contiguous (written); mask: bytes with strides ms, or NULL; dropout on the probabilities as the (B, H, TQ, T) mask
- * drawn with ``seed`` when ``dropped`` (see keep_row). */
+/* Transposing VL x VL blocks in registers: log2(VL) rounds, round s pairing rows r and r + s (bit s of r clear), lane l
+ * taking a[l] or b[l - s] (lo) and a[l + s] or b[l] (hi) as bit s of l is 0 or 1. */
+#define T_LO(s, l) (((l) & (s)) ? VL + (l) - (s) : (l))
+#define T_HI(s, l) (((l) & (s)) ? VL + (l) : (l) + (s))
+#if VL == 16
+#define T_LANES(F, s) F(s, 0), F(s, 1), F(s, 2), F(s, 3), F(s, 4), F(s, 5), F(s, 6), F(s, 7), F(s, 8), F(s, 9), \
+    F(s, 10), F(s, 11), F(s, 12), F(s, 13), F(s, 14), F(s, 15)
+#elif VL == 8
+#define T_LANES(F, s) F(s, 0), F(s, 1), F(s, 2), F(s, 3), F(s, 4), F(s, 5), F(s, 6), F(s, 7)
+#else
+#define T_LANES(F, s) F(s, 0), F(s, 1), F(s, 2), F(s, 3)
+#endif
+#define T_ROUND(s)                                                                                                     \
+    if ((s) < VL)                                                                                                      \
+        for (int r = 0; r < VL; r++)                                                                                   \
+            if (!(r & (s))) {                                                                                          \
+                vf a = x[r], c = x[r + (s)];                                                                           \
+                x[r] = __builtin_shuffle(a, c, ((vi){T_LANES(T_LO, s)}));                                              \
+                x[r + (s)] = __builtin_shuffle(a, c, ((vi){T_LANES(T_HI, s)}));                                        \
+            }
+
+/* cols (D x NP, NP a multiple of VL) = rows (n x DP: n rows of D floats, DP a multiple of VL) transposed, zero
+ * past n */
+static void transpose_rows(float *cols, int NP, const float *rows, int DP, int n, int D) {
+    for (int j0 = 0; j0 < NP; j0 += VL)
+        for (int c0 = 0; c0 < D; c0 += VL) {
+            vf x[VL];
+            for (int r = 0; r < VL; r++) x[r] = j0 + r < n ? *(const vf *)(rows + (j0 + r) * DP + c0) : (vf){0};
+            T_ROUND(1) T_ROUND(2) T_ROUND(4) T_ROUND(8)
+            for (int r = 0; r < VL && c0 + r < D; r++) *(vf *)(cols + (c0 + r) * NP + j0) = x[r];
+        }
+}
+
+/* okt (T x QP): 1 where query i (a lane) may see key j (a row), else 0; 1 in the padding lanes past TQ, so that no
+ * column of the softmax is empty there */
+static void allowed_transposed(float *okt, const uint8_t *mask, const int64_t *ms, int64_t b, int64_t h, int TQ,
+                               int T, int QP, int causal) {
+    for (int i = 0; i < QP; i++) {
+        const uint8_t *mi = mask && i < TQ ? mask + b * ms[0] + h * ms[1] + i * ms[2] : 0;
+        for (int j = 0; j < T; j++)
+            okt[j * QP + i] = i >= TQ || ((!causal || j <= i) && (!mi || mi[j * ms[3]])) ? 1.0f : 0.0f;
+    }
+}
+
+/* The scores held transposed, st (T x QP): st[j][i] for key j and query i (a lane).  The softmax over the keys is
+ * then a sum down the rows, VL queries at a time, with no reduction across lanes: the exponentials of a column are
+ * independent and overlap, where a softmax along a row of 16 keys waited on two shuffle-reduction chains.  The keys a
+ * query may see: okt (T x QP, 1 or 0) when that changes from query to query, else okk (T: the same for all). */
+static void softmax_columns(int T, int QP, float *st, const float *okt, const float *okk) {
+    for (int u = 0; u < QP / VL; u++) {
+        vf mv = vsplat(-3.0e38f), sum = {0};
+        for (int j = 0; j < T; j++) {
+            vf ok = okt ? *(const vf *)(okt + j * QP + VL * u) : vsplat(okk[j]);
+            vf x = vselect(ok != 0.0f, *(const vf *)(st + j * QP + VL * u), vsplat(-3.0e38f));
+            mv = vselect(x > mv, x, mv);
+        }
+        for (int j = 0; j < T; j++) {
+            vf ok = okt ? *(const vf *)(okt + j * QP + VL * u) : vsplat(okk[j]);
+            vf x = *(const vf *)(st + j * QP + VL * u) - mv;
+            vf e = vexp_neg(vselect(x > 0.0f, vsplat(0.0f), x)) * ok;
+            *(vf *)(st + j * QP + VL * u) = e;
+            sum += e;
+        }
+        vf inv = 1.0f / sum;
+        for (int j = 0; j < T; j++) *(vf *)(st + j * QP + VL * u) *= inv;
+    }
+}
+
+/* Forward.  q: (B, H, TQ, D), k and v: (B, KV, T, D), out: (B, H, TQ, D) views; probs: (B, H, T, TQ) fp32
+ * contiguous, the probabilities transposed (written); mask: bytes with strides ms, or NULL; dropout on the
+ * probabilities as the (B, H, TQ, T) mask drawn with ``seed`` when ``dropped`` (see keep_scales). */
 int hone_attend(int B, int H, int KV, int TQ, int T, int D, view q, view k, view v, const uint8_t *mask,
                 const int64_t *ms, int causal, float scale, uint64_t seed, int dropped, float keep_scale,
                 float *probs, view out) {
     if (T > MAX_T || TQ > MAX_T || D > MAX_D || H % KV) return 1;
-    int G = H / KV, TP = padv(T), DP = padv(D);
-    int row_mask = causal || (mask && (ms[1] || ms[2])); /* does the mask change from row to row (or head)? */
-#pragma omp parallel for schedule(static)
-    for (int64_t unit = 0; unit < (int64_t)B * KV; unit++) {
-        int64_t b = unit / KV, hk = unit % KV;
-        /* kt: the keys transposed (D, TP); vf: the values (T, DP); qm: the scaled queries (TQ, D); sm: scores, then
-         * kept probabilities (TQ, TP); om: the output (TQ, DP) */
-        float kt[D * TP], vf[T * DP], qm[TQ * D], sm[TQ * TP], om[TQ * DP], ok[TP], row[DP], kr[TP];
-        load_rows_and_transposed(vf, &v, kt, &k, b, hk, T, D, TP, DP, row);
-        for (int gi = 0; gi < G; gi++) {
-            int64_t h = hk * G + gi;
-            for (int i = 0; i < TQ; i++) load_row(qm + i * D, &q, b, h, i, D, D, scale);
-            mm(TP / VL, sm, TP, qm, D, TQ, kt, TP, D); /* the scores */
-            for (int i = 0; i < TQ; i++) {
-                float *s = sm + i * TP;
-                if (i == 0 || row_mask) {
-                    for (int j = 0; j < T; j++) ok[j] = allowed(mask, ms, b, h, i, j, causal) ? 1.0f : 0.0f;
-                    for (int j = T; j < TP; j++) ok[j] = 0.0f;
+    int G = H / KV, QP = padv(TQ), DP = padv(D);
+    int row_mask = causal || (mask && (ms[1] || ms[2])); /* does the mask change from query to query (or head)? */
+    int head_mask = mask && ms[1];                         /* a mask of its own for each head? */
+#pragma omp parallel
+    {
+        /* okt: which keys each query sees (T, QP), for the batch row (and head) ``built``; okk: the keys all see */
+        float okt[row_mask ? T * QP : 1], okk[T];
+        int64_t built = -1;
+#pragma omp for schedule(static)
+        for (int64_t unit = 0; unit < (int64_t)B * KV; unit++) {
+            int64_t b = unit / KV, hk = unit % KV;
+            /* kf, vr: the keys and values (T, DP); qt: the scaled queries transposed (D, QP); st: scores, then
+             * probabilities, then kept probabilities, transposed (T, QP); om: the output (TQ, DP) */
+            float kf[T * DP], vr[T * DP], qt[D * QP], st[T * QP], om[TQ * DP];
+            load_rows(kf, &k, b, hk, T, D, DP, 1.0f);
+            load_rows(vr, &v, b, hk, T, D, DP, 1.0f);
+            for (int j = 0; j < T && !row_mask; j++) okk[j] = !mask || mask[b * ms[0] + j * ms[3]] ? 1.0f : 0.0f;
+            for (int gi = 0; gi < G; gi++) {
+                int64_t h = hk * G + gi;
+                load_rows(om, &q, b, h, TQ, D, DP, scale); /* (om as scratch) */
+                transpose_rows(qt, QP, om, DP, TQ, D);
+                mm(QP / VL, st, QP, kf, DP, 1, T, qt, QP, D, 0); /* the scores, transposed */
+                int64_t key = !mask ? 0 : head_mask ? b * H + h : b;
+                if (row_mask && key != built) { /* built again only when the mask changes: once per batch row in BERT */
+                    allowed_transposed(okt, mask, ms, b, h, TQ, T, QP, causal);
+                    built = key;
                 }
-                softmax_row_n(TP / VL, s, ok);
-                memcpy(probs + ((b * H + h) * TQ + i) * T, s, sizeof(float) * (size_t)T);
-                if (dropped) {
-                    keep_row(kr, seed, (uint64_t)(((b * H + h) * TQ + i) * T), T, dropped, keep_scale);
-                    for (int j = 0; j < T; j++) s[j] *= kr[j];
-                }
+                softmax_columns(T, QP, st, row_mask ? okt : 0, okk);
+                float *pr = probs + (b * H + h) * T * TQ;
+                for (int j = 0; j < T; j++) memcpy(pr + j * TQ, st + j * QP, sizeof(float) * (size_t)TQ);
+                if (dropped) /* element (query i, key j) of the mask is base + i T + j */
+                    for (int u = 0; u < QP / VL; u++)
+                        for (int j = 0; j < T; j++)
+                            for (int half = 0; half < 2; half++) {
+                                vq e = mask_elements((b * H + h) * TQ + VL * u + VL / 2 * half, j, T);
+                                *(vfh *)(st + j * QP + VL * u + VL / 2 * half) *= keep_scales(seed, e, dropped,
+                                                                                              keep_scale);
+                            }
+                mm(DP / VL, om, DP, st, 1, QP, TQ, vr, DP, T, 0); /* the output: the probabilities read transposed */
+                for (int i = 0; i < TQ; i++)
+                    store_row((void *)out.p, b * out.sb + h * out.sh + i * out.st, out.bf16, om + i * DP, D);
             }
-            mm(DP / VL, om, DP, sm, TP, TQ, vf, DP, T); /* the output */
-            for (int i = 0; i < TQ; i++)
-                store_row((void *)out.p, b * out.sb + h * out.sh + i * out.st, out.bf16, om + i * DP, D);
         }
     }
     return 0;
 }
 
 /* Backward.  go: the output's gradient (B, H, TQ, D); q, k, v, probs and the dropout as in the forward; gq:
- * (B, H, TQ, D), gk and gv: (B, KV, T, D) views written (every element). */
+ * (B, H, TQ, D), gk and gv: (B, KV, T, D) views written (every element).  Transposed as the forward: the gradient
+ * of the probabilities dpt = v go^T (T, QP), the softmax's backward down the columns. */
 int hone_attend_backward(int B, int H, int KV, int TQ, int T, int D, view go, view q, view k, view v,
                          const float *probs, uint64_t seed, int dropped, float keep_scale, float scale, view gq,
                          view gk, view gv) {
     if (T > MAX_T || TQ > MAX_T || D > MAX_D || H % KV) return 1;
-    int G = H / KV, TP = padv(T), DP = padv(D);
+    int G = H / KV, QP = padv(TQ), DP = padv(D);
 #pragma omp parallel for schedule(static)
     for (int64_t unit = 0; unit < (int64_t)B * KV; unit++) {
         int64_t b = unit / KV, hk = unit % KV;
-        /* kf: keys (T, DP); vt: values transposed (D, TP); qm, gom: the queries and output gradients (TQ, DP);
-         * dpm: the gradients of the kept probabilities, then of the scores (TQ, TP); pkt, dst: the kept
-         * probabilities and the scores' gradients transposed (T, TQ); tm: a (max(T, TQ), DP) product */
-        int TM = T > TQ ? T : TQ;
-        float kf[T * DP], vt[D * TP], dk[T * DP], dv[T * DP], qm[TQ * DP], gom[TQ * DP], dpm[TQ * TP];
-        float pkt[T * TQ], dst[T * TQ], tm[TM * DP], kr[TP];
-        load_rows_and_transposed(kf, &k, vt, &v, b, hk, T, D, TP, DP, tm);
-        memset(dk, 0, sizeof(dk));
-        memset(dv, 0, sizeof(dv));
+        /* kf, vr: keys and values (T, DP); qm, gom: the queries and output gradients (TQ, DP); got: the output
+         * gradients transposed (D, QP); pt: the probabilities, pk the kept ones, dpt: the gradients of the
+         * probabilities, then of the scores (T, QP); dq: the query's gradient (TQ, DP); dk, dv (T, DP) */
+        float kf[T * DP], vr[T * DP], qm[TQ * DP], gom[TQ * DP], got[D * QP], pt[T * QP], dpt[T * QP];
+        float pk[dropped ? T * QP : 1], dq[TQ * DP], dk[T * DP], dv[T * DP];
+        load_rows(kf, &k, b, hk, T, D, DP, 1.0f);
+        load_rows(vr, &v, b, hk, T, D, DP, 1.0f);
         for (int gi = 0; gi < G; gi++) {
             int64_t h = hk * G + gi;
-            for (int i = 0; i < TQ; i++) {
-                load_row(qm + i * DP, &q, b, h, i, D, DP, 1.0f);
-                load_row(gom + i * DP, &go, b, h, i, D, DP, 1.0f);
+            load_rows(qm, &q, b, h, TQ, D, DP, 1.0f);
+            load_rows(gom, &go, b, h, TQ, D, DP, 1.0f);
+            transpose_rows(got, QP, gom, DP, TQ, D);
+            const float *pr = probs + (b * H + h) * T * TQ;
+            for (int j = 0; j < T; j++) {
+                memcpy(pt + j * QP, pr + j * TQ, sizeof(float) * (size_t)TQ);
+                for (int i = TQ; i < QP; i++) pt[j * QP + i] = 0.0f;
             }
-            mm(TP / VL, dpm, TP, gom, DP, TQ, vt, TP, D); /* the gradient reaching the kept probabilities */
-            for (int i = 0; i < TQ; i++) {
-                float *dp = dpm + i * TP;
-                const float *pr = probs + ((b * H + h) * TQ + i) * T;
-                float dot = 0.0f;
-                if (dropped) {
-                    keep_row(kr, seed, (uint64_t)(((b * H + h) * TQ + i) * T), T, dropped, keep_scale);
-                    for (int j = 0; j < T; j++) {
-                        pkt[j * TQ + i] = pr[j] * kr[j];
-                        dp[j] *= kr[j];
-                    }
-                } else {
-                    for (int j = 0; j < T; j++) pkt[j * TQ + i] = pr[j];
-                }
-#pragma omp simd reduction(+ : dot)
-                for (int j = 0; j < T; j++) dot += dp[j] * pr[j];
-                for (int j = 0; j < T; j++) { /* the scores' gradient */
-                    dp[j] = pr[j] * (dp[j] - dot) * scale;
-                    dst[j * TQ + i] = dp[j];
+            mm(QP / VL, dpt, QP, vr, DP, 1, T, got, QP, D, 0); /* the gradient reaching the kept probabilities */
+            if (dropped)
+                for (int u = 0; u < QP / VL; u++)
+                    for (int j = 0; j < T; j++)
+                        for (int half = 0; half < 2; half++) {
+                            int at = j * QP + VL * u + VL / 2 * half;
+                            vq e = mask_elements((b * H + h) * TQ + VL * u + VL / 2 * half, j, T);
+                            vfh kv = keep_scales(seed, e, dropped, keep_scale);
+                            *(vfh *)(dpt + at) *= kv;
+                            *(vfh *)(pk + at) = *(vfh *)(pt + at) * kv;
+                        }
+            for (int u = 0; u < QP / VL; u++) { /* the scores' gradient: p (dp - sum_j p dp) scale, per column */
+                vf dot = {0};
+                for (int j = 0; j < T; j++) dot += *(vf *)(dpt + j * QP + VL * u) * *(vf *)(pt + j * QP + VL * u);
+                for (int j = 0; j < T; j++) {
+                    vf *d = (vf *)(dpt + j * QP + VL * u);
+                    *d = *(vf *)(pt + j * QP + VL * u) * (*d - dot) * scale;
                 }
             }
-            mm(DP / VL, tm, DP, dpm, TP, TQ, kf, DP, T); /* the query's gradient */
+            mm(DP / VL, dq, DP, dpt, 1, QP, TQ, kf, DP, T, 0); /* the query's gradient */
             for (int i = 0; i < TQ; i++)
-                store_row((void *)gq.p, b * gq.sb + h * gq.sh + i * gq.st, gq.bf16, tm + i * DP, D);
-            mm(DP / VL, tm, DP, dst, TQ, T, qm, DP, TQ); /* the key's and value's, summed over the query heads */
-            for (int x = 0; x < T * DP; x++) dk[x] += tm[x];
-            mm(DP / VL, tm, DP, pkt, TQ, T, gom, DP, TQ);
-            for (int x = 0; x < T * DP; x++) dv[x] += tm[x];
+                store_row((void *)gq.p, b * gq.sb + h * gq.sh + i * gq.st, gq.bf16, dq + i * DP, D);
+            /* the key's and value's, summed over the query heads */
+            mm(DP / VL, dk, DP, dpt, QP, 1, T, qm, DP, TQ, gi > 0);
+            mm(DP / VL, dv, DP, dropped ? pk : pt, QP, 1, T, gom, DP, TQ, gi > 0);
         }
         for (int j = 0; j < T; j++) {
             store_row((void *)gk.p, b * gk.sb + hk * gk.sh + j * gk.st, gk.bf16, dk + j * DP, D);
