@@ -8,7 +8,9 @@ import pytest
 import torch
 from torch import nn
 
+from hone.model import native
 from hone.model.fast import first_token_only
+from hone.train import optim
 from hone.train.optim import (
     AdamW,
     clip_grad_norm,
@@ -122,12 +124,29 @@ def _step(model, opt, ids, clip=None, clip_fn=clip_grad_norm):
     opt.zero_grad(set_to_none=True)
 
 
-@pytest.mark.parametrize("fused", [False, True])  # the batch's rows through torch's fused kernel, or elementwise
+def _lazy_path(path: str, monkeypatch) -> tuple[bool, list]:
+    """How the batch's rows are updated: "native" (hone_adamw_rows on the rows where they are), "fused" (gathered,
+    torch's fused kernel, scattered back) or "elementwise"; returns AdamW's ``fused`` and the row counts of the
+    native calls."""
+    calls: list[int] = []
+    if path == "native":
+        lib = native.library()
+        if lib is None:
+            pytest.skip("hone's native kernels are unavailable here")
+        real = lib.hone_adamw_rows
+        monkeypatch.setattr(lib, "hone_adamw_rows", lambda n, *a: calls.append(n) or real(n, *a), raising=False)
+    if path == "fused":
+        monkeypatch.setattr(optim.native, "library", lambda: None)
+    return path != "elementwise", calls
+
+
+@pytest.mark.parametrize("path", ["elementwise", "fused", "native"])
 @pytest.mark.parametrize("clip", [None, 0.05])
-def test_lazy_adamw_equals_adamw_when_every_row_is_in_the_batch(clip, fused):
+def test_lazy_adamw_equals_adamw_when_every_row_is_in_the_batch(clip, path, monkeypatch):
     dense, sparse = _embedding_model(), _embedding_model()
     sparse[0].sparse = True
     opt_d = torch.optim.AdamW(dense.parameters(), lr=0.05, weight_decay=0.1)
+    fused, calls = _lazy_path(path, monkeypatch)
     opt_s = AdamW(sparse.parameters(), lr=0.05, weight_decay=0.1, fused=fused)
     for s in range(4):
         ids = torch.stack([torch.randperm(10, generator=torch.Generator().manual_seed(s)) for _ in range(2)])
@@ -138,6 +157,7 @@ def test_lazy_adamw_equals_adamw_when_every_row_is_in_the_batch(clip, fused):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5, msg=n)
     st = opt_s.state[sparse[0].weight]
     torch.testing.assert_close(st["exp_avg_sq"], opt_d.state[dense[0].weight]["exp_avg_sq"])
+    assert calls == ([10] * 4 if path == "native" else [])  # the embedding's 10 rows, one call per step
 
 
 def _grads(seed, scale):
@@ -198,8 +218,9 @@ def test_clip_grad_norm_is_accurate_on_a_large_gradient():
     assert clip_grad_norm([p], 1e12).item() == pytest.approx(exact, rel=2e-6)
 
 
-@pytest.mark.parametrize("fused", [False, True])
-def test_lazy_adamw_leaves_rows_outside_the_batch_alone_and_resumes(fused):
+@pytest.mark.parametrize("path", ["elementwise", "fused", "native"])
+def test_lazy_adamw_leaves_rows_outside_the_batch_alone_and_resumes(path, monkeypatch):
+    fused, _ = _lazy_path(path, monkeypatch)
     model = _embedding_model()
     model[0].sparse = True
     opt = AdamW(model.parameters(), lr=0.05, weight_decay=0.1, fused=fused)

@@ -2,7 +2,8 @@
  * (hone_sum_squares), short-row attention for training (hone_attend, hone_attend_backward), and, for Llama-family
  * decoders, rotary embeddings (hone_rotary), SwiGLU (hone_swiglu, hone_swiglu_backward), RMSNorm (hone_rms_norm,
  * hone_rms_norm_backward) and LoRA's input dropout applied in its cast (hone_mask_cast, hone_masked_add); the BERT
- * layer's add & norm (hone_add_layer_norm, hone_layer_norm_backward); AdamW (hone_adamw).
+ * layer's add & norm (hone_add_layer_norm, hone_layer_norm_backward); AdamW (hone_adamw, and hone_adamw_rows for an
+ * embedding's rows).
  *
  * Attention: softmax(q k^T * scale + mask) v with dropout on the probabilities, and its
  * backward, for rows of at most 64 keys and heads of at most 128 dimensions.  One OpenMP task per (batch row,
@@ -685,6 +686,19 @@ static void adamw_span(float *p, const float *g, float *m, float *v, int64_t len
     }
 }
 
+/* the step's constants as torch's kernel rounds them to float */
+typedef struct {
+    float decay, coeff, b2, coeff2, bc2s, eps, neg_step;
+} adamw_consts;
+
+static adamw_consts adamw_setup(double lr, double beta1, double beta2, double weight_decay, double eps,
+                                double bias_correction1, double bias_correction2_sqrt) {
+    adamw_consts c = {weight_decay != 0.0 ? (float)(1 - lr * weight_decay) : 1.0f, (float)(1 - beta1), (float)beta2,
+                      (float)(1 - beta2), (float)bias_correction2_sqrt, (float)eps,
+                      (float)(-(lr / bias_correction1))};
+    return c;
+}
+
 int hone_adamw(int n, float *const *params, const float *const *grads, float *const *exp_avgs,
                float *const *exp_avg_sqs, const int64_t *sizes, double lr, double beta1,
                double beta2, double weight_decay, double eps, double bias_correction1, double bias_correction2_sqrt,
@@ -692,20 +706,31 @@ int hone_adamw(int n, float *const *params, const float *const *grads, float *co
     int64_t *starts = chunk_starts(n, sizes);
     if (!starts) return 1;
     int64_t chunks = starts[n];
-    /* the constants as torch's kernel rounds them to float */
-    float decay = weight_decay != 0.0 ? (float)(1 - lr * weight_decay) : 1.0f, coeff = (float)(1 - beta1);
-    float b2 = (float)beta2, coeff2 = (float)(1 - beta2), bc2s = (float)bias_correction2_sqrt, ep = (float)eps;
-    float neg_step = (float)(-(lr / bias_correction1));
+    adamw_consts k = adamw_setup(lr, beta1, beta2, weight_decay, eps, bias_correction1, bias_correction2_sqrt);
 #pragma omp parallel for schedule(static) if (chunks > 1)
     for (int64_t c = 0; c < chunks; c++) {
         int64_t first, len;
         int lo = chunk_at(starts, n, sizes, c, &first, &len);
         float *p = params[lo] + first;
-        adamw_span(p, grads[lo] + first, exp_avgs[lo] + first, exp_avg_sqs[lo] + first, len, grad_scale, decay,
-                   coeff, b2, coeff2, bc2s, ep, neg_step);
+        adamw_span(p, grads[lo] + first, exp_avgs[lo] + first, exp_avg_sqs[lo] + first, len, grad_scale, k.decay,
+                   k.coeff, k.b2, k.coeff2, k.bc2s, k.eps, k.neg_step);
     }
     free(starts);
     return 0;
+}
+
+/* The same step for n rows of a (rows x width) parameter and its moments, rows[i] given the gradient's row i (g: n x
+ * width): the lazy update of an embedding trained with sparse gradients, the rows updated where they are. */
+void hone_adamw_rows(int64_t n, const int64_t *rows, int64_t width, float *p, const float *g, float *m, float *v,
+                     double lr, double beta1, double beta2, double weight_decay, double eps, double bias_correction1,
+                     double bias_correction2_sqrt) {
+    adamw_consts k = adamw_setup(lr, beta1, beta2, weight_decay, eps, bias_correction1, bias_correction2_sqrt);
+#pragma omp parallel for schedule(static) if (n * width > TENSOR_CHUNK)
+    for (int64_t i = 0; i < n; i++) {
+        int64_t r = rows[i] * width;
+        adamw_span(p + r, g + i * width, m + r, v + r, width, 0.0f, k.decay, k.coeff, k.b2, k.coeff2, k.bc2s, k.eps,
+                   k.neg_step);
+    }
 }
 
 /* out[rr][0:VL n] (+)= sum over r < rows of x[rr * sr + r * sc] * m[r * ld : r * ld + VL n] for the R rows rr: a

@@ -182,6 +182,9 @@ def _load() -> ctypes.CDLL | None:
     lib.hone_mask_cast.restype = lib.hone_masked_add.restype = None
     lib.hone_adamw.argtypes = [ctypes.c_int, *[ctypes.c_void_p] * 5, *[ctypes.c_double] * 7, ctypes.c_float]
     lib.hone_adamw.restype = ctypes.c_int
+    lib.hone_adamw_rows.argtypes = [ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, *[ctypes.c_void_p] * 4,
+                                    *[ctypes.c_double] * 7]
+    lib.hone_adamw_rows.restype = None
     ptr, i64, c_int, c_float = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_float
     lib.hone_add_layer_norm.argtypes = [i64, c_int, ptr, i64, ptr, c_int, *dropout, ptr, ptr, c_float, *[ptr] * 5]
     lib.hone_layer_norm_backward.argtypes = [i64, c_int, *[ptr] * 5, *dropout, ptr, ptr, c_int, ptr, ptr]

@@ -153,8 +153,19 @@ class AdamW(torch.optim.AdamW):
             st["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         (b1, b2), lr, eps, wd = group["betas"], float(group["lr"]), group["eps"], group["weight_decay"]
         m_all, v_all = st["exp_avg"], st["exp_avg_sq"]
-        w, m, v = p.index_select(0, rows), m_all.index_select(0, rows), v_all.index_select(0, rows)
         st["step"] += 1
+        lib = native.library() if self.defaults.get("fused") else None
+        if (lib is not None and p.dim() == 2 and len(rows) and all(
+                t.is_cpu and t.dtype == torch.float32 and t.is_contiguous() for t in (p, g, m_all, v_all))
+                and g.shape[1:] == p.shape[1:] and m_all.shape == v_all.shape == p.shape):
+            # the rows updated where they are (hone_adamw_rows, hone_adamw's arithmetic): on MiniLM 0.49 ms of each
+            # step went to the gathers, the fused kernel and the scatters below
+            t = float(st["step"])
+            rows = rows.contiguous()
+            lib.hone_adamw_rows(len(rows), rows.data_ptr(), p.shape[1], p.data_ptr(), g.data_ptr(), m_all.data_ptr(),
+                                v_all.data_ptr(), lr, b1, b2, wd, eps, 1 - b1 ** t, math.sqrt(1 - b2 ** t))
+            return
+        w, m, v = p.index_select(0, rows), m_all.index_select(0, rows), v_all.index_select(0, rows)
         if (self.defaults.get("fused") and g.dtype == p.dtype and g.is_contiguous()
                 and st["step"].device == p.device):
             # the batch's rows through the same fused kernel as the dense weights: one pass instead of a dozen
