@@ -621,10 +621,12 @@ def attend(query, key, value, mask, causal, dropout, scale, out_dtype) -> tuple[
     (:mod:`hone.model.fused_bert`) call it inside their own nodes.
 
     With the native kernels built (:mod:`hone.model.native`) it runs ``native.c``, which reads the
-    inputs where they are and writes the output in place (per MiniLM layer at 16 tokens in a training step, forward
-    and backward 0.65 ms against 1.0 ms here; 1.034-1.043x per MiniLM step): the same results to float rounding, and
-    the native masks' dropout stream (:func:`hone.model.native.reference_keep_mask`), seeded as :func:`keep_mask` is.
-    What follows is the torch path.
+    inputs where they are and writes the output in place, with the scores held transposed so that the softmax runs
+    down the columns (per MiniLM layer at 16 tokens in a training step, forward and backward 0.65 ms against 1.0 ms
+    here, 1.034-1.043x per MiniLM step, with row-wise scores; at 13 tokens the transposed layout takes 0.22 ms
+    against the row-wise 0.51 ms, another 1.015-1.024x per step, ``bench/RESULTS.md`` session 21): the same results to
+    float rounding, and the native masks' dropout stream (:func:`hone.model.native.reference_keep_mask`), seeded as
+    :func:`keep_mask` is.  What follows is the torch path.
 
     Each input is cast and laid out for the batched products in one copy, and the output and the gradients
     go back to transformers' (batch, tokens, heads, dim) layout in one copy each: through SDPA or stock ops
