@@ -142,13 +142,18 @@ INLINE float vhsum(vf x) {
  * output for counter e / 4 in that stream, and is kept when it is at least ``dropped`` (the drop probability times
  * 65536).  Counter-based: any element is drawn on its own, so the attention's backward draws its mask again instead
  * of reading a saved one, and hone_keep_mask fills a whole mask four elements per output. */
-INLINE uint64_t mix64(uint64_t z) {
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
+/* splitmix64 for counter ``word`` of the stream ``seed``, on a 64-bit integer or on a vector of them (the attention's
+ * dropout draws VL / 2 lanes at once: the same stream) */
+#define DRAW(T, seed, word)                                                                                            \
+    T z = (seed) + (word) * 0x9e3779b97f4a7c15ULL;                                                                     \
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;                                                                       \
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;                                                                       \
+    z = z ^ (z >> 31)
 
-INLINE uint64_t draw(uint64_t seed, uint64_t word) { return mix64(seed + word * 0x9e3779b97f4a7c15ULL); }
+INLINE uint64_t draw(uint64_t seed, uint64_t word) {
+    DRAW(uint64_t, seed, word);
+    return z;
+}
 
 /* whether element e of the mask drawn with ``seed`` is kept */
 INLINE int kept_at(uint64_t seed, uint64_t e, int dropped) {
@@ -167,19 +172,16 @@ typedef int32_t vih __attribute__((vector_size(VL * 2), aligned(4)));
 #define Q_IOTA ((vq){0, 1})
 #endif
 INLINE vih keep_half(uint64_t seed, vq e, int dropped) {
-    vq z = seed + (e >> 2) * 0x9e3779b97f4a7c15ULL; /* mix64 (draw) on each lane */
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    z = z ^ (z >> 31);
+    DRAW(vq, seed, e >> 2);
     return __builtin_convertvector(((z >> ((e & 3) * 16)) & 0xffff) >= (uint64_t)dropped, vih);
 }
 
-/* keep[0:VL] = keep_scale or 0 for mask elements e0 + l * stride (lanes l), as two half vectors (a whole vector
- * assembled from two halves in memory would stall its load) */
-typedef float vfh __attribute__((vector_size(VL * 2), aligned(4)));
 /* the mask elements of key j for the VL / 2 query rows from row i0 on (rows of T elements) */
 INLINE vq mask_elements(int64_t i0, int j, int T) { return ((uint64_t)i0 + Q_IOTA) * (uint64_t)T + (uint64_t)j; }
 
+/* keep_scale or 0 for the mask elements e, as a half vector (a whole vector assembled from two halves in memory would
+ * stall its load) */
+typedef float vfh __attribute__((vector_size(VL * 2), aligned(4)));
 INLINE vfh keep_scales(uint64_t seed, vq e, int dropped, float keep_scale) {
     vih m = keep_half(seed, e, dropped);
     return (vfh)(m & (vih)((vfh){0} + keep_scale));

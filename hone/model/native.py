@@ -202,7 +202,7 @@ def _load() -> ctypes.CDLL | None:
 
 
 def _splitmix64(seed: int, n: int) -> np.ndarray:
-    """splitmix64's outputs for counters 0 .. n-1 of the stream ``seed`` (``mix64`` in ``native.c``)."""
+    """splitmix64's outputs for counters 0 .. n-1 of the stream ``seed`` (``draw`` in ``native.c``)."""
     with np.errstate(over="ignore"):
         z = np.uint64(seed) + np.arange(n, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
         z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)

@@ -156,7 +156,7 @@ class AdamW(torch.optim.AdamW):
         st["step"] += 1
         lib = native.library() if self.defaults.get("fused") else None
         if (lib is not None and p.dim() == 2 and len(rows) and all(
-                t.is_cpu and t.dtype == torch.float32 and t.is_contiguous() for t in (p, g, m_all, v_all))
+                x.is_cpu and x.dtype == torch.float32 and x.is_contiguous() for x in (p, g, m_all, v_all))
                 and g.shape[1:] == p.shape[1:] and m_all.shape == v_all.shape == p.shape):
             # the rows updated where they are (hone_adamw_rows, hone_adamw's arithmetic): on MiniLM 0.49 ms of each
             # step went to the gathers, the fused kernel and the scatters below
