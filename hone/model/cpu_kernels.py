@@ -72,7 +72,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hone.model import frozen_casts, native
+from hone.model import frozen_casts, native, trained_casts
 
 _LEVELS = 1 << 16
 _MASK_CHUNK = 1 << 18  # mask elements drawn per numpy call: 64k 64-bit words
@@ -830,7 +830,8 @@ def cpu_kernels(model: nn.Module) -> Iterator[dict[str, int]]:
     """Within the block, the model's dropout modules, Llama-family RMSNorms and peft LoRA linear layers
     use this module's CPU kernels (each falls back to its own forward on GPU tensors or unsupported
     set-ups), BERT-family encoder layers run as one node (:mod:`hone.model.fused_bert`), frozen plain linear
-    layers keep their autocast cast (:mod:`hone.model.frozen_casts`), and if it uses transformers' ``sdpa``
+    layers keep their autocast cast (:mod:`hone.model.frozen_casts`; trained weights' copies written by the optimizer,
+    :mod:`hone.model.trained_casts`, are dropped when the block ends), and if it uses transformers' ``sdpa``
     attention, short rows take :func:`_short_attention_forward`.  Yields how many modules of each kind were
     switched (and ``short_attention``: 1 when attention was routed)."""
     from hone.model import fused_bert  # it builds on this module
@@ -878,6 +879,7 @@ def cpu_kernels(model: nn.Module) -> Iterator[dict[str, int]]:
             yield counts
     finally:
         _CAST.last = None
+        trained_casts.forget(model.parameters())
         for module in patched:
             module.__dict__.pop("forward", None)
             frozen_casts.disarm(module)

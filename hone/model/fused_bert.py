@@ -49,7 +49,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hone.model import cpu_kernels as ck
-from hone.model import frozen_casts, native
+from hone.model import frozen_casts, native, trained_casts
 
 # transformers' copies of BertLayer (same modules, same forward)
 LAYER_TYPES = ("BertLayer", "RobertaLayer", "XLMRobertaLayer", "CamembertLayer", "ElectraLayer")
@@ -85,9 +85,11 @@ def _stack(parts: list[torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
 
 
 def _weights(linear: nn.Linear, amp: torch.dtype | None, ct: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """A linear layer's weight and bias in the compute dtype (the kept cast of a frozen layer, if armed)."""
+    """A linear layer's weight and bias in the compute dtype (the kept cast of a frozen layer, if armed, or the
+    optimizer's copy of a trained one: :mod:`hone.model.trained_casts`)."""
     w, b = frozen_casts.amp_weights(linear, amp)
-    return w.to(ct), b.to(ct)
+    kept = trained_casts.stacked([w], amp)  # the optimizer's copy of a trained weight, if current
+    return w.to(ct) if kept is None else kept, b.to(ct)
 
 
 def _dropout_add(residual: torch.Tensor, x: torch.Tensor, p: float) -> tuple[torch.Tensor, torch.Tensor | None, float]:
@@ -185,7 +187,9 @@ class _BertLayer(torch.autograd.Function):
             xc = x2.to(ct)
             projections = (sa.key, sa.value) if first else (sa.query, sa.key, sa.value)
             casts = [frozen_casts.amp_weights(m, amp) for m in projections]
-            w_in, b_in = _stack([w for w, _ in casts], ct), _stack([b for _, b in casts], ct)
+            w_in = trained_casts.stacked([w for w, _ in casts], amp)
+            w_in = _stack([w for w, _ in casts], ct) if w_in is None else w_in
+            b_in = _stack([b for _, b in casts], ct)
             proj = torch.addmm(b_in, xc, w_in.t()).view(batch, t, len(projections), heads, d)
             k, v = proj[:, :, -2].transpose(1, 2), proj[:, :, -1].transpose(1, 2)
             if first:  # the query of position 0 only; its residual stream and mask row

@@ -276,20 +276,25 @@ INLINE vf vload(const void *p, int bf16, int64_t i) {
     return (vf)(__builtin_convertvector(h, vu) << 16);
 }
 
+/* f32_to_bf16 lane by lane: torch's cast, bit for bit (subnormals kept) */
+INLINE vh vbf16_exact(vf x) {
+    vu u = (vu)x, nan = (u & 0x7fffffffu) > 0x7f800000u;
+    vu r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+    r = (nan & ((u >> 16) | 0x40u)) | (~nan & r);
+    return __builtin_convertvector(r, vh);
+}
+
 INLINE void vstore(void *p, int bf16, int64_t i, vf x) {
     if (!bf16) {
         *(vf *)((float *)p + i) = x;
         return;
     }
-/* One instruction where the CPU has it (the generic rounding below took 2x the SwiGLU kernel's time); it also rounds to
+/* One instruction where the CPU has it (the generic rounding took 2x the SwiGLU kernel's time); it also rounds to
  * nearest even but flushes fp32 subnormals (below 1.2e-38) to zero, where torch's cast keeps them. */
 #if defined(__AVX512BF16__) && VL == 16
     *(__m256bh *)((uint16_t *)p + i) = _mm512_cvtneps_pbh((__m512)x);
 #else
-    vu u = (vu)x, nan = (u & 0x7fffffffu) > 0x7f800000u;
-    vu r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
-    r = (nan & ((u >> 16) | 0x40u)) | (~nan & r);
-    *(vh *)((uint16_t *)p + i) = __builtin_convertvector(r, vh);
+    *(vh *)((uint16_t *)p + i) = vbf16_exact(x);
 #endif
 }
 
@@ -604,7 +609,8 @@ int hone_rotary(int backward, int B, int H, int KV, int T, int D, int CB, const 
  * scalar tail rounds the second moment without the FMA): the gradient divided by grad_scale when it is not 0
  * (gradient clipping; the gradient itself is not written), decoupled weight decay, bias corrections given by the
  * caller.  All tensors' elements are split in chunks of 64k over the threads in one parallel loop, where torch runs
- * one per tensor. */
+ * one per tensor.  Where casts (may be NULL) has a non-NULL entry for a tensor, the updated weights are also written
+ * there in bf16, rounded as torch casts them: the copy a bf16 forward would otherwise make from the weights it rereads. */
 #if defined(__x86_64__) || defined(__i386__)
 #define KEEP(x) __asm__("" : "+v"(x)) /* x rounded on its own: no contraction into an FMA across this point */
 #elif defined(__aarch64__)
@@ -639,8 +645,9 @@ INLINE vf vfma(vf a, vf b, vf c) { /* a b + c rounded once */
 #endif
 }
 
-/* one vector of AdamW: the weights, moments and gradient (divided by scale if not 0) in place */
-INLINE void adamw_vec(float *p, const float *g, float *m, float *v, float scale, float decay, float coeff,
+/* one vector of AdamW: the weights, moments and gradient (divided by scale if not 0) in place, and the new weights
+ * cast to bf16 into o if not NULL (torch's cast exactly: the copy the next forward would make) */
+INLINE void adamw_vec(float *p, const float *g, float *m, float *v, uint16_t *o, float scale, float decay, float coeff,
                       float beta2, float coeff2, float bc2_sqrt, float eps, float neg_step, int tail) {
     vf gv = *(const vf *)g, mv = *(const vf *)m, vv = *(const vf *)v;
     if (scale != 0.0f) gv = gv / scale;
@@ -666,25 +673,30 @@ INLINE void adamw_vec(float *p, const float *g, float *m, float *v, float scale,
     *(vf *)v = vv;
     vf pv = *(const vf *)p * decay;
     KEEP(pv);
-    *(vf *)p = pv + step;
+    pv = pv + step;
+    *(vf *)p = pv;
+    if (o) *(vh *)o = vbf16_exact(pv);
 }
 
-static void adamw_span(float *p, const float *g, float *m, float *v, int64_t len, float scale, float decay,
-                       float coeff, float beta2, float coeff2, float bc2_sqrt, float eps, float neg_step) {
+static void adamw_span(float *p, const float *g, float *m, float *v, uint16_t *o, int64_t len, float scale,
+                       float decay, float coeff, float beta2, float coeff2, float bc2_sqrt, float eps, float neg_step) {
     int64_t i = 0;
     for (; i + VL <= len; i += VL)
-        adamw_vec(p + i, g + i, m + i, v + i, scale, decay, coeff, beta2, coeff2, bc2_sqrt, eps, neg_step, 0);
+        adamw_vec(p + i, g + i, m + i, v + i, o ? o + i : NULL, scale, decay, coeff, beta2, coeff2, bc2_sqrt, eps,
+                  neg_step, 0);
     if (i < len) { /* the tail through the same vector code, padded with zeros */
         float tp[VL] = {0}, tg[VL] = {0}, tm[VL] = {0}, tv[VL] = {0};
+        uint16_t to[VL];
         int64_t r = len - i;
         memcpy(tp, p + i, sizeof(float) * (size_t)r);
         memcpy(tg, g + i, sizeof(float) * (size_t)r);
         memcpy(tm, m + i, sizeof(float) * (size_t)r);
         memcpy(tv, v + i, sizeof(float) * (size_t)r);
-        adamw_vec(tp, tg, tm, tv, scale, decay, coeff, beta2, coeff2, bc2_sqrt, eps, neg_step, 1);
+        adamw_vec(tp, tg, tm, tv, o ? to : NULL, scale, decay, coeff, beta2, coeff2, bc2_sqrt, eps, neg_step, 1);
         memcpy(p + i, tp, sizeof(float) * (size_t)r);
         memcpy(m + i, tm, sizeof(float) * (size_t)r);
         memcpy(v + i, tv, sizeof(float) * (size_t)r);
+        if (o) memcpy(o + i, to, sizeof(uint16_t) * (size_t)r);
     }
 }
 
@@ -702,7 +714,7 @@ static adamw_consts adamw_setup(double lr, double beta1, double beta2, double we
 }
 
 int hone_adamw(int n, float *const *params, const float *const *grads, float *const *exp_avgs,
-               float *const *exp_avg_sqs, const int64_t *sizes, double lr, double beta1,
+               float *const *exp_avg_sqs, uint16_t *const *casts, const int64_t *sizes, double lr, double beta1,
                double beta2, double weight_decay, double eps, double bias_correction1, double bias_correction2_sqrt,
                float grad_scale) {
     int64_t *starts = chunk_starts(n, sizes);
@@ -714,7 +726,8 @@ int hone_adamw(int n, float *const *params, const float *const *grads, float *co
         int64_t first, len;
         int lo = chunk_at(starts, n, sizes, c, &first, &len);
         float *p = params[lo] + first;
-        adamw_span(p, grads[lo] + first, exp_avgs[lo] + first, exp_avg_sqs[lo] + first, len, grad_scale, k.decay,
+        uint16_t *o = casts && casts[lo] ? casts[lo] + first : NULL;
+        adamw_span(p, grads[lo] + first, exp_avgs[lo] + first, exp_avg_sqs[lo] + first, o, len, grad_scale, k.decay,
                    k.coeff, k.b2, k.coeff2, k.bc2s, k.eps, k.neg_step);
     }
     free(starts);
@@ -730,7 +743,7 @@ void hone_adamw_rows(int64_t n, const int64_t *rows, int64_t width, float *p, co
 #pragma omp parallel for schedule(static) if (n * width > TENSOR_CHUNK)
     for (int64_t i = 0; i < n; i++) {
         int64_t r = rows[i] * width;
-        adamw_span(p + r, g + i * width, m + r, v + r, width, 0.0f, k.decay, k.coeff, k.b2, k.coeff2, k.bc2s, k.eps,
+        adamw_span(p + r, g + i * width, m + r, v + r, NULL, width, 0.0f, k.decay, k.coeff, k.b2, k.coeff2, k.bc2s, k.eps,
                    k.neg_step);
     }
 }

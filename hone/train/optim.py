@@ -16,7 +16,7 @@ import math
 import torch
 from torch import nn
 
-from hone.model import native
+from hone.model import native, trained_casts
 from hone.model.methods import _is_head
 
 NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight", "ln_f.weight", "layernorm.weight")
@@ -86,6 +86,10 @@ class AdamW(torch.optim.AdamW):
             self.grad_scale = scale  # read by torch's fused AdamW for this step only
         try:
             loss = super().step(closure) if len(done) < sum(len(g["params"]) for g in self.param_groups) else None
+            for p in (p for g in self.param_groups for p in g["params"] if p.grad is not None):
+                # torch's fused kernel writes the weights it stepped without bumping their version counters, by
+                # which a kept bf16 copy knows it is stale (hone.model.trained_casts)
+                torch.autograd.graph.increment_version(p)
         finally:
             self.__dict__.pop("grad_scale", None)
             for (_, p), grad in zip(sparse, grads):
@@ -101,9 +105,10 @@ class AdamW(torch.optim.AdamW):
         torch's fused kernel, in one parallel pass over all of them instead of one per tensor, the gradients left
         unscaled; 1.02x per SmolLM2-135M full SFT step); returns the parameters it stepped.  The state is torch's
         (``step``, ``exp_avg``, ``exp_avg_sq``), so checkpoints and the torch path take over unchanged; a parameter
-        whose state is laid out otherwise (another dtype, strides) is left to torch."""
-        done = []
+        whose state is laid out otherwise (another dtype, strides) is left to torch.  Weights a bf16 forward asked
+        for (:mod:`hone.model.trained_casts`) get their bf16 copy written in the same pass."""
         inv = 0.0 if scale is None else float(scale)
+        runs = []  # (group, step count, parameters)
         for group in self.param_groups:
             if (group["amsgrad"] or group["maximize"] or group.get("capturable") or group.get("differentiable")
                     or torch.is_tensor(group["lr"])):
@@ -125,22 +130,24 @@ class AdamW(torch.optim.AdamW):
                     continue
                 st["step"] += 1
                 by_step.setdefault(float(st["step"]), []).append(p)
-            (b1, b2), lr = group["betas"], float(group["lr"])
-            for step, params in by_step.items():
-                n = len(params)
-                state = [self.state[p] for p in params]
+            runs += [(group, step, params) for step, params in by_step.items()]
+        done = [p for _, _, params in runs for p in params]
+        casts, claimed = trained_casts.claim(done)
+        for group, step, params in runs:
+            (b1, b2), lr, n = group["betas"], float(group["lr"]), len(params)
+            state = [self.state[p] for p in params]
 
-                def ptrs(ts):
-                    return (ctypes.c_void_p * n)(*(t.data_ptr() for t in ts))
+            def ptrs(ts):
+                return (ctypes.c_void_p * n)(*(None if t is None else t.data_ptr() for t in ts))
 
-                if lib.hone_adamw(n, ptrs(params), ptrs([p.grad for p in params]), ptrs([s["exp_avg"] for s in state]),
-                                  ptrs([s["exp_avg_sq"] for s in state]),
-                                  (ctypes.c_int64 * n)(*(p.numel() for p in params)), lr, b1, b2,
-                                  group["weight_decay"], group["eps"], 1 - b1 ** step, math.sqrt(1 - b2 ** step), inv):
-                    raise MemoryError("hone_adamw could not allocate its chunk table")
-                for p in params:
-                    torch.autograd.graph.increment_version(p)  # written in place behind torch's back
-                done += params
+            if lib.hone_adamw(n, ptrs(params), ptrs([p.grad for p in params]), ptrs([s["exp_avg"] for s in state]),
+                              ptrs([s["exp_avg_sq"] for s in state]), ptrs([casts.get(id(p)) for p in params]),
+                              (ctypes.c_int64 * n)(*(p.numel() for p in params)), lr, b1, b2,
+                              group["weight_decay"], group["eps"], 1 - b1 ** step, math.sqrt(1 - b2 ** step), inv):
+                raise MemoryError("hone_adamw could not allocate its chunk table")
+            for p in params:
+                torch.autograd.graph.increment_version(p)  # written in place behind torch's back
+        trained_casts.commit(claimed)
         return done
 
     def _lazy_update(self, group: dict, p: torch.Tensor) -> None:
@@ -164,6 +171,7 @@ class AdamW(torch.optim.AdamW):
             rows = rows.contiguous()
             lib.hone_adamw_rows(len(rows), rows.data_ptr(), p.shape[1], p.data_ptr(), g.data_ptr(), m_all.data_ptr(),
                                 v_all.data_ptr(), lr, b1, b2, wd, eps, 1 - b1 ** t, math.sqrt(1 - b2 ** t))
+            torch.autograd.graph.increment_version(p)  # written in place behind torch's back
             return
         w, m, v = p.index_select(0, rows), m_all.index_select(0, rows), v_all.index_select(0, rows)
         if (self.defaults.get("fused") and g.dtype == p.dtype and g.is_contiguous()
