@@ -424,6 +424,74 @@ def test_native_adamw_steps_like_torchs_fused_adamw(monkeypatch):
     assert sorted(float(s["step"]) for s in resumed.state.values()) == [1.0] + [5.0] * 5
 
 
+def test_native_adamw_rechecks_what_changed_between_steps(monkeypatch):
+    """The native step keeps what it checked (the parameters, their state and step counts) between steps; each of
+    these changes between two steps is seen and stepped as torch's fused AdamW steps it: a step on torch's path, a
+    parameter without a gradient in one step, a loaded state, replaced moments, a parameter's data replaced, a new
+    param group.  The native path is taken at every step but the torch one (counted)."""
+    from hone.train.optim import AdamW
+
+    _lib_or_skip()
+    gen = torch.Generator().manual_seed(9)
+    init = [torch.randn(s, generator=gen) for s in [(48, 40), (40,), (33, 7)]]
+
+    def make():
+        ps = [torch.nn.Parameter(x.clone()) for x in init]
+        return ps, AdamW([{"params": ps[:2], "weight_decay": 0.1, "lr": 3e-3}, {"params": ps[2:], "lr": 1e-3}],
+                         betas=(0.9, 0.999), eps=1e-8, fused=True)
+
+    ours, opt = make()
+    ref, opt_ref = make()
+    taken = []
+    real = AdamW._native_step
+    def counted(self, lib, scale):
+        done = real(self, lib, scale)
+        taken.append(len(done))
+        return done
+
+    monkeypatch.setattr(AdamW, "_native_step", counted)
+
+    def step(skip=(), torch_path=False):
+        for i, (p, q) in enumerate(zip(ours, ref)):
+            g = None if i in skip else torch.randn(p.shape, generator=gen)
+            p.grad, q.grad = g, None if g is None else g.clone()
+        with monkeypatch.context() as m:
+            m.setitem(native._STATE, "lib", None)
+            opt_ref.step()
+            if torch_path:
+                opt.step()
+        if not torch_path:
+            opt.step()
+        for p, q in zip(ours, ref):
+            torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-9)
+            for key in ("exp_avg", "exp_avg_sq", "step"):
+                torch.testing.assert_close(opt.state[p][key], opt_ref.state[q][key], rtol=1e-6, atol=1e-12)
+
+    step()
+    step()
+    step(torch_path=True)  # torch's path moves the step counts on: the native step reads them again
+    step()
+    step(skip={1})  # the bias has no gradient this time: it is not stepped, its count stays behind
+    step()
+    opt.load_state_dict(opt.state_dict())  # a resumed checkpoint: new state tensors
+    step()
+    for p in ours[:1]:  # moments replaced by hand
+        opt.state[p]["exp_avg"] = opt.state[p]["exp_avg"].clone()
+    step()
+    with torch.no_grad():
+        ours[2].data = ours[2].data.clone()  # the parameter's storage replaced
+    step()
+    extra, extra_ref = torch.nn.Parameter(init[0].clone()), torch.nn.Parameter(init[0].clone())
+    opt.add_param_group({"params": [extra], "lr": 2e-3})
+    opt_ref.add_param_group({"params": [extra_ref], "lr": 2e-3})
+    ours.append(extra)
+    ref.append(extra_ref)
+    step()
+    assert float(opt.state[ours[1]]["step"]) == 9 and float(opt.state[ours[0]]["step"]) == 10
+    assert float(opt.state[extra]["step"]) == 1
+    assert taken == [3] * 3 + [2] + [3] * 4 + [4]
+
+
 @pytest.mark.parametrize("p", [0.0, 0.2])
 def test_native_add_and_norm_against_float64(p):
     """The BERT layer's add & norm (residual + dropout, LayerNorm, and the bf16 copy of the output) and its backward

@@ -40,7 +40,7 @@ def test_native_adamw_writes_torchs_bf16_cast_of_the_new_weights():
     def ptrs(ts):
         return (ctypes.c_void_p * n)(*(None if t is None else t.data_ptr() for t in ts))
 
-    assert lib.hone_adamw(n, ptrs(ps), ptrs(gs), ptrs(ms), ptrs(vs), ptrs(outs), (ctypes.c_int64 * n)(*sizes),
+    assert lib.hone_adamw(n, ptrs(ps), ptrs(gs), ptrs(ms), ptrs(vs), ptrs(outs), (ctypes.c_int64 * n)(*sizes), None,
                           1e-3, 0.9, 0.999, 0.0, 1e-8, 0.1, 0.0316, 0.0) == 0
     assert ps[1][:5].abs().max() > 0 and torch.isnan(ps[1][5])
     for p, out in zip(ps[:2], outs[:2]):
@@ -128,7 +128,7 @@ def test_a_copy_is_used_only_while_its_weights_are_as_the_step_left_them(monkeyp
         dense.requires_grad_(False)  # frozen now: the frozen layers' casts take over
         assert trained_casts.stacked([dense], torch.bfloat16) is None
         dense.requires_grad_(True)
-    assert lib is not None and not any(w in trained_casts._requests for w in model.parameters())  # dropped at exit
+    assert lib is not None and not any(trained_casts._request(w) for w in model.parameters())  # dropped at exit
 
 
 def test_the_optimizer_writes_only_copies_a_forward_asked_for():
@@ -149,4 +149,4 @@ def test_the_optimizer_writes_only_copies_a_forward_asked_for():
     opt.step()
     assert trained_casts.stacked([w, other], torch.bfloat16) is None
     trained_casts.forget([w, other])
-    assert w not in trained_casts._requests
+    assert trained_casts._request(w) is None and trained_casts._request(other) is None

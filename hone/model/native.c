@@ -610,7 +610,8 @@ int hone_rotary(int backward, int B, int H, int KV, int T, int D, int CB, const 
  * (gradient clipping; the gradient itself is not written), decoupled weight decay, bias corrections given by the
  * caller.  All tensors' elements are split in chunks of 64k over the threads in one parallel loop, where torch runs
  * one per tensor.  Where casts (may be NULL) has a non-NULL entry for a tensor, the updated weights are also written
- * there in bf16, rounded as torch casts them: the copy a bf16 forward would otherwise make from the weights it rereads. */
+ * there in bf16, rounded as torch casts them: the copy a bf16 forward would otherwise make from the weights it rereads.
+ * steps (may be NULL) are the tensors' fp32 step counts in torch's state, each incremented by one first. */
 #if defined(__x86_64__) || defined(__i386__)
 #define KEEP(x) __asm__("" : "+v"(x)) /* x rounded on its own: no contraction into an FMA across this point */
 #elif defined(__aarch64__)
@@ -714,12 +715,15 @@ static adamw_consts adamw_setup(double lr, double beta1, double beta2, double we
 }
 
 int hone_adamw(int n, float *const *params, const float *const *grads, float *const *exp_avgs,
-               float *const *exp_avg_sqs, uint16_t *const *casts, const int64_t *sizes, double lr, double beta1,
+               float *const *exp_avg_sqs, uint16_t *const *casts, const int64_t *sizes, float *const *steps, double lr,
+               double beta1,
                double beta2, double weight_decay, double eps, double bias_correction1, double bias_correction2_sqrt,
                float grad_scale) {
     int64_t *starts = chunk_starts(n, sizes);
     if (!starts) return 1;
     int64_t chunks = starts[n];
+    if (steps)
+        for (int i = 0; i < n; i++) *steps[i] += 1.0f;
     adamw_consts k = adamw_setup(lr, beta1, beta2, weight_decay, eps, bias_correction1, bias_correction2_sqrt);
 #pragma omp parallel for schedule(static) if (chunks > 1)
     for (int64_t c = 0; c < chunks; c++) {

@@ -180,7 +180,7 @@ def _load() -> ctypes.CDLL | None:
     lib.hone_masked_add.argtypes = [ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p,
                                     ctypes.c_int, *mask]
     lib.hone_mask_cast.restype = lib.hone_masked_add.restype = None
-    lib.hone_adamw.argtypes = [ctypes.c_int, *[ctypes.c_void_p] * 6, *[ctypes.c_double] * 7, ctypes.c_float]
+    lib.hone_adamw.argtypes = [ctypes.c_int, *[ctypes.c_void_p] * 7, *[ctypes.c_double] * 7, ctypes.c_float]
     lib.hone_adamw.restype = ctypes.c_int
     lib.hone_adamw_rows.argtypes = [ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, *[ctypes.c_void_p] * 4,
                                     *[ctypes.c_double] * 7]

@@ -24,7 +24,6 @@ import weakref
 from collections.abc import Iterable, Sequence
 
 import torch
-from torch.utils.weak import WeakTensorKeyDictionary
 
 DTYPE = torch.bfloat16  # the only dtype the native step writes
 
@@ -32,10 +31,11 @@ DTYPE = torch.bfloat16  # the only dtype the native step writes
 class _Request:
     """Weights wanted as one bf16 matrix (rows concatenated), and the last copy written."""
 
-    __slots__ = ("weights", "copy", "stamps", "__weakref__")
+    __slots__ = ("weights", "copy", "stamps")
 
     def __init__(self, weights: Sequence[torch.Tensor]):
-        self.weights = tuple(weakref.ref(w) for w in weights)  # weak: the registry's keys are the weights themselves
+        # weak: a request does not keep a model alive; a weight's death drops its entry
+        self.weights = tuple(weakref.ref(w, _dead) for w in weights)
         self.copy: torch.Tensor | None = None
         self.stamps: tuple | None = None
 
@@ -44,7 +44,20 @@ class _Request:
         return None if any(w is None for w in ws) else ws
 
 
-_requests: WeakTensorKeyDictionary = WeakTensorKeyDictionary()  # weight -> its _Request
+# id(weight) -> (a weak reference to it, its _Request): a plain dict, as this is looked up for every weight at every
+# step (torch's WeakTensorKeyDictionary took 2 us a lookup); the reference tells a live weight from a reused id
+_requests: dict[int, tuple[weakref.ref, _Request]] = {}
+
+
+def _dead(ref: weakref.ref) -> None:
+    for key, (r, _) in list(_requests.items()):
+        if r is ref:
+            del _requests[key]
+
+
+def _request(w: torch.Tensor) -> _Request | None:
+    entry = _requests.get(id(w))
+    return entry[1] if entry is not None and entry[0]() is w else None
 
 
 def _stamp(w: torch.Tensor) -> tuple[int, int]:
@@ -63,20 +76,21 @@ def stacked(weights: Sequence[torch.Tensor], dtype: torch.dtype | None) -> torch
     if dtype != DTYPE or not weights or not all(_eligible(w) for w in weights) \
             or len({w.shape[1] for w in weights}) != 1:
         return None
-    req = _requests.get(weights[0])
+    req = _request(weights[0])
     if req is not None and len(req.weights) == len(weights) and all(r() is w for r, w in zip(req.weights, weights)):
         if req.copy is not None and req.stamps == tuple(_stamp(w) for w in weights):
             return req.copy
         return None
     req = _Request(weights)  # new, or regrouped: the weights' earlier requests are dropped
     for w in weights:
-        old = _requests.get(w)
+        old = _request(w)
         if old is not None:
             for r in old.weights:
                 o = r()
-                if o is not None and _requests.get(o) is old:
-                    del _requests[o]
-        _requests[w] = req
+                if o is not None and _request(o) is old:
+                    del _requests[id(o)]
+    for w, r in zip(weights, req.weights):
+        _requests[id(w)] = (r, req)
     return None
 
 
@@ -89,13 +103,13 @@ def claim(weights: Iterable[torch.Tensor]) -> tuple[dict[int, torch.Tensor], lis
     claimed: list[_Request] = []
     seen: set[int] = set()
     for w in weights:
-        req = _requests.get(w)
+        req = _request(w)
         if req is None or id(req) in seen:
             continue
         seen.add(id(req))
         req.copy = req.stamps = None  # the old copy is stale once the step runs (and its memory is freed now)
         ws = req.alive()
-        if ws is None or not all(id(x) in stepping and _eligible(x) for x in ws) or len({x.shape[1] for x in ws}) != 1:
+        if ws is None or not all(id(x) in stepping for x in ws):  # (eligible and of one width, as requested)
             continue
         copy = torch.empty(sum(x.shape[0] for x in ws), ws[0].shape[1], dtype=DTYPE)
         row = 0
@@ -119,6 +133,7 @@ def commit(claimed: Iterable[_Request]) -> None:
 def forget(weights: Iterable[torch.Tensor]) -> None:
     """Drop the copies and requests of these weights."""
     for w in weights:
-        req = _requests.pop(w, None)
+        req = _request(w)
         if req is not None:
+            del _requests[id(w)]
             req.copy = req.stamps = None
