@@ -3,9 +3,9 @@
 Under bf16 autocast every forward reads each trained fp32 weight and writes its bf16 copy, right after the optimizer
 read and wrote the same weight.  hone's native AdamW (:meth:`hone.train.optim.AdamW._native_step`) writes that copy
 in the pass in which it updates the weight, rounded as torch's cast rounds it, so the forward's products are
-bit-identical and the forward skips a read of 4 and a write of 2 bytes per weight.  On MiniLM (10.6M weights in the
-fused BERT layers) the casts took 2.3 ms of a 50 ms full fine-tuning step (an upper bound of 1.047x measured by
-reusing stale casts, ``bench/RESULTS.md``, session 22).
+bit-identical and the forward skips a read of 4 and a write of 2 bytes per weight, for 2 more written by AdamW.  On
+MiniLM (10.6M weights in the fused BERT layers) a full fine-tuning step was 1.009-1.014x faster at 13 tokens in
+in-process A/Bs (``bench/RESULTS.md``, session 22).
 
 It works by request: a forward that wants weights in bf16 asks :func:`stacked` for them (several weights, their rows
 concatenated, such as a layer's query, key and value projections, which its product reads as one matrix).  The first
