@@ -646,14 +646,19 @@ INLINE vf vfma(vf a, vf b, vf c) { /* a b + c rounded once */
 #endif
 }
 
+/* the step's constants as torch's kernel rounds them to float */
+typedef struct {
+    float decay, coeff, b2, coeff2, bc2s, eps, neg_step;
+} adamw_consts;
+
 /* one vector of AdamW: the weights, moments and gradient (divided by scale if not 0) in place, and the new weights
  * cast to bf16 into o if not NULL (torch's cast exactly: the copy the next forward would make) */
-INLINE void adamw_vec(float *p, const float *g, float *m, float *v, uint16_t *o, float scale, float decay, float coeff,
-                      float beta2, float coeff2, float bc2_sqrt, float eps, float neg_step, int tail) {
+INLINE void adamw_vec(float *p, const float *g, float *m, float *v, uint16_t *o, float scale, const adamw_consts *k,
+                      int tail) {
     vf gv = *(const vf *)g, mv = *(const vf *)m, vv = *(const vf *)v;
     if (scale != 0.0f) gv = gv / scale;
-    mv = vfma(vsplat(coeff), gv - mv, mv); /* exp_avg.lerp_(grad, 1 - beta1), as torch computes it */
-    vf t = vv * beta2, u = gv * coeff2;
+    mv = vfma(vsplat(k->coeff), gv - mv, mv); /* exp_avg.lerp_(grad, 1 - beta1), as torch computes it */
+    vf t = vv * k->b2, u = gv * k->coeff2;
     KEEP(t);
     KEEP(u);
     if (tail) { /* exp_avg_sq * beta2 + (1 - beta2) g g: torch's scalar tail rounds each step, its vector code */
@@ -663,16 +668,16 @@ INLINE void adamw_vec(float *p, const float *g, float *m, float *v, uint16_t *o,
     } else {
         vv = vfma(u, gv, t);
     }
-    vf denom = vsqrt(vv) / bc2_sqrt;
+    vf denom = vsqrt(vv) / k->bc2s;
     KEEP(denom);
-    denom = denom + eps;
-    vf step = mv * neg_step;
+    denom = denom + k->eps;
+    vf step = mv * k->neg_step;
     KEEP(step);
     step = step / denom;
     KEEP(step);
     *(vf *)m = mv;
     *(vf *)v = vv;
-    vf pv = *(const vf *)p * decay;
+    vf pv = *(const vf *)p * k->decay;
     KEEP(pv);
     pv = pv + step;
     *(vf *)p = pv;
@@ -680,11 +685,9 @@ INLINE void adamw_vec(float *p, const float *g, float *m, float *v, uint16_t *o,
 }
 
 static void adamw_span(float *p, const float *g, float *m, float *v, uint16_t *o, int64_t len, float scale,
-                       float decay, float coeff, float beta2, float coeff2, float bc2_sqrt, float eps, float neg_step) {
+                       const adamw_consts *k) {
     int64_t i = 0;
-    for (; i + VL <= len; i += VL)
-        adamw_vec(p + i, g + i, m + i, v + i, o ? o + i : NULL, scale, decay, coeff, beta2, coeff2, bc2_sqrt, eps,
-                  neg_step, 0);
+    for (; i + VL <= len; i += VL) adamw_vec(p + i, g + i, m + i, v + i, o ? o + i : NULL, scale, k, 0);
     if (i < len) { /* the tail through the same vector code, padded with zeros */
         float tp[VL] = {0}, tg[VL] = {0}, tm[VL] = {0}, tv[VL] = {0};
         uint16_t to[VL];
@@ -693,18 +696,13 @@ static void adamw_span(float *p, const float *g, float *m, float *v, uint16_t *o
         memcpy(tg, g + i, sizeof(float) * (size_t)r);
         memcpy(tm, m + i, sizeof(float) * (size_t)r);
         memcpy(tv, v + i, sizeof(float) * (size_t)r);
-        adamw_vec(tp, tg, tm, tv, o ? to : NULL, scale, decay, coeff, beta2, coeff2, bc2_sqrt, eps, neg_step, 1);
+        adamw_vec(tp, tg, tm, tv, o ? to : NULL, scale, k, 1);
         memcpy(p + i, tp, sizeof(float) * (size_t)r);
         memcpy(m + i, tm, sizeof(float) * (size_t)r);
         memcpy(v + i, tv, sizeof(float) * (size_t)r);
         if (o) memcpy(o + i, to, sizeof(uint16_t) * (size_t)r);
     }
 }
-
-/* the step's constants as torch's kernel rounds them to float */
-typedef struct {
-    float decay, coeff, b2, coeff2, bc2s, eps, neg_step;
-} adamw_consts;
 
 static adamw_consts adamw_setup(double lr, double beta1, double beta2, double weight_decay, double eps,
                                 double bias_correction1, double bias_correction2_sqrt) {
@@ -716,9 +714,8 @@ static adamw_consts adamw_setup(double lr, double beta1, double beta2, double we
 
 int hone_adamw(int n, float *const *params, const float *const *grads, float *const *exp_avgs,
                float *const *exp_avg_sqs, uint16_t *const *casts, const int64_t *sizes, float *const *steps, double lr,
-               double beta1,
-               double beta2, double weight_decay, double eps, double bias_correction1, double bias_correction2_sqrt,
-               float grad_scale) {
+               double beta1, double beta2, double weight_decay, double eps, double bias_correction1,
+               double bias_correction2_sqrt, float grad_scale) {
     int64_t *starts = chunk_starts(n, sizes);
     if (!starts) return 1;
     int64_t chunks = starts[n];
@@ -731,8 +728,7 @@ int hone_adamw(int n, float *const *params, const float *const *grads, float *co
         int lo = chunk_at(starts, n, sizes, c, &first, &len);
         float *p = params[lo] + first;
         uint16_t *o = casts && casts[lo] ? casts[lo] + first : NULL;
-        adamw_span(p, grads[lo] + first, exp_avgs[lo] + first, exp_avg_sqs[lo] + first, o, len, grad_scale, k.decay,
-                   k.coeff, k.b2, k.coeff2, k.bc2s, k.eps, k.neg_step);
+        adamw_span(p, grads[lo] + first, exp_avgs[lo] + first, exp_avg_sqs[lo] + first, o, len, grad_scale, &k);
     }
     free(starts);
     return 0;
@@ -747,8 +743,7 @@ void hone_adamw_rows(int64_t n, const int64_t *rows, int64_t width, float *p, co
 #pragma omp parallel for schedule(static) if (n * width > TENSOR_CHUNK)
     for (int64_t i = 0; i < n; i++) {
         int64_t r = rows[i] * width;
-        adamw_span(p + r, g + i * width, m + r, v + r, NULL, width, 0.0f, k.decay, k.coeff, k.b2, k.coeff2, k.bc2s, k.eps,
-                   k.neg_step);
+        adamw_span(p + r, g + i * width, m + r, v + r, NULL, width, 0.0f, &k);
     }
 }
 

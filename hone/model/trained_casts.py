@@ -98,6 +98,8 @@ def claim(weights: Iterable[torch.Tensor]) -> tuple[dict[int, torch.Tensor], lis
     """Where the optimizer's step, about to update ``weights`` in place, should write their bf16 copies: a view per
     weight (keyed by ``id``) into a fresh tensor per request all of whose weights are in the step, and the requests
     to :func:`commit` after it."""
+    if not _requests:  # nothing asked for (LoRA, decoders, fp32): no walk over the step's weights
+        return {}, []
     stepping = {id(w) for w in weights}
     out: dict[int, torch.Tensor] = {}
     claimed: list[_Request] = []

@@ -138,8 +138,8 @@ class AdamW(torch.optim.AdamW):
                               inv):
                 raise MemoryError("hone_adamw could not allocate its chunk table")
             run.count = step
-        torch.autograd.graph.increment_version(plan.bumped)  # written in place behind torch's back
-        plan.versions = [v + 1 for v in plan.versions]
+        torch.autograd.graph.increment_version(plan.params + plan.steps)  # written in place behind torch's back
+        plan.versions = [t._version for t in plan.steps]
         trained_casts.commit(claimed)
         return plan.params
 
@@ -148,9 +148,7 @@ class AdamW(torch.optim.AdamW):
         rows, g = grad.indices()[0], grad.values()
         st = self.state[p]
         if not st:
-            st["step"] = torch.tensor(0.0)
-            st["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            st["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            _init_state(st, p)
         (b1, b2), lr, eps, wd = group["betas"], float(group["lr"]), group["eps"], group["weight_decay"]
         m_all, v_all = st["exp_avg"], st["exp_avg_sq"]
         st["step"] += 1
@@ -184,6 +182,13 @@ class AdamW(torch.optim.AdamW):
         p.index_copy_(0, rows, w)
         m_all.index_copy_(0, rows, m)
         v_all.index_copy_(0, rows, v)
+
+
+def _init_state(st: dict, p: torch.Tensor) -> None:
+    """A parameter's AdamW state as torch's fused AdamW initialises it."""
+    st["step"] = torch.tensor(0.0, dtype=torch.float32)
+    st["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+    st["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
 
 
 class _Run:
@@ -221,10 +226,8 @@ class _NativePlan:
                 if not self._takes(p):
                     continue
                 st = opt.state[p]
-                if not st:  # as torch's fused AdamW initialises it
-                    st["step"] = torch.tensor(0.0, dtype=torch.float32)
-                    st["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                    st["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                if not st:
+                    _init_state(st, p)
                 elif not (torch.is_tensor(st.get("step")) and st["step"].dtype == torch.float32
                           and st["step"].numel() == 1 and st["step"].is_cpu and st["step"].is_contiguous()
                           and all(torch.is_tensor(st.get(k)) and st[k].is_cpu and st[k].dtype == torch.float32
@@ -236,8 +239,8 @@ class _NativePlan:
         self.runs = [_Run(gi, count, ps, [opt.state[p] for p in ps]) for (gi, count), ps in runs.items()]
         self.params = [p for run in self.runs for p in run.params]
         self.ids = {id(p) for p in self.params}
-        self.bumped = self.params + [c[5] for c in self.checked]  # weights and step counts, written by the kernel
-        self.versions = [c[5]._version for c in self.checked]
+        self.steps = [c[5] for c in self.checked]  # the step counts, incremented by the kernel
+        self.versions = [t._version for t in self.steps]
 
     @staticmethod
     def _takes(p: torch.Tensor) -> bool:
