@@ -81,7 +81,7 @@ def test_cpu_kernels_switch_dropout_modules_in_training_only():
     with cpu_kernels(model) as counts:
         assert counts == {"dropout": 1, "lora": 0, "rms_norm": 0, "frozen_linear": 0,  # both linears train
                           "bert_layer": 0, "short_attention": 0, "swiglu": 0, "rotary": 0,
-                          "add_norm": 0}  # no transformers model
+                          "add_norm": 0, "packed_encoder": 0}  # no transformers model
         with torch.no_grad():
             assert torch.equal(model(x), ref)  # eval: identity
         model.train()
@@ -483,7 +483,8 @@ def test_kernels_under_bf16_autocast_are_as_accurate_as_the_stock_path(native_pa
         with cpu_kernels(model) as counts:
             native_layers = 2 if native_path == "native" else 0  # SwiGLU and rotary: native kernels only
             assert counts == {"dropout": 0, "lora": 14, "rms_norm": 5, "frozen_linear": 15, "bert_layer": 0,
-                              "short_attention": 1, "swiglu": native_layers, "rotary": native_layers, "add_norm": 0}
+                              "short_attention": 1, "swiglu": native_layers, "rotary": native_layers, "add_norm": 0,
+                              "packed_encoder": 0}
             fused_loss, fused = _loss_and_grads(model, ids)
             layer = model.base_model.model.model.layers[0].self_attn.q_proj
             assert layer(torch.randn(2, 3, 32)).dtype == torch.bfloat16  # as autocast's linear gives

@@ -74,18 +74,22 @@ def _err(got: torch.Tensor, want: torch.Tensor) -> float:
 def test_fused_layer_equals_the_stock_layer_in_fp32(kind, dropout, first, native_path):
     """In fp32 the fused layer gives the stock layers' logits and gradients to float rounding, with padding, with
     dropout (the same masks, drawn in the same order) and with the last layer on its first position; its add & norm
-    steps by the native kernel (one pass each way, the mask drawn again in the backward) or by torch's ops."""
+    steps by the native kernel (one pass each way, the mask drawn again in the backward) or by torch's ops.  With the
+    native kernels the padded batch runs packed (its padding left out), and still draws the padded batch's masks."""
     model = _classifier(kind, dropout)
     model.train(dropout > 0)
     batch = _batch()
     ref_logits, ref = _run(model, batch, fused=False, first=first)
-    modes, norms = [], []  # the ``first`` flag of every fused node; whether each add & norm ran natively
+    modes, norms = [], []  # the ``first`` flag and packing of every fused node; whether each add & norm ran natively
     apply, add_norm = fused_bert._BertLayer.apply, fused_bert._add_norm
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(fused_bert._BertLayer, "apply", lambda *a: modes.append(a[-1]) or apply(*a))
+        mp.setattr(fused_bert._BertLayer, "apply",
+                   lambda *a: modes.append((a[-1], isinstance(a[1], fused_bert.Packing))) or apply(*a))
         mp.setattr(fused_bert, "_add_norm", lambda *a: norms.append(out := add_norm(*a)) or out)
         logits, got = _run(model, batch, fused=True, first=first)
-    assert modes == [False, False, first]  # the last layer on its first position too
+    # the last layer on its first position too; the padded batch packed with the native kernels
+    packed = native_path == "native"
+    assert modes == [(False, packed), (False, packed), (first, packed)]
     assert [isinstance(n[-1], tuple) for n in norms] == [native_path == "native"] * 6
     assert torch.allclose(logits, ref_logits, atol=1e-5, rtol=1e-5)
     assert got.keys() == ref.keys()
@@ -208,3 +212,74 @@ def test_output_blocks_of_lora_layers_take_the_native_add_and_norm(dropout, nati
     assert got.keys() == ref.keys() and any("lora_A" in k for k in got)
     for name in ref:
         assert torch.allclose(got[name], ref[name], atol=1e-6, rtol=1e-4), name
+
+
+def _hidden(model, ids, mask, **kwargs):
+    with cpu_kernels(model) as counts:
+        assert counts["packed_encoder"] == 1
+        return model.bert(input_ids=ids, attention_mask=mask, **kwargs)
+
+
+def test_packed_encoder_leaves_the_padding_out_and_passes_the_rest_on(monkeypatch):
+    """A right-padded batch runs packed: every layer on the real tokens only, the same hidden states there as the
+    stock encoder's (zeros at the padding), the same gradients, under bf16 autocast as accurate as the padded fused
+    path.  Left padding, a batch without padding, requested hidden states and hooks on a layer run the padded
+    layers."""
+    from hone.model import native
+
+    if native.library() is None or native.library().vector_width < 8:
+        pytest.skip("the native kernels are unavailable here")
+    model = _classifier("bert", 0.0).eval()
+    ids, mask, _ = _batch()
+    rows = []
+    apply = fused_bert._BertLayer.apply
+    monkeypatch.setattr(fused_bert._BertLayer, "apply",
+                        lambda *a: rows.append(a[0].shape[0] if isinstance(a[1], fused_bert.Packing) else None)
+                        or apply(*a))
+    with torch.no_grad():
+        stock = model.bert(input_ids=ids, attention_mask=mask).last_hidden_state
+        packed = _hidden(model, ids, mask).last_hidden_state
+    assert rows == [int(mask.sum())] * 3
+    keep = mask.bool()
+    assert torch.allclose(packed[keep], stock[keep], atol=1e-5, rtol=1e-5)
+    assert not packed[~keep].any()
+
+    # gradients through every token's output (the loss reads the real tokens only), fp32 and bf16
+    weights = torch.randn(stock.shape, generator=torch.Generator().manual_seed(2)) * keep[..., None]
+    grads = {}
+    for run in ("stock", "packed", "padded"):
+        for amp in (False, True):
+            model.zero_grad(set_to_none=True)
+            monkeypatch.setattr(fused_bert, "PACK", run == "packed")
+            with cpu_kernels(model) if run != "stock" else contextlib.nullcontext():
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+                    out = model.bert(input_ids=ids, attention_mask=mask).last_hidden_state
+                (out.float() * weights).sum().backward()
+            grads[run, amp] = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    ref = grads["stock", False]
+    for name in ref:
+        assert torch.allclose(grads["packed", False][name], ref[name], atol=1e-6, rtol=1e-4), name
+    skip = ("key.bias", "pooler.dense.weight", "pooler.dense.bias")  # zero true gradients: rounding only
+    worst = {run: max(_err(grads[run, True][k], ref[k]) for k in ref if not k.endswith(skip))
+             for run in ("packed", "padded")}
+    assert 0 < worst["packed"] <= max(1.5 * worst["padded"], 0.02), worst
+
+    rows.clear()
+    monkeypatch.setattr(fused_bert, "PACK", True)
+    left = mask.flip(1)  # left padding: the padded layers
+    with torch.no_grad():
+        stock = model.bert(input_ids=ids.flip(1), attention_mask=left).last_hidden_state
+        got = _hidden(model, ids.flip(1), left).last_hidden_state
+        assert rows == [None] * 3 and torch.allclose(got, stock, atol=1e-5)
+        rows.clear()
+        _hidden(model, ids, torch.ones_like(mask))  # no padding
+        assert rows == [None] * 3
+        rows.clear()
+        out = _hidden(model, ids, mask, output_hidden_states=True)
+        want = model.bert(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
+        assert all(r is None for r in rows) and len(out.hidden_states) == 4
+        assert all(torch.allclose(x[keep], y[keep], atol=1e-5) for x, y in zip(out.hidden_states, want))
+        rows.clear()
+        # the capturing hooks transformers installed stay on the model: no packed call from now on
+        got = _hidden(model, ids, mask).last_hidden_state
+        assert all(r is None for r in rows) and torch.allclose(got, want[-1], atol=1e-5)

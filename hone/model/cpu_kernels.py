@@ -695,16 +695,39 @@ def _attend_native(lib, query, key, value, mask, causal, dropout, scale, out_dty
                                        mask.stride(2), mask.stride(3))
     code = lib.hone_attend(b, h, kv, tq, t, d, native.view(query), native.view(key), native.view(value),
                            None if mask is None else mask.data_ptr(), strides, int(causal), scale, seed, dropped,
-                           keep_scale, probs.data_ptr(), native.view(result, token_dim=1))
+                           keep_scale, probs.data_ptr(), native.view(result, token_dim=1), None, 0)
     if code:
         raise RuntimeError(f"native attention refused shape {(b, h, kv, tq, t, d)}")
     # the library itself ends meta: the backward runs on it even if the kernels are switched off in between
     return result, (query, key, value, probs), ((b, h, kv, tq, t, d), scale, (seed, dropped, keep_scale), lib)
 
 
+def attend_packed(lib, query, key, value, packing, q_packed: bool, dropout, scale, out_dtype):
+    """:func:`attend` by the native kernel for a packed batch (:class:`hone.model.fused_bert.Packing`: sequences laid
+    end to end, no padding): key and value are (1, heads, real tokens, dim) views; with ``q_packed`` the query is one
+    too (every token's output, as (1, real tokens, heads, dim)), else (batch, heads, tq, dim) (that many queries per
+    sequence, the output (batch, tq, heads, dim)).  Each sequence attends to its own tokens only, and dropout draws the padded batch's
+    mask, so the results are the padded batch's on its real tokens."""
+    b, t, d = packing.batch, packing.width, query.shape[-1]
+    h, kv = query.shape[1], key.shape[1]
+    tq = t if q_packed else query.shape[2]
+    query, key, value = (_last_contiguous(x) for x in (query, key, value))
+    probs = torch.empty(b, h, t, tq, dtype=torch.float32)  # each sequence's (n, n) in its (t, tq) block
+    seed, dropped, keep_scale = _dropout_draw(dropout) if dropout else (0, 0, 1.0)
+    result = torch.empty((1, packing.rows, h, d) if q_packed else (b, tq, h, d), dtype=out_dtype)
+    code = lib.hone_attend(b, h, kv, tq, t, d, native.view(query), native.view(key), native.view(value), None, None,
+                           0, scale, seed, dropped, keep_scale, probs.data_ptr(), native.view(result, token_dim=1),
+                           packing.starts.data_ptr(), int(q_packed))
+    if code:
+        raise RuntimeError(f"native attention refused packed shape {(b, h, kv, tq, t, d)}")
+    return result, (query, key, value, probs), ((b, h, kv, tq, t, d), scale, (seed, dropped, keep_scale), lib,
+                                                (packing.starts, int(q_packed)))
+
+
 def _attend_backward_native(saved, meta, grad, dtypes, outs):
     query, key, value, probs = saved
-    (b, h, kv, tq, t, d), scale, (seed, dropped, keep_scale), lib = meta
+    (b, h, kv, tq, t, d), scale, (seed, dropped, keep_scale), lib, *packed = meta
+    starts, q_packed = packed[0] if packed else (None, 0)
     grad = _last_contiguous(grad)
     made = []
     for i, (n, rows) in enumerate(((h, tq), (kv, t), (kv, t))):
@@ -713,7 +736,8 @@ def _attend_backward_native(saved, meta, grad, dtypes, outs):
     code = lib.hone_attend_backward(b, h, kv, tq, t, d, native.view(grad, token_dim=1), native.view(query),
                                     native.view(key), native.view(value), probs.data_ptr(), seed, dropped,
                                     keep_scale, scale,
-                                    *(native.view(x, token_dim=1) for x in made))
+                                    *(native.view(x, token_dim=1) for x in made),
+                                    None if starts is None else starts.data_ptr(), q_packed)
     if code:
         raise RuntimeError(f"native attention backward refused shape {(b, h, kv, tq, t, d)}")
     return tuple(made) if outs else tuple(x.transpose(1, 2) for x in made)
@@ -725,7 +749,7 @@ def attend_backward(saved: tuple, meta: tuple, grad: torch.Tensor, needs: tuple[
     gradient ``grad`` of its (batch, query tokens, heads, dim) output, each in its ``dtypes`` entry, as (batch, heads,
     tokens, dim) views of (batch, tokens, heads, dim) tensors; or written into ``outs`` (three tensors laid out as
     (batch, tokens, heads, dim)), which are returned."""
-    if meta[-1]:
+    if meta[3]:  # the native kernel's library
         return _attend_backward_native(saved, meta, grad, dtypes, outs)
     q, k, v, probs, kept, keep = saved
     (b, h, kv, tq, t, d), scale, keep_scale, _ = meta
@@ -840,12 +864,15 @@ def cpu_kernels(model: nn.Module) -> Iterator[dict[str, int]]:
     hub = _hub_kernels_off(model)
     patched: list[nn.Module] = []
     counts = {"dropout": 0, "lora": 0, "rms_norm": 0, "frozen_linear": 0, "bert_layer": 0, "swiglu": 0,
-              "add_norm": 0}
+              "add_norm": 0, "packed_encoder": 0}
     lib = native.library()
     for module in model.modules():
         if fused_bert.fusable(module):
             module.forward = types.MethodType(fused_bert.fused_forward, module)
             counts["bert_layer"] += 1
+        elif lib is not None and fused_bert.packable(module):
+            module.forward = types.MethodType(fused_bert.packed_encoder_forward, module)
+            counts["packed_encoder"] += 1
         elif type(module) is nn.Dropout:
             module.forward = types.MethodType(_dropout_forward, module)
             counts["dropout"] += 1

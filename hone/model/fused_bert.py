@@ -33,6 +33,14 @@ alternating): 1.025-1.045x at 12 tokens, 1.04x at 16, 1.03-1.035x at 24, 1.05x a
 of ten padded batches of 10-40 tokens, and 1.03-1.07x in hone's own loop over a BANKING77 epoch with the node
 switched on and off every 7-13 steps (``bench/RESULTS.md``, session 17).
 
+With the native kernels, :func:`packed_encoder_forward` runs a right-padded batch through the whole encoder packed:
+its real tokens laid end to end (:class:`Packing`), every product, norm and activation on those rows only, and the
+native attention reading each sequence's rows (``hone_attend`` with token offsets).  The outputs on the real tokens
+are the padded batch's (the padding's are zeros), and the dropout masks are too: the kernels number a packed row by
+its padded row.  A MiniLM step at 13 tokens: 1.067x at 10% padding, 1.01-1.025x at 3% (in-process A/Bs,
+``bench/RESULTS.md`` session 23).  Left padding, requested hidden states or attentions, hooks on a layer, and any call
+a layer would not fuse run the padded layers.
+
 A layer that does not fuse as a whole (LoRA on its projections) still gets its two output blocks' dropout, add and
 LayerNorm as one node each with the native kernels (:class:`_AddNorm`, :func:`add_norm_forward`: 1.028x per MiniLM
 LoRA step).
@@ -106,12 +114,14 @@ def _dropout_grad(grad: torch.Tensor, mask: torch.Tensor | None, scale: float, d
     return out.copy_(grad) if mask is None else ck._masked_scaled(grad, mask, scale, out=out)
 
 
-def _add_norm(residual: torch.Tensor, x: torch.Tensor, p: float, norm: nn.LayerNorm, cast: torch.dtype | None):
+def _add_norm(residual: torch.Tensor, x: torch.Tensor, p: float, norm: nn.LayerNorm, cast: torch.dtype | None,
+              ids: torch.Tensor | None = None):
     """``LayerNorm(residual + dropout(x))``, and its input cast to ``cast`` if given (the next product's), with what the
     backward needs: ``(y, y_cast, (r, mean, rstd, mask), drop)``.  With the native kernels one pass per row
     (``hone_add_layer_norm``: the mask drawn from its seed, the same mask :func:`ck.keep_mask` would draw, and drawn
-    again in the backward), ``drop`` then ``(seed, dropped, keep scale, library)``; else torch's ops, ``drop`` the
-    keep scale."""
+    again in the backward), ``drop`` then ``(seed, dropped, keep scale, library, ids)``; else torch's ops, ``drop`` the
+    keep scale.  ``ids`` (int64, one per row) numbers the rows for the native mask: a packed batch's rows draw their
+    padded batch's rows of it."""
     lib = native.library()
     rows, hidden = x.shape
     g, b = norm.weight, norm.bias
@@ -127,12 +137,13 @@ def _add_norm(residual: torch.Tensor, x: torch.Tensor, p: float, norm: nn.LayerN
     code = lib.hone_add_layer_norm(rows, hidden, residual.data_ptr(), residual.stride(0), x.data_ptr(),
                                    int(x.dtype == torch.bfloat16), seed, dropped, keep_scale, g.data_ptr(),
                                    b.data_ptr(), norm.eps, r.data_ptr(), y.data_ptr(),
-                                   None if yc is None else yc.data_ptr(), mean.data_ptr(), rstd.data_ptr())
+                                   None if yc is None else yc.data_ptr(), mean.data_ptr(), rstd.data_ptr(),
+                                   None if ids is None else ids.data_ptr())
     if code:
         raise RuntimeError(f"native add & norm refused width {hidden}")
     if cast is not None and yc is None:
         yc = y.to(cast)
-    return y, yc, (r, mean, rstd, None), (seed, dropped, keep_scale, lib)
+    return y, yc, (r, mean, rstd, None), (seed, dropped, keep_scale, lib, ids)
 
 
 def _norm_backward(gy: torch.Tensor, saved: tuple, norm_params: tuple, need_params: tuple[bool, bool], drop,
@@ -146,14 +157,15 @@ def _norm_backward(gy: torch.Tensor, saved: tuple, norm_params: tuple, need_para
         gr, gg, gb = torch.ops.aten.native_layer_norm_backward(gy, r, (hidden,), mean, rstd, g, b,
                                                                (True, *need_params))
         return gr, _dropout_grad(gr, mask, drop, dtype), gg, gb
-    seed, dropped, keep_scale, lib = drop
+    seed, dropped, keep_scale, lib, ids = drop
     gy = gy.contiguous()
     gr, gx = torch.empty(r.shape), torch.empty(r.shape, dtype=dtype)
     gg, gb = (torch.empty(hidden), torch.empty(hidden)) if any(need_params) else (None, None)
     code = lib.hone_layer_norm_backward(r.shape[0], hidden, gy.data_ptr(), r.data_ptr(), mean.data_ptr(),
                                         rstd.data_ptr(), g.data_ptr(), seed, dropped, keep_scale, gr.data_ptr(),
                                         gx.data_ptr(), int(dtype == torch.bfloat16),
-                                        None if gg is None else gg.data_ptr(), None if gb is None else gb.data_ptr())
+                                        None if gg is None else gg.data_ptr(), None if gb is None else gb.data_ptr(),
+                                        None if ids is None else ids.data_ptr())
     if code:
         raise MemoryError("native add & norm backward could not allocate its partial sums") if code == 2 else \
             RuntimeError(f"native add & norm backward refused width {hidden}")
@@ -167,20 +179,40 @@ def _weight_grads(grad: torch.Tensor, x: torch.Tensor, need_w: bool, need_b: boo
             grad.sum(0).float() if need_b else None)
 
 
+class Packing:
+    """A right-padded batch's real tokens laid end to end (:func:`packed_encoder_forward`): ``batch`` sequences padded
+    to ``width``, ``rows`` real tokens; ``starts`` (batch + 1, int64) each sequence's first row and the end, ``firsts``
+    the first rows alone, ``ids`` (rows, int64) each real token's row in the padded (batch * width) layout."""
+
+    __slots__ = ("batch", "width", "rows", "starts", "firsts", "ids")
+
+    def __init__(self, lengths: torch.Tensor, mask: torch.Tensor):
+        self.batch, self.width = mask.shape
+        self.starts = torch.zeros(self.batch + 1, dtype=torch.int64)
+        torch.cumsum(lengths, 0, out=self.starts[1:])
+        self.firsts = self.starts[:-1]
+        self.ids = mask.reshape(-1).nonzero().squeeze(1)
+        self.rows = int(self.ids.shape[0])
+
+
 class _BertLayer(torch.autograd.Function):
     """One BERT layer: self-attention, output projection, dropout, residual, LayerNorm, GELU feed-forward,
     dropout, residual, LayerNorm; products in autocast's bf16 (or fp32 without autocast), norms and residuals
     in fp32.  The parameters are inputs (for their gradients); ``layer`` gives their casts and settings.
 
     With ``first`` the layer is computed for the first position only, as :func:`hone.model.fast.first_token_only`
-    does (keys and values for every position, everything else for position 0): the output is (batch, 1, hidden)."""
+    does (keys and values for every position, everything else for position 0): the output is (batch, 1, hidden).
+
+    With a :class:`Packing` in place of the mask, ``x`` is a packed batch's (rows, hidden) and so is the output
+    (without ``first``): every product, norm and activation runs on the real tokens only."""
 
     @staticmethod
     def forward(ctx, x, mask, wq, bq, wk, bk, wv, bv, wo, bo, g1, b1, wi, bi, wf, bf, g2, b2, layer, amp, first):
         sa, so, it, out = layer.attention.self, layer.attention.output, layer.intermediate, layer.output
         ct = amp or torch.float32
         train = layer.training
-        batch, t, hidden = x.shape
+        packing = mask if isinstance(mask, Packing) else None
+        batch, t, hidden = (x.shape if packing is None else (packing.batch, packing.width, x.shape[-1]))
         heads, d = sa.num_attention_heads, hidden // sa.num_attention_heads
         with torch.autocast("cpu", enabled=False):
             x2 = x.reshape(-1, hidden)
@@ -190,36 +222,49 @@ class _BertLayer(torch.autograd.Function):
             w_in = trained_casts.stacked([w for w, _ in casts], amp)
             w_in = _stack([w for w, _ in casts], ct) if w_in is None else w_in
             b_in = _stack([b for _, b in casts], ct)
-            proj = torch.addmm(b_in, xc, w_in.t()).view(batch, t, len(projections), heads, d)
+            proj = torch.addmm(b_in, xc, w_in.t())
+            proj = proj.view(batch, t, len(projections), heads, d) if packing is None else \
+                proj.view(1, packing.rows, len(projections), heads, d)
             k, v = proj[:, :, -2].transpose(1, 2), proj[:, :, -1].transpose(1, 2)
             if first:  # the query of position 0 only; its residual stream and mask row
                 wq_c, bq_c = _weights(sa.query, amp, ct)
-                q = torch.addmm(bq_c, xc.view(batch, t, hidden)[:, 0], wq_c.t()).view(batch, 1, heads, d).transpose(1, 2)
-                residual = x[:, 0]  # (``mask``, if any, is already the first query's row: see _fused)
+                xq = xc.view(batch, t, hidden)[:, 0] if packing is None else xc.index_select(0, packing.firsts)
+                q = torch.addmm(bq_c, xq, wq_c.t()).view(batch, 1, heads, d).transpose(1, 2)
+                residual = x[:, 0] if packing is None else x2.index_select(0, packing.firsts)
+                # (``mask``, if any, is already the first query's row: see _fused)
             else:
                 wq_c, q, residual = None, proj[:, :, 0].transpose(1, 2), x2
-            att, att_saved, att_meta = ck.attend(q, k, v, mask, False, sa.dropout.p if train else 0.0, sa.scaling, ct)
+            p_att = sa.dropout.p if train else 0.0
+            if packing is None:
+                att, att_saved, att_meta = ck.attend(q, k, v, mask, False, p_att, sa.scaling, ct)
+            else:
+                att, att_saved, att_meta = ck.attend_packed(native.library(), q, k, v, packing, not first, p_att,
+                                                            sa.scaling, ct)
             att = att.view(-1, hidden)
+            ids = None if packing is None or first else packing.ids  # the padded rows' dropout masks
             wo_c, bo_c = _weights(so.dense, amp, ct)
             h1, h1c, (r1, mean1, rstd1, m1), d1 = _add_norm(residual, torch.addmm(bo_c, att, wo_c.t()),
-                                                            so.dropout.p if train else 0.0, so.LayerNorm, ct)
+                                                            so.dropout.p if train else 0.0, so.LayerNorm, ct, ids)
             wi_c, bi_c = _weights(it.dense, amp, ct)
             pre = torch.addmm(bi_c, h1c, wi_c.t())
             act = F.gelu(pre)
             wf_c, bf_c = _weights(out.dense, amp, ct)
             y, _, (r2, mean2, rstd2, m2), d2 = _add_norm(h1, torch.addmm(bf_c, act, wf_c.t()),
-                                                         out.dropout.p if train else 0.0, out.LayerNorm, None)
+                                                         out.dropout.p if train else 0.0, out.LayerNorm, None, ids)
         ctx.save_for_backward(xc, w_in, wq_c, att, wo_c, m1, r1, mean1, rstd1, g1, b1, h1c, wi_c, pre, act, wf_c, m2,
                               r2, mean2, rstd2, g2, b2, *att_saved)
         ctx.att_meta, ctx.drops, ctx.heads, ctx.ct, ctx.first = att_meta, (d1, d2), heads, ct, first
-        return y.view(batch, 1 if first else t, hidden)
+        ctx.shape, ctx.packing = (batch, t, hidden), packing
+        if first:
+            return y.view(batch, 1, hidden)
+        return y.view(batch, t, hidden) if packing is None else y
 
     @staticmethod
     def backward(ctx, grad):
         (xc, w_in, wq_c, att, wo_c, m1, r1, mean1, rstd1, g1, b1, h1c, wi_c, pre, act, wf_c, m2,
          r2, mean2, rstd2, g2, b2, *att_saved) = ctx.saved_tensors
-        batch, rows, hidden = grad.shape
-        t, heads, ct, (d1, d2), first = xc.shape[0] // batch, ctx.heads, ctx.ct, ctx.drops, ctx.first
+        (batch, t, hidden), packing = ctx.shape, ctx.packing
+        heads, ct, (d1, d2), first = ctx.heads, ctx.ct, ctx.drops, ctx.first
         d = hidden // heads
         need = ctx.needs_input_grad
         with torch.autocast("cpu", enabled=False):
@@ -235,10 +280,12 @@ class _BertLayer(torch.autograd.Function):
             gr1, go, gg1, gb1 = _norm_backward(gh1, (r1, mean1, rstd1, m1), (g1, b1), (need[10], need[11]), d1, ct)
             del gh1
             gwo, gbo = _weight_grads(go, att, need[8], need[9])
-            g_att = torch.mm(go, wo_c).view(batch, rows, heads, d)
+            # (batch, query rows, heads, dim); a packed batch's as one row of all its tokens
+            g_att = torch.mm(go, wo_c).view(1 if packing is not None and not first else batch, -1, heads, d)
             del go
             n_in = w_in.shape[0] // hidden  # 3 projections stacked (q, k, v), or 2 (k, v) with ``first``
-            g_in = torch.empty(batch, t, n_in, heads, d, dtype=ct)
+            g_in = torch.empty(batch, t, n_in, heads, d, dtype=ct) if packing is None else \
+                torch.empty(1, packing.rows, n_in, heads, d, dtype=ct)
             g_q = torch.empty(batch, 1, heads, d, dtype=ct) if first else g_in[:, :, 0]
             ck.attend_backward(tuple(att_saved), ctx.att_meta, g_att, (True, True, True), (ct,) * 3,
                                outs=(g_q, g_in[:, :, -2], g_in[:, :, -1]))
@@ -248,12 +295,18 @@ class _BertLayer(torch.autograd.Function):
             gx = None
             if first:
                 g_q = g_q.view(batch, hidden)
-                gwq, gbq = _weight_grads(g_q, xc.view(batch, t, hidden)[:, 0], need[2], need[3])
+                xq = xc.view(batch, t, hidden)[:, 0] if packing is None else xc.index_select(0, packing.firsts)
+                gwq, gbq = _weight_grads(g_q, xq, need[2], need[3])
                 if need[0]:  # every position's from the keys and values; position 0's also from the query and residual
-                    gx = torch.mm(g_in, w_in).float().view(batch, t, hidden)
-                    gx[:, 0].add_(gr1).add_(torch.mm(g_q, wq_c))
+                    gx = torch.mm(g_in, w_in).float()
+                    if packing is None:
+                        gx = gx.view(batch, t, hidden)
+                        gx[:, 0].add_(gr1).add_(torch.mm(g_q, wq_c))
+                    else:
+                        gx.index_add_(0, packing.firsts, gr1.add_(torch.mm(g_q, wq_c)))
             elif need[0]:
-                gx = gr1.add_(torch.mm(g_in, w_in)).view(batch, t, hidden)
+                gx = gr1.add_(torch.mm(g_in, w_in))
+                gx = gx.view(batch, t, hidden) if packing is None else gx
 
         def part(full: torch.Tensor | None, i: int, index: int) -> torch.Tensor | None:
             """Rows ``i`` of a stacked gradient, if input ``index`` needs one."""
@@ -324,25 +377,35 @@ def _hooked(layer: nn.Module) -> bool:
         or bool(nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks)
 
 
+def _params(layer) -> list[torch.Tensor]:
+    sa, so, it, out = layer.attention.self, layer.attention.output, layer.intermediate, layer.output
+    return [t for m in (sa.query, sa.key, sa.value, so.dense, so.LayerNorm, it.dense, out.dense, out.LayerNorm)
+            for t in (m.weight, m.bias)]
+
+
+def _takes(layer, x, encoder_hidden_states, args, kwargs, amp) -> bool:
+    """The call's checks that do not depend on the mask: no cross-attention, cache, recorded attentions or hooks,
+    an fp32 CPU input and parameters, fp32 or bf16 autocast."""
+    return not (args or encoder_hidden_states is not None or kwargs.get("cache") is not None
+                or kwargs.get("output_attentions") or amp not in (None, torch.bfloat16)
+                or x.dim() != 3 or x.dtype != torch.float32 or not x.is_cpu
+                or x.shape[2] % layer.attention.self.num_attention_heads
+                or any(p.dtype != torch.float32 or not p.is_cpu for p in _params(layer)) or _hooked(layer))
+
+
 def _fused(layer, x, mask, encoder_hidden_states, args, kwargs, first: bool) -> torch.Tensor | None:
     """The layer's output through :class:`_BertLayer`, or None when the call does not qualify."""
-    sa, so, it, out = layer.attention.self, layer.attention.output, layer.intermediate, layer.output
     amp = ck._autocast_dtype()
-    params = [t for m in (sa.query, sa.key, sa.value, so.dense, so.LayerNorm, it.dense, out.dense, out.LayerNorm)
-              for t in (m.weight, m.bias)]
-    heads = sa.num_attention_heads
-    if (args or encoder_hidden_states is not None or kwargs.get("cache") is not None
-            or kwargs.get("output_attentions") or amp not in (None, torch.bfloat16)
-            or x.dim() != 3 or x.dtype != torch.float32 or not x.is_cpu or x.shape[2] % heads
-            or any(p.dtype != torch.float32 or not p.is_cpu for p in params) or _hooked(layer)):
+    if not _takes(layer, x, encoder_hidden_states, args, kwargs, amp):
         return None
     batch, t, hidden = x.shape
+    heads = layer.attention.self.num_attention_heads
     if first and mask is not None and mask.dim() == 4:
         mask = mask[:, :, :1]  # the first query's row of the mask
     if not ck._short_attention_ok((batch, heads, 1 if first else t, hidden // heads), heads, t,
                                   (amp or torch.float32,), True, mask, amp):
         return None
-    return _BertLayer.apply(x, mask, *params, layer, amp, first)
+    return _BertLayer.apply(x, mask, *_params(layer), layer, amp, first)
 
 
 def fused_forward(self, hidden_states, attention_mask=None, encoder_hidden_states=None, *args, **kwargs):
@@ -362,3 +425,78 @@ def fused_first_token_forward(self, hidden_states, attention_mask=None, encoder_
 
         return _first_token_forward(self, hidden_states, attention_mask, encoder_hidden_states, *args, **kwargs)
     return y
+
+
+# transformers' encoders of those layers (a ``layer`` list run in order, the same forward)
+ENCODER_TYPES = tuple(f"{m}Encoder" for m in ("Bert", "Roberta", "XLMRoberta", "Camembert", "Electra"))
+# the keyword arguments transformers' models pass their encoder that the packed forward takes (when empty or off)
+_PACKED_KWARGS = frozenset({"encoder_hidden_states", "encoder_attention_mask", "cache", "use_cache", "position_ids",
+                            "output_attentions", "output_hidden_states", "return_dict"})
+PACK = True  # the switch for A/B measurements
+
+
+def packable(encoder: nn.Module) -> bool:
+    """Static checks: an encoder of :data:`ENCODER_TYPES` whose layers all fuse."""
+    layers = getattr(encoder, "layer", None)
+    return (type(encoder).__name__ in ENCODER_TYPES and isinstance(layers, nn.ModuleList) and len(layers) > 0
+            and all(fusable(m) for m in layers))
+
+
+def _key_padding(mask: torch.Tensor | None, batch: int, t: int) -> torch.Tensor | None:
+    """The (batch, t) key mask of a 4-d boolean attention mask that only hides right padding (the same row for every
+    query and head, each sequence's tokens first, at least one), when some sequence is padded; else None."""
+    if mask is None or mask.dtype != torch.bool or mask.dim() != 4 or mask.shape[0] != batch \
+            or mask.shape[1] != 1 or mask.shape[2] not in (1, t) or mask.shape[3] != t:
+        return None
+    keys = mask[:, 0, 0]
+    if mask.shape[2] > 1 and mask.stride(2) != 0 and not torch.equal(mask[:, 0], keys[:, None].expand(batch, t, t)):
+        return None
+    lengths = keys.sum(1)
+    if int(lengths.min()) < 1 or int(lengths.min()) == t \
+            or not torch.equal(keys, torch.arange(t) < lengths[:, None]):
+        return None
+    return keys
+
+
+def _packed(encoder, x, mask, args, kwargs):
+    """The encoder's output for a right-padded batch run packed (every layer through :class:`_BertLayer` on the real
+    tokens only), or None when the call does not qualify."""
+    layers = list(encoder.layer)
+    if not PACK or args or any(k not in _PACKED_KWARGS for k in kwargs) or kwargs.get("use_cache") \
+            or kwargs.get("output_hidden_states") or kwargs.get("encoder_attention_mask") is not None:
+        return None
+    forwards = [getattr(layer.__dict__.get("forward"), "__func__", None) for layer in layers]
+    if any(f is not fused_forward for f in forwards[:-1]) \
+            or forwards[-1] not in (fused_forward, fused_first_token_forward):
+        return None
+    lib = native.library()
+    amp = ck._autocast_dtype()
+    if lib is None or lib.vector_width < native.ATTENTION_MIN_LANES or x.dim() != 3 \
+            or not ck.native_norm_width(x.shape[-1]) or not 1 < x.shape[1] <= ck.SHORT_ATTENTION_MAX:
+        return None
+    if any(layer._forward_hooks or layer._forward_pre_hooks
+           or not _takes(layer, x, kwargs.get("encoder_hidden_states"), (), kwargs, amp) for layer in layers):
+        return None
+    heads = layers[0].attention.self.num_attention_heads
+    if x.shape[-1] // heads > ck._NATIVE_MAX_DIM:
+        return None
+    batch, t, hidden = x.shape
+    keys = _key_padding(mask, batch, t)
+    if keys is None:
+        return None
+    packing = Packing(keys.sum(1), keys)
+    y = x.reshape(batch * t, hidden).index_select(0, packing.ids)
+    for layer, forward in zip(layers, forwards):
+        y = _BertLayer.apply(y, packing, *_params(layer), layer, amp, forward is fused_first_token_forward)
+    if forwards[-1] is not fused_first_token_forward:  # back to the padded layout (zeros at the padding)
+        y = y.new_zeros(batch * t, hidden).index_copy(0, packing.ids, y).view(batch, t, hidden)
+    from transformers.modeling_outputs import BaseModelOutputWithPastAndCrossAttentions
+
+    return BaseModelOutputWithPastAndCrossAttentions(last_hidden_state=y)
+
+
+def packed_encoder_forward(self, hidden_states, attention_mask=None, *args, **kwargs):
+    """The encoder's forward for a right-padded batch with its padding left out (:func:`_packed`); any other call
+    runs the stock forward (its layers then fuse one by one, padded)."""
+    out = _packed(self, hidden_states, attention_mask, args, kwargs)
+    return type(self).forward(self, hidden_states, attention_mask, *args, **kwargs) if out is None else out

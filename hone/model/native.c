@@ -410,15 +410,16 @@ void hone_masked_add(int64_t n, const void *a, const void *b, int in_bf16, void 
  * hone_keep_mask draws it, times its scale), then LayerNorm over each row, y = (r - mean) rstd gamma + beta with
  * rstd = 1 / sqrt(biased variance + eps).  residual fp32 with row stride rs; x bf16 or fp32 (rows, H); r, y, mean,
  * rstd fp32 written (r, mean and rstd for the backward); yc, if not NULL, y in bf16 (the next product's input).
- * H is a multiple of 16 (whole vectors) and at most MAX_NORM_H. */
+ * H is a multiple of 16 (whole vectors) and at most MAX_NORM_H.  ids, if not NULL, numbers the rows for the mask
+ * (row i draws row ids[i] of the mask: a packed batch draws its padded batch's mask), else row i is row i. */
 int hone_add_layer_norm(int64_t rows, int H, const float *residual, int64_t rs, const void *x, int x_bf16,
                         uint64_t seed, int dropped, float keep_scale, const float *gamma, const float *beta,
-                        float eps, float *r, float *y, uint16_t *yc, float *mean, float *rstd) {
+                        float eps, float *r, float *y, uint16_t *yc, float *mean, float *rstd, const int64_t *ids) {
     if (H % 16 || H > MAX_NORM_H) return 1;
 #pragma omp parallel for schedule(static) if (rows * H > 32768)
     for (int64_t i = 0; i < rows; i++) {
         float keep[MAX_NORM_H];
-        keep_span(keep, seed, i * H, H, dropped, keep_scale);
+        keep_span(keep, seed, (ids ? ids[i] : i) * H, H, dropped, keep_scale);
         const float *res = residual + i * rs;
         float *ri = r + i * H, *yi = y + i * H;
         vf sum = {0}, sq = {0};
@@ -447,11 +448,12 @@ int hone_add_layer_norm(int64_t rows, int H, const float *residual, int64_t rs, 
 /* Its backward for the output gradient gy (fp32): dr = rstd (g - mean(g) - xhat mean(g xhat)), g = gy gamma,
  * xhat = (r - mean) rstd, written to dr (fp32: the residual's gradient); dx = dr * keep in x's dtype (the dropout
  * branch's); dgamma and dbeta (if not NULL) = the sums over rows of gy xhat and gy, from blocks of 32 rows added in
- * order (the same bits on any number of threads).  Returns 1 if H is not taken, 2 if out of memory. */
+ * order (the same bits on any number of threads); ids as in the forward.  Returns 1 if H is not taken, 2 if out of
+ * memory. */
 #define NORM_BLOCK 32
 int hone_layer_norm_backward(int64_t rows, int H, const float *gy, const float *r, const float *mean,
                              const float *rstd, const float *gamma, uint64_t seed, int dropped, float keep_scale,
-                             float *dr, void *dx, int dx_bf16, float *dgamma, float *dbeta) {
+                             float *dr, void *dx, int dx_bf16, float *dgamma, float *dbeta, const int64_t *ids) {
     if (H % 16 || H > MAX_NORM_H) return 1;
     int64_t blocks = (rows + NORM_BLOCK - 1) / NORM_BLOCK;
     float *part = dgamma ? calloc((size_t)(blocks * 2 * H), sizeof(float)) : NULL;
@@ -476,7 +478,7 @@ int hone_layer_norm_backward(int64_t rows, int H, const float *gy, const float *
                 }
             }
             float mg = vhsum(sg) / (float)H, mgx = vhsum(sgx) / (float)H;
-            keep_span(keep, seed, i * H, H, dropped, keep_scale);
+            keep_span(keep, seed, (ids ? ids[i] : i) * H, H, dropped, keep_scale);
             float *dri = dr + i * H;
             for (int j = 0; j < H; j += VL) {
                 vf xh = (*(const vf *)(ri + j) - mu) * rs_;
@@ -874,54 +876,75 @@ static void softmax_columns(int T, int QP, float *st, const float *okt, const fl
     }
 }
 
+/* v moved on by ``tokens`` rows (a packed sequence's first token) */
+static inline view shifted(view v, int64_t tokens) {
+    v.p = (const char *)v.p + tokens * v.st * (v.bf16 ? 2 : 4);
+    return v;
+}
+
 /* Forward.  q: (B, H, TQ, D), k and v: (B, KV, T, D), out: (B, H, TQ, D) views; probs: (B, H, T, TQ) fp32
  * contiguous, the probabilities transposed (written); mask: bytes with strides ms, or NULL; dropout on the
- * probabilities as the (B, H, TQ, T) mask drawn with ``seed`` when ``dropped`` (see keep_scales). */
+ * probabilities as the (B, H, TQ, T) mask drawn with ``seed`` when ``dropped`` (see keep_scales).
+ *
+ * Packed (``starts`` not NULL, B + 1 token offsets; no mask, not causal): sequence b is the rows starts[b] to
+ * starts[b + 1] - 1 of k and v (their batch stride unused), and of q and out too when ``q_packed`` (else q and out
+ * have TQ rows per sequence as above).  T and TQ are then the padded batch's sizes: each sequence's probabilities
+ * fill the first rows and columns of its (T, TQ) block, and its dropout mask is the padded batch's. */
 int hone_attend(int B, int H, int KV, int TQ, int T, int D, view q, view k, view v, const uint8_t *mask,
                 const int64_t *ms, int causal, float scale, uint64_t seed, int dropped, float keep_scale,
-                float *probs, view out) {
-    if (T > MAX_T || TQ > MAX_T || D > MAX_D || H % KV) return 1;
-    int G = H / KV, QP = padv(TQ), DP = padv(D);
+                float *probs, view out, const int64_t *starts, int q_packed) {
+    if (T > MAX_T || TQ > MAX_T || D > MAX_D || H % KV || (starts && (mask || causal))) return 1;
+    for (int b = 0; starts && b < B; b++) {
+        int64_t n = starts[b + 1] - starts[b];
+        if (n < 1 || n > T) return 1;
+    }
+    int G = H / KV, DP = padv(D);
     int row_mask = causal || (mask && (ms[1] || ms[2])); /* does the mask change from query to query (or head)? */
     int head_mask = mask && ms[1];                         /* a mask of its own for each head? */
 #pragma omp parallel
     {
         /* okt: which keys each query sees (T, QP), for the batch row (and head) ``built``; okk: the keys all see */
-        float okt[row_mask ? T * QP : 1], okk[T];
+        float okt[row_mask ? T * padv(TQ) : 1], okk[T];
         int64_t built = -1;
 #pragma omp for schedule(static)
         for (int64_t unit = 0; unit < (int64_t)B * KV; unit++) {
             int64_t b = unit / KV, hk = unit % KV;
-            /* kf, vr: the keys and values (T, DP); qt: the scaled queries transposed (D, QP); st: scores, then
-             * probabilities, then kept probabilities, transposed (T, QP); om: the output (TQ, DP) */
-            float kf[T * DP], vr[T * DP], qt[D * QP], st[T * QP], om[TQ * DP];
-            load_rows(kf, &k, b, hk, T, D, DP, 1.0f);
-            load_rows(vr, &v, b, hk, T, D, DP, 1.0f);
-            for (int j = 0; j < T && !row_mask; j++) okk[j] = !mask || mask[b * ms[0] + j * ms[3]] ? 1.0f : 0.0f;
+            /* this sequence's keys and queries, and its views (moved to its first row when packed) */
+            int Tn = starts ? (int)(starts[b + 1] - starts[b]) : T, TQn = starts && q_packed ? Tn : TQ;
+            int QP = padv(TQn);
+            int64_t kb = starts ? 0 : b, qb = starts && q_packed ? 0 : b;
+            int64_t k0 = starts ? starts[b] : 0, q0 = starts && q_packed ? starts[b] : 0;
+            view kx = shifted(k, k0), vx = shifted(v, k0), qx = shifted(q, q0), ox = shifted(out, q0);
+            /* kf, vr: the keys and values (Tn, DP); qt: the scaled queries transposed (D, QP); st: scores, then
+             * probabilities, then kept probabilities, transposed (Tn, QP); om: the output (TQn, DP) */
+            float kf[Tn * DP], vr[Tn * DP], qt[D * QP], st[Tn * QP], om[TQn * DP];
+            load_rows(kf, &kx, kb, hk, Tn, D, DP, 1.0f);
+            load_rows(vr, &vx, kb, hk, Tn, D, DP, 1.0f);
+            for (int j = 0; j < Tn && !row_mask; j++) okk[j] = !mask || mask[b * ms[0] + j * ms[3]] ? 1.0f : 0.0f;
             for (int gi = 0; gi < G; gi++) {
                 int64_t h = hk * G + gi;
-                load_rows(om, &q, b, h, TQ, D, DP, scale); /* (om as scratch) */
-                transpose_rows(qt, QP, om, DP, TQ, D);
-                mm(QP / VL, st, QP, kf, DP, 1, T, qt, QP, D, 0); /* the scores, transposed */
+                load_rows(om, &qx, qb, h, TQn, D, DP, scale); /* (om as scratch) */
+                transpose_rows(qt, QP, om, DP, TQn, D);
+                mm(QP / VL, st, QP, kf, DP, 1, Tn, qt, QP, D, 0); /* the scores, transposed */
                 int64_t key = !mask ? 0 : head_mask ? b * H + h : b;
                 if (row_mask && key != built) { /* built again only when the mask changes: once per batch row in BERT */
                     allowed_transposed(okt, mask, ms, b, h, TQ, T, QP, causal);
                     built = key;
                 }
-                softmax_columns(T, QP, st, row_mask ? okt : 0, okk);
+                softmax_columns(Tn, QP, st, row_mask ? okt : 0, okk);
                 float *pr = probs + (b * H + h) * T * TQ;
-                for (int j = 0; j < T; j++) memcpy(pr + j * TQ, st + j * QP, sizeof(float) * (size_t)TQ);
+                for (int j = 0; j < Tn; j++) memcpy(pr + j * TQn, st + j * QP, sizeof(float) * (size_t)TQn);
                 if (dropped) /* element (query i, key j) of the mask is base + i T + j */
                     for (int u = 0; u < QP / VL; u++)
-                        for (int j = 0; j < T; j++)
+                        for (int j = 0; j < Tn; j++)
                             for (int half = 0; half < 2; half++) {
                                 vq e = mask_elements((b * H + h) * TQ + VL * u + VL / 2 * half, j, T);
                                 *(vfh *)(st + j * QP + VL * u + VL / 2 * half) *= keep_scales(seed, e, dropped,
                                                                                               keep_scale);
                             }
-                mm(DP / VL, om, DP, st, 1, QP, TQ, vr, DP, T, 0); /* the output: the probabilities read transposed */
-                for (int i = 0; i < TQ; i++)
-                    store_row((void *)out.p, b * out.sb + h * out.sh + i * out.st, out.bf16, om + i * DP, D);
+                mm(DP / VL, om, DP, st, 1, QP, TQn, vr, DP, Tn, 0); /* the output: the probabilities read transposed */
+                for (int i = 0; i < TQn; i++)
+                    store_row((void *)ox.p, qb * ox.sb + h * ox.sh + i * ox.st, ox.bf16, om + i * DP, D);
             }
         }
     }
@@ -929,37 +952,48 @@ int hone_attend(int B, int H, int KV, int TQ, int T, int D, view q, view k, view
 }
 
 /* Backward.  go: the output's gradient (B, H, TQ, D); q, k, v, probs and the dropout as in the forward; gq:
- * (B, H, TQ, D), gk and gv: (B, KV, T, D) views written (every element).  Transposed as the forward: the gradient
- * of the probabilities dpt = v go^T (T, QP), the softmax's backward down the columns. */
+ * (B, H, TQ, D), gk and gv: (B, KV, T, D) views written (every element; packed as the forward: go and gq as q).
+ * Transposed as the forward: the gradient of the probabilities dpt = v go^T (T, QP), the softmax's backward down the
+ * columns. */
 int hone_attend_backward(int B, int H, int KV, int TQ, int T, int D, view go, view q, view k, view v,
                          const float *probs, uint64_t seed, int dropped, float keep_scale, float scale, view gq,
-                         view gk, view gv) {
+                         view gk, view gv, const int64_t *starts, int q_packed) {
     if (T > MAX_T || TQ > MAX_T || D > MAX_D || H % KV) return 1;
-    int G = H / KV, QP = padv(TQ), DP = padv(D);
+    for (int b = 0; starts && b < B; b++) {
+        int64_t n = starts[b + 1] - starts[b];
+        if (n < 1 || n > T) return 1;
+    }
+    int G = H / KV, DP = padv(D);
 #pragma omp parallel for schedule(static)
     for (int64_t unit = 0; unit < (int64_t)B * KV; unit++) {
         int64_t b = unit / KV, hk = unit % KV;
-        /* kf, vr: keys and values (T, DP); qm, gom: the queries and output gradients (TQ, DP); got: the output
+        int Tn = starts ? (int)(starts[b + 1] - starts[b]) : T, TQn = starts && q_packed ? Tn : TQ;
+        int QP = padv(TQn);
+        int64_t kb = starts ? 0 : b, qb = starts && q_packed ? 0 : b;
+        int64_t k0 = starts ? starts[b] : 0, q0 = starts && q_packed ? starts[b] : 0;
+        view kx = shifted(k, k0), vx = shifted(v, k0), gkx = shifted(gk, k0), gvx = shifted(gv, k0);
+        view qx = shifted(q, q0), gox = shifted(go, q0), gqx = shifted(gq, q0);
+        /* kf, vr: keys and values (Tn, DP); qm, gom: the queries and output gradients (TQn, DP); got: the output
          * gradients transposed (D, QP); pt: the probabilities, pk the kept ones, dpt: the gradients of the
-         * probabilities, then of the scores (T, QP); dq: the query's gradient (TQ, DP); dk, dv (T, DP) */
-        float kf[T * DP], vr[T * DP], qm[TQ * DP], gom[TQ * DP], got[D * QP], pt[T * QP], dpt[T * QP];
-        float pk[dropped ? T * QP : 1], dq[TQ * DP], dk[T * DP], dv[T * DP];
-        load_rows(kf, &k, b, hk, T, D, DP, 1.0f);
-        load_rows(vr, &v, b, hk, T, D, DP, 1.0f);
+         * probabilities, then of the scores (Tn, QP); dq: the query's gradient (TQn, DP); dk, dv (Tn, DP) */
+        float kf[Tn * DP], vr[Tn * DP], qm[TQn * DP], gom[TQn * DP], got[D * QP], pt[Tn * QP], dpt[Tn * QP];
+        float pk[dropped ? Tn * QP : 1], dq[TQn * DP], dk[Tn * DP], dv[Tn * DP];
+        load_rows(kf, &kx, kb, hk, Tn, D, DP, 1.0f);
+        load_rows(vr, &vx, kb, hk, Tn, D, DP, 1.0f);
         for (int gi = 0; gi < G; gi++) {
             int64_t h = hk * G + gi;
-            load_rows(qm, &q, b, h, TQ, D, DP, 1.0f);
-            load_rows(gom, &go, b, h, TQ, D, DP, 1.0f);
-            transpose_rows(got, QP, gom, DP, TQ, D);
+            load_rows(qm, &qx, qb, h, TQn, D, DP, 1.0f);
+            load_rows(gom, &gox, qb, h, TQn, D, DP, 1.0f);
+            transpose_rows(got, QP, gom, DP, TQn, D);
             const float *pr = probs + (b * H + h) * T * TQ;
-            for (int j = 0; j < T; j++) {
-                memcpy(pt + j * QP, pr + j * TQ, sizeof(float) * (size_t)TQ);
-                for (int i = TQ; i < QP; i++) pt[j * QP + i] = 0.0f;
+            for (int j = 0; j < Tn; j++) {
+                memcpy(pt + j * QP, pr + j * TQn, sizeof(float) * (size_t)TQn);
+                for (int i = TQn; i < QP; i++) pt[j * QP + i] = 0.0f;
             }
-            mm(QP / VL, dpt, QP, vr, DP, 1, T, got, QP, D, 0); /* the gradient reaching the kept probabilities */
+            mm(QP / VL, dpt, QP, vr, DP, 1, Tn, got, QP, D, 0); /* the gradient reaching the kept probabilities */
             if (dropped)
                 for (int u = 0; u < QP / VL; u++)
-                    for (int j = 0; j < T; j++)
+                    for (int j = 0; j < Tn; j++)
                         for (int half = 0; half < 2; half++) {
                             int at = j * QP + VL * u + VL / 2 * half;
                             vq e = mask_elements((b * H + h) * TQ + VL * u + VL / 2 * half, j, T);
@@ -969,22 +1003,22 @@ int hone_attend_backward(int B, int H, int KV, int TQ, int T, int D, view go, vi
                         }
             for (int u = 0; u < QP / VL; u++) { /* the scores' gradient: p (dp - sum_j p dp) scale, per column */
                 vf dot = {0};
-                for (int j = 0; j < T; j++) dot += *(vf *)(dpt + j * QP + VL * u) * *(vf *)(pt + j * QP + VL * u);
-                for (int j = 0; j < T; j++) {
+                for (int j = 0; j < Tn; j++) dot += *(vf *)(dpt + j * QP + VL * u) * *(vf *)(pt + j * QP + VL * u);
+                for (int j = 0; j < Tn; j++) {
                     vf *d = (vf *)(dpt + j * QP + VL * u);
                     *d = *(vf *)(pt + j * QP + VL * u) * (*d - dot) * scale;
                 }
             }
-            mm(DP / VL, dq, DP, dpt, 1, QP, TQ, kf, DP, T, 0); /* the query's gradient */
-            for (int i = 0; i < TQ; i++)
-                store_row((void *)gq.p, b * gq.sb + h * gq.sh + i * gq.st, gq.bf16, dq + i * DP, D);
+            mm(DP / VL, dq, DP, dpt, 1, QP, TQn, kf, DP, Tn, 0); /* the query's gradient */
+            for (int i = 0; i < TQn; i++)
+                store_row((void *)gqx.p, qb * gqx.sb + h * gqx.sh + i * gqx.st, gqx.bf16, dq + i * DP, D);
             /* the key's and value's, summed over the query heads */
-            mm(DP / VL, dk, DP, dpt, QP, 1, T, qm, DP, TQ, gi > 0);
-            mm(DP / VL, dv, DP, dropped ? pk : pt, QP, 1, T, gom, DP, TQ, gi > 0);
+            mm(DP / VL, dk, DP, dpt, QP, 1, Tn, qm, DP, TQn, gi > 0);
+            mm(DP / VL, dv, DP, dropped ? pk : pt, QP, 1, Tn, gom, DP, TQn, gi > 0);
         }
-        for (int j = 0; j < T; j++) {
-            store_row((void *)gk.p, b * gk.sb + hk * gk.sh + j * gk.st, gk.bf16, dk + j * DP, D);
-            store_row((void *)gv.p, b * gv.sb + hk * gv.sh + j * gv.st, gv.bf16, dv + j * DP, D);
+        for (int j = 0; j < Tn; j++) {
+            store_row((void *)gkx.p, kb * gkx.sb + hk * gkx.sh + j * gkx.st, gkx.bf16, dk + j * DP, D);
+            store_row((void *)gvx.p, kb * gvx.sb + hk * gvx.sh + j * gvx.st, gvx.bf16, dv + j * DP, D);
         }
     }
     return 0;

@@ -162,10 +162,11 @@ def _load() -> ctypes.CDLL | None:
         return _off(f"off: the build with {cc} failed" + (f": {stderr.splitlines()[-1][:200]}" if stderr else ""))
     ints = [ctypes.c_int] * 6
     dropout = [ctypes.c_uint64, ctypes.c_int, ctypes.c_float]  # seed, dropped (p * 65536), keep scale
+    packed = [ctypes.c_void_p, ctypes.c_int]  # sequences' token offsets (or NULL), queries packed too
     lib.hone_attend.argtypes = [*ints, View, View, View, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int,
-                                ctypes.c_float, *dropout, ctypes.c_void_p, View]
+                                ctypes.c_float, *dropout, ctypes.c_void_p, View, *packed]
     lib.hone_attend_backward.argtypes = [*ints, View, View, View, View, ctypes.c_void_p, *dropout,
-                                         ctypes.c_float, View, View, View]
+                                         ctypes.c_float, View, View, View, *packed]
     lib.hone_attend.restype = lib.hone_attend_backward.restype = ctypes.c_int
     lib.hone_keep_mask.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_uint64, ctypes.c_int]
     lib.hone_keep_mask.restype = None
@@ -186,8 +187,8 @@ def _load() -> ctypes.CDLL | None:
                                     *[ctypes.c_double] * 7]
     lib.hone_adamw_rows.restype = None
     ptr, i64, c_int, c_float = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_float
-    lib.hone_add_layer_norm.argtypes = [i64, c_int, ptr, i64, ptr, c_int, *dropout, ptr, ptr, c_float, *[ptr] * 5]
-    lib.hone_layer_norm_backward.argtypes = [i64, c_int, *[ptr] * 5, *dropout, ptr, ptr, c_int, ptr, ptr]
+    lib.hone_add_layer_norm.argtypes = [i64, c_int, ptr, i64, ptr, c_int, *dropout, ptr, ptr, c_float, *[ptr] * 6]
+    lib.hone_layer_norm_backward.argtypes = [i64, c_int, *[ptr] * 5, *dropout, ptr, ptr, c_int, ptr, ptr, ptr]
     lib.hone_add_layer_norm.restype = lib.hone_layer_norm_backward.restype = ctypes.c_int
     lib.hone_rms_norm.argtypes = [i64, c_int, ptr, ptr, c_float, ptr, ptr]
     lib.hone_rms_norm_backward.argtypes = [i64, c_int, *[ptr] * 6]
