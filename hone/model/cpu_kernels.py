@@ -705,8 +705,8 @@ def _attend_native(lib, query, key, value, mask, causal, dropout, scale, out_dty
 def attend_packed(lib, query, key, value, packing, q_packed: bool, dropout, scale, out_dtype):
     """:func:`attend` by the native kernel for a packed batch (:class:`hone.model.fused_bert.Packing`: sequences laid
     end to end, no padding): key and value are (1, heads, real tokens, dim) views; with ``q_packed`` the query is one
-    too (every token's output, as (1, real tokens, heads, dim)), else (batch, heads, tq, dim) (that many queries per
-    sequence, the output (batch, tq, heads, dim)).  Each sequence attends to its own tokens only, and dropout draws the padded batch's
+    too (every token's output, as (1, rows, heads, dim), zeros in the rows past the last sequence), else (batch,
+    heads, tq, dim) (that many queries per sequence, the output (batch, tq, heads, dim)).  Each sequence attends to its own tokens only, and dropout draws the padded batch's
     mask, so the results are the padded batch's on its real tokens."""
     b, t, d = packing.batch, packing.width, query.shape[-1]
     h, kv = query.shape[1], key.shape[1]
@@ -714,7 +714,9 @@ def attend_packed(lib, query, key, value, packing, q_packed: bool, dropout, scal
     query, key, value = (_last_contiguous(x) for x in (query, key, value))
     probs = torch.empty(b, h, t, tq, dtype=torch.float32)  # each sequence's (n, n) in its (t, tq) block
     seed, dropped, keep_scale = _dropout_draw(dropout) if dropout else (0, 0, 1.0)
-    result = torch.empty((1, packing.rows, h, d) if q_packed else (b, tq, h, d), dtype=out_dtype)
+    result = torch.empty((1, query.shape[2], h, d) if q_packed else (b, tq, h, d), dtype=out_dtype)
+    if q_packed:
+        result[:, packing.rows:].zero_()  # rows past the sequences' (:class:`hone.model.fused_bert.Packing`)
     code = lib.hone_attend(b, h, kv, tq, t, d, native.view(query), native.view(key), native.view(value), None, None,
                            0, scale, seed, dropped, keep_scale, probs.data_ptr(), native.view(result, token_dim=1),
                            packing.starts.data_ptr(), int(q_packed))
