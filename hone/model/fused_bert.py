@@ -400,20 +400,21 @@ def _params(layer) -> list[torch.Tensor]:
             for t in (m.weight, m.bias)]
 
 
-def _takes(layer, x, encoder_hidden_states, args, kwargs, amp) -> bool:
+def _takes(layer, x, encoder_hidden_states, args, kwargs, amp, params: list[torch.Tensor]) -> bool:
     """The call's checks that do not depend on the mask: no cross-attention, cache, recorded attentions or hooks,
-    an fp32 CPU input and parameters, fp32 or bf16 autocast."""
+    an fp32 CPU input and parameters (``params``, the layer's), fp32 or bf16 autocast."""
     return not (args or encoder_hidden_states is not None or kwargs.get("cache") is not None
                 or kwargs.get("output_attentions") or amp not in (None, torch.bfloat16)
                 or x.dim() != 3 or x.dtype != torch.float32 or not x.is_cpu
                 or x.shape[2] % layer.attention.self.num_attention_heads
-                or any(p.dtype != torch.float32 or not p.is_cpu for p in _params(layer)) or _hooked(layer))
+                or any(p.dtype != torch.float32 or not p.is_cpu for p in params) or _hooked(layer))
 
 
 def _fused(layer, x, mask, encoder_hidden_states, args, kwargs, first: bool) -> torch.Tensor | None:
     """The layer's output through :class:`_BertLayer`, or None when the call does not qualify."""
     amp = ck._autocast_dtype()
-    if not _takes(layer, x, encoder_hidden_states, args, kwargs, amp):
+    params = _params(layer)
+    if not _takes(layer, x, encoder_hidden_states, args, kwargs, amp, params):
         return None
     batch, t, hidden = x.shape
     heads = layer.attention.self.num_attention_heads
@@ -422,7 +423,7 @@ def _fused(layer, x, mask, encoder_hidden_states, args, kwargs, first: bool) -> 
     if not ck._short_attention_ok((batch, heads, 1 if first else t, hidden // heads), heads, t,
                                   (amp or torch.float32,), True, mask, amp):
         return None
-    return _BertLayer.apply(x, mask, *_params(layer), layer, amp, first)
+    return _BertLayer.apply(x, mask, *params, layer, amp, first)
 
 
 def fused_forward(self, hidden_states, attention_mask=None, encoder_hidden_states=None, *args, **kwargs):
@@ -491,8 +492,10 @@ def _packed(encoder, x, mask, args, kwargs):
     if lib is None or lib.vector_width < native.ATTENTION_MIN_LANES or x.dim() != 3 \
             or not ck.native_norm_width(x.shape[-1]) or not 1 < x.shape[1] <= ck.SHORT_ATTENTION_MAX:
         return None
+    params = [_params(layer) for layer in layers]
     if any(layer._forward_hooks or layer._forward_pre_hooks
-           or not _takes(layer, x, kwargs.get("encoder_hidden_states"), (), kwargs, amp) for layer in layers):
+           or not _takes(layer, x, kwargs.get("encoder_hidden_states"), (), kwargs, amp, ps)
+           for layer, ps in zip(layers, params)):
         return None
     heads = layers[0].attention.self.num_attention_heads
     if x.shape[-1] // heads > ck._NATIVE_MAX_DIM:
@@ -503,8 +506,8 @@ def _packed(encoder, x, mask, args, kwargs):
         return None
     packing = Packing(keys.sum(1), keys)
     y = F.pad(x.reshape(batch * t, hidden).index_select(0, packing.ids), (0, 0, 0, packing.padded_rows - packing.rows))
-    for layer, forward in zip(layers, forwards):
-        y = _BertLayer.apply(y, packing, *_params(layer), layer, amp, forward is fused_first_token_forward)
+    for layer, forward, ps in zip(layers, forwards, params):
+        y = _BertLayer.apply(y, packing, *ps, layer, amp, forward is fused_first_token_forward)
     if forwards[-1] is not fused_first_token_forward:  # back to the padded layout (zeros at the padding)
         y = y.new_zeros(batch * t, hidden).index_copy(0, packing.ids, y[:packing.rows]).view(batch, t, hidden)
     from transformers.modeling_outputs import BaseModelOutputWithPastAndCrossAttentions
