@@ -47,12 +47,14 @@ def _batch(t: int = 9):
 
 def _run(model, batch, *, fused: bool, amp: bool = False, first: bool = False, seed: int = 3):
     """Logits and gradients (dense ones) of one forward / backward with the CPU kernels on; ``fused`` False keeps
-    the BERT layers stock (every other kernel stays on, so dropout draws the same masks)."""
+    the BERT layers stock and the batch padded (every other kernel stays on, so dropout draws the same masks)."""
     ids, mask, labels = batch
     model.zero_grad(set_to_none=True)
     with contextlib.ExitStack() as stack:
-        if not fused:
-            stack.enter_context(pytest.MonkeyPatch.context()).setattr(fused_bert, "fusable", lambda m: False)
+        if not fused:  # (and not packed: a packed batch through stock layers draws its dropout masks by its rows)
+            mp = stack.enter_context(pytest.MonkeyPatch.context())
+            mp.setattr(fused_bert, "fusable", lambda m: False)
+            mp.setattr(fused_bert, "PACK", False)
         counts = stack.enter_context(cpu_kernels(model))
         torch.manual_seed(seed)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
@@ -284,3 +286,64 @@ def test_packed_encoder_leaves_the_padding_out_and_passes_the_rest_on(monkeypatc
         # the capturing hooks transformers installed stay on the model: no packed call from now on
         got = _hidden(model, ids, mask).last_hidden_state
         assert all(r is None for r in rows) and torch.allclose(got, want[-1], atol=1e-5)
+
+
+def test_packed_encoder_runs_layers_that_keep_their_modules(monkeypatch):
+    """LoRA layers (their own modules, transformers' attention routed to the packed kernel), every position's output
+    or the first only: packed, the same logits and gradients as the padded batch in fp32, as accurate under bf16
+    autocast; with dropout, reproducible from the seed."""
+    from peft import LoraConfig, get_peft_model
+
+    from hone.model import cpu_kernels as ck
+    from hone.model import native
+
+    if native.library() is None or native.library().vector_width < 8:
+        pytest.skip("the native kernels are unavailable here")
+
+    def lora(dropout):
+        model = get_peft_model(_classifier("bert", dropout), LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0,
+                                                                        target_modules=["query", "value"]))
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                nn.init.normal_(p, std=0.1)
+        return model.train()
+
+    calls = []
+    apply = ck._PackedAttention.apply
+    monkeypatch.setattr(ck._PackedAttention, "apply", lambda *a: calls.append(a[4]) or apply(*a))
+
+    def run(model, pack, first, amp=False, seed=3):
+        monkeypatch.setattr(fused_bert, "PACK", pack)
+        model.zero_grad(set_to_none=True)
+        ids, mask, labels = _batch()
+        with cpu_kernels(model) as counts:
+            assert counts["packed_encoder"] == 1 and counts["bert_layer"] == 0
+            torch.manual_seed(seed)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+                with first_token_only(model) if first else contextlib.nullcontext():
+                    out = model(input_ids=ids, attention_mask=mask, output_hidden_states=False)
+                    logits = out.logits
+            nn.functional.cross_entropy(logits.float(), labels).backward()
+        return logits.detach().float(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    model = lora(0.0)
+    for first in (False, True):
+        calls.clear()
+        ref_logits, ref = run(model, False, first)
+        assert calls == []
+        logits, got = run(model, True, first)
+        assert calls == [True, True, not first]  # the queries packed, but the first position's alone
+        assert torch.allclose(logits, ref_logits, atol=1e-5, rtol=1e-5)
+        assert got.keys() == ref.keys() and any("lora_A" in k for k in got)
+        for name in ref:
+            assert torch.allclose(got[name], ref[name], atol=1e-6, rtol=1e-4), (first, name)
+        _, padded = run(model, False, first, amp=True)
+        _, packed = run(model, True, first, amp=True)
+        worst = [max(_err(g[k], ref[k]) for k in ref) for g in (padded, packed)]
+        assert 0 < worst[1] <= max(1.5 * worst[0], 0.02), worst
+
+    model = lora(0.2)
+    a, _ = run(model, True, False)
+    b, _ = run(model, True, False)
+    c, _ = run(model, True, False, seed=4)
+    assert torch.equal(a, b) and not torch.allclose(a, c, atol=1e-3)

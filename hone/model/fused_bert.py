@@ -37,9 +37,13 @@ With the native kernels, :func:`packed_encoder_forward` runs a right-padded batc
 its real tokens laid end to end (:class:`Packing`), every product, norm and activation on those rows only, and the
 native attention reading each sequence's rows (``hone_attend`` with token offsets).  The outputs on the real tokens
 are the padded batch's (the padding's are zeros), and the dropout masks are too: the kernels number a packed row by
-its padded row.  A MiniLM step at 13 tokens: 1.067x at 10% padding, 1.01-1.025x at 3% (in-process A/Bs,
-``bench/RESULTS.md`` session 23).  Left padding, requested hidden states or attentions, hooks on a layer, and any call
-a layer would not fuse run the padded layers.
+its padded row.  Layers that keep their own modules (LoRA on their projections) run packed too: transformers'
+attention hands the :class:`Packing` (the mask it is given) to the short attention, which runs the packed kernel;
+their dropout then draws masks by the packed rows.  Rows are rounded up to blocks of :data:`ROW_ALIGN` (oneDNN builds a
+product per row count), and a batch with no whole block of padding stays padded.  A MiniLM step at 13 tokens and
+10% padding: 1.05-1.067x full fine-tuning, 1.02-1.03x LoRA (in-process A/Bs, ``bench/RESULTS.md`` session 23).
+Left padding, requested hidden states or attentions, a cache, hooks on a layer, and any call a fused layer would not
+take run the padded layers.
 
 A layer that does not fuse as a whole (LoRA on its projections) still gets its two output blocks' dropout, add and
 LayerNorm as one node each with the native kernels (:class:`_AddNorm`, :func:`add_norm_forward`: 1.028x per MiniLM
@@ -68,19 +72,31 @@ def _gelu(module: nn.Module) -> bool:
     return type(module).__name__ == "GELUActivation" and getattr(module, "act", None) is F.gelu
 
 
-def fusable(layer: nn.Module) -> bool:
-    """Static checks: an encoder layer of :data:`LAYER_TYPES` built from plain modules, using ``sdpa`` attention."""
+def encoder_layer(layer: nn.Module) -> bool:
+    """Static checks: an encoder layer of :data:`LAYER_TYPES` (no decoder, cross-attention or chunked feed-forward)
+    using ``sdpa`` attention."""
     if type(layer).__name__ not in LAYER_TYPES or getattr(layer, "is_decoder", True) \
             or getattr(layer, "add_cross_attention", True) or getattr(layer, "chunk_size_feed_forward", 1):
+        return False
+    try:
+        sa = layer.attention.self
+        impl = sa.config._attn_implementation
+    except AttributeError:
+        return False
+    return not (getattr(layer.attention, "is_cross_attention", False) or getattr(sa, "is_causal", False)
+                or impl != "sdpa")
+
+
+def fusable(layer: nn.Module) -> bool:
+    """Static checks: an :func:`encoder_layer` built from plain modules."""
+    if not encoder_layer(layer):
         return False
     try:
         sa, so, it, out = layer.attention.self, layer.attention.output, layer.intermediate, layer.output
         linears = (sa.query, sa.key, sa.value, so.dense, it.dense, out.dense)
         norms, drops = (so.LayerNorm, out.LayerNorm), (sa.dropout, so.dropout, out.dropout)
-        act, impl = it.intermediate_act_fn, sa.config._attn_implementation
+        act = it.intermediate_act_fn
     except AttributeError:
-        return False
-    if getattr(layer.attention, "is_cross_attention", False) or getattr(sa, "is_causal", False) or impl != "sdpa":
         return False
     return (all(type(m) is nn.Linear and m.bias is not None for m in linears)
             and all(type(m) is nn.LayerNorm and m.elementwise_affine and m.bias is not None for m in norms)
@@ -179,35 +195,7 @@ def _weight_grads(grad: torch.Tensor, x: torch.Tensor, need_w: bool, need_b: boo
             grad.sum(0).float() if need_b else None)
 
 
-# packed rows are rounded up to a multiple of this: oneDNN builds (and keeps) a product for every new row count, which
-# took 350 us and 0.7 MB each; with every batch's own count, a BANKING77 epoch ran slower and 500 MB larger.  Its
-# epoch at batch 32: 3.98% of the padded rows are padding; packed in blocks of 32 rows, 2.66% fewer rows in 37 row
-# counts (5 not among the padded batches' 39); in blocks of 16, 3.33% fewer in 59 (33 new); of 1, 149 (135 new)
-ROW_ALIGN = 32
-
-
-class Packing:
-    """A right-padded batch's real tokens laid end to end (:func:`packed_encoder_forward`): ``batch`` sequences padded
-    to ``width``, ``rows`` real tokens; ``starts`` (batch + 1, int64) each sequence's first row and the end, ``firsts``
-    the first rows alone, ``ids`` (rows, int64) each real token's row in the padded (batch * width) layout.
-
-    The packed tensors have ``padded_rows`` rows (``rows`` rounded up to :data:`ROW_ALIGN`): the extra rows start as
-    zeros, attention neither reads nor writes them (their outputs are zeros), every other step treats rows apart, and
-    nothing depends on them, so their gradients are zeros.  ``row_ids`` numbers every packed row for the dropout masks:
-    ``ids``, then rows past the padded batch's."""
-
-    __slots__ = ("batch", "width", "rows", "padded_rows", "starts", "firsts", "ids", "row_ids")
-
-    def __init__(self, lengths: torch.Tensor, mask: torch.Tensor):
-        self.batch, self.width = mask.shape
-        self.starts = torch.zeros(self.batch + 1, dtype=torch.int64)
-        torch.cumsum(lengths, 0, out=self.starts[1:])
-        self.firsts = self.starts[:-1]
-        self.ids = mask.reshape(-1).nonzero().squeeze(1)
-        self.rows = int(self.ids.shape[0])
-        self.padded_rows = -(-self.rows // ROW_ALIGN) * ROW_ALIGN
-        extra = torch.arange(mask.numel(), mask.numel() + self.padded_rows - self.rows)
-        self.row_ids = torch.cat([self.ids, extra]) if len(extra) else self.ids
+Packing, ROW_ALIGN = ck.Packing, ck.ROW_ALIGN  # (defined beside the attention that reads them)
 
 
 class _BertLayer(torch.autograd.Function):
@@ -454,10 +442,48 @@ PACK = True  # the switch for A/B measurements
 
 
 def packable(encoder: nn.Module) -> bool:
-    """Static checks: an encoder of :data:`ENCODER_TYPES` whose layers all fuse."""
+    """Static checks: an encoder of :data:`ENCODER_TYPES` of :func:`encoder_layer` layers."""
     layers = getattr(encoder, "layer", None)
     return (type(encoder).__name__ in ENCODER_TYPES and isinstance(layers, nn.ModuleList) and len(layers) > 0
-            and all(fusable(m) for m in layers))
+            and all(encoder_layer(m) for m in layers))
+
+
+def _layer_kinds(layers: list[nn.Module]) -> list[str] | None:
+    """How each layer runs packed: ``fused`` (:class:`_BertLayer`), ``stock`` (its own modules, transformers'
+    attention routed to the packed kernel), ``fused_first`` / ``stock_first`` (the last layer on its first position,
+    :func:`hone.model.fast.first_token_only`); None when a layer has another forward."""
+    from hone.model import fast  # (it imports this module)
+
+    kinds = []
+    for i, layer in enumerate(layers):
+        last = i == len(layers) - 1
+        f = getattr(layer.__dict__.get("forward"), "__func__", None)
+        if f is fused_forward:
+            kinds.append("fused")
+        elif last and f is fused_first_token_forward:
+            kinds.append("fused_first")
+        elif "forward" not in layer.__dict__:
+            kinds.append("stock")
+        elif last and f is fast._first_token_forward:
+            kinds.append("stock_first")
+        else:
+            return None
+    return kinds
+
+
+def _first_token_packed(layer: nn.Module, y: torch.Tensor, packing: Packing) -> torch.Tensor:
+    """:func:`hone.model.fast._first_token_forward` of a layer that keeps its own modules, for a packed batch's
+    (rows, hidden): (batch, 1, hidden)."""
+    sa = layer.attention.self
+    heads, d = sa.num_attention_heads, sa.attention_head_size
+    first = y.index_select(0, packing.firsts)[:, None]
+    q = sa.query(first).view(packing.batch, 1, heads, d).transpose(1, 2)
+    k = sa.key(y[None]).view(1, -1, heads, d).transpose(1, 2)
+    v = sa.value(y[None]).view(1, -1, heads, d).transpose(1, 2)
+    out = ck._PackedAttention.apply(q, k, v, packing, False, sa.dropout.p if sa.training else 0.0, sa.scaling,
+                                    ck._autocast_dtype() or q.dtype)
+    attn = layer.attention.output(out.reshape(packing.batch, 1, -1).contiguous(), first)
+    return layer.output(layer.intermediate(attn), attn)
 
 
 def _key_padding(mask: torch.Tensor | None, batch: int, t: int) -> torch.Tensor | None:
@@ -477,24 +503,26 @@ def _key_padding(mask: torch.Tensor | None, batch: int, t: int) -> torch.Tensor 
 
 
 def _packed(encoder, x, mask, args, kwargs):
-    """The encoder's output for a right-padded batch run packed (every layer through :class:`_BertLayer` on the real
-    tokens only), or None when the call does not qualify."""
+    """The encoder's output for a right-padded batch run packed (every layer on the real tokens only: fused layers
+    through :class:`_BertLayer`, the others with their own modules and the packed attention), or None when the call
+    does not qualify."""
     layers = list(encoder.layer)
     if not PACK or args or any(k not in _PACKED_KWARGS for k in kwargs) or kwargs.get("use_cache") \
-            or kwargs.get("output_hidden_states") or kwargs.get("encoder_attention_mask") is not None:
-        return None
-    forwards = [getattr(layer.__dict__.get("forward"), "__func__", None) for layer in layers]
-    if any(f is not fused_forward for f in forwards[:-1]) \
-            or forwards[-1] not in (fused_forward, fused_first_token_forward):
-        return None
+            or kwargs.get("output_hidden_states") or kwargs.get("output_attentions") or any(
+                kwargs.get(k) is not None for k in ("encoder_hidden_states", "encoder_attention_mask", "cache")):
+        return None  # (a cache: prefix tuning's keys and values, which a packed batch would not line up with)
+    kinds = _layer_kinds(layers)
     lib = native.library()
     amp = ck._autocast_dtype()
-    if lib is None or lib.vector_width < native.ATTENTION_MIN_LANES or x.dim() != 3 \
+    if kinds is None or lib is None or lib.vector_width < native.ATTENTION_MIN_LANES or x.dim() != 3 \
             or not ck.native_norm_width(x.shape[-1]) or not 1 < x.shape[1] <= ck.SHORT_ATTENTION_MAX:
         return None
-    params = [_params(layer) for layer in layers]
-    if any(layer._forward_hooks or layer._forward_pre_hooks
-           or not _takes(layer, x, kwargs.get("encoder_hidden_states"), (), kwargs, amp, ps)
+    if any(k.startswith("stock") for k in kinds) and not (ck._ORIGINAL_SDPA and amp in (None, torch.bfloat16)
+                                                         and x.dtype == torch.float32 and x.is_cpu):
+        return None  # (transformers' attention must reach the short attention, which takes the packed batch)
+    params = [_params(layer) if k.startswith("fused") else None for layer, k in zip(layers, kinds)]
+    if any(layer._forward_hooks or layer._forward_pre_hooks or _hooked(layer) if ps is None
+           else not _takes(layer, x, kwargs.get("encoder_hidden_states"), (), kwargs, amp, ps)
            for layer, ps in zip(layers, params)):
         return None
     heads = layers[0].attention.self.num_attention_heads
@@ -504,11 +532,19 @@ def _packed(encoder, x, mask, args, kwargs):
     keys = _key_padding(mask, batch, t)
     if keys is None:
         return None
-    packing = Packing(keys.sum(1), keys)
+    lengths = keys.sum(1)
+    if -(-int(lengths.sum()) // ROW_ALIGN) * ROW_ALIGN >= batch * t:
+        return None  # no block of rows to leave out
+    packing = Packing(lengths, keys)
     y = F.pad(x.reshape(batch * t, hidden).index_select(0, packing.ids), (0, 0, 0, packing.padded_rows - packing.rows))
-    for layer, forward, ps in zip(layers, forwards, params):
-        y = _BertLayer.apply(y, packing, *ps, layer, amp, forward is fused_first_token_forward)
-    if forwards[-1] is not fused_first_token_forward:  # back to the padded layout (zeros at the padding)
+    for layer, kind, ps in zip(layers, kinds, params):
+        if kind == "stock":
+            y = layer(y[None], packing)[0]
+        elif kind == "stock_first":
+            y = _first_token_packed(layer, y, packing)
+        else:
+            y = _BertLayer.apply(y, packing, *ps, layer, amp, kind == "fused_first")
+    if not kinds[-1].endswith("first"):  # back to the padded layout (zeros at the padding)
         y = y.new_zeros(batch * t, hidden).index_copy(0, packing.ids, y[:packing.rows]).view(batch, t, hidden)
     from transformers.modeling_outputs import BaseModelOutputWithPastAndCrossAttentions
 
