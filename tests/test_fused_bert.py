@@ -168,7 +168,8 @@ def test_fused_layer_passes_what_it_does_not_take_to_the_stock_forward():
 
 
 def test_first_token_block_restores_the_fused_forward():
-    """``first_token_only`` inside the kernels' block puts the fused forward back on the last layer when it ends."""
+    """``first_token_only`` inside the kernels' block puts the fused forward back on the last layer when it ends; the
+    kernels' block inside ``first_token_only`` fuses the first-position forward and puts the stock one back."""
     model = _classifier("bert", 0.0, layers=2)
     last = model.bert.encoder.layer[-1]
     with cpu_kernels(model):
@@ -176,6 +177,14 @@ def test_first_token_block_restores_the_fused_forward():
         with first_token_only(model):
             assert last.__dict__["forward"] is not fused
         assert last.__dict__["forward"] is fused
+    assert "forward" not in last.__dict__
+    # the first-token block entered first (as the training loop runs): the fused node takes the first position too,
+    # and each block puts back what it found
+    with first_token_only(model):
+        stock_first = last.__dict__["forward"]
+        with cpu_kernels(model):
+            assert last.__dict__["forward"].__func__ is fused_bert.fused_first_token_forward
+        assert last.__dict__["forward"] is stock_first
     assert "forward" not in last.__dict__
     # blocks ended out of order: the kernels' block restores the layer, and the first-token block leaves it so
     kernels, first = cpu_kernels(model), first_token_only(model)

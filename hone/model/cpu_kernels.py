@@ -919,17 +919,25 @@ def cpu_kernels(model: nn.Module) -> Iterator[dict[str, int]]:
     :mod:`hone.model.trained_casts`, are dropped when the block ends), and if it uses transformers' ``sdpa``
     attention, short rows take :func:`_short_attention_forward`.  Yields how many modules of each kind were
     switched (and ``short_attention``: 1 when attention was routed)."""
-    from hone.model import fused_bert  # it builds on this module
+    from hone.model import fast, fused_bert  # they build on this module
 
     lora_type = _lora_linear_type()
     hub = _hub_kernels_off(model)
     patched: list[nn.Module] = []
+    kept: dict[nn.Module, object] = {}  # forwards set on instances before the block (first_token_only's), put back
     counts = {"dropout": 0, "lora": 0, "rms_norm": 0, "frozen_linear": 0, "bert_layer": 0, "swiglu": 0,
               "add_norm": 0, "packed_encoder": 0}
     lib = native.library()
     for module in model.modules():
         if fused_bert.fusable(module):
-            module.forward = types.MethodType(fused_bert.fused_forward, module)
+            previous = module.__dict__.get("forward")
+            # a classifier's last layer already on its first position (first_token_only entered first, as the
+            # training loop does): the fused node computes it for that position too
+            first = getattr(previous, "__func__", None) is fast._first_token_forward
+            if previous is not None:
+                kept[module] = previous
+            module.forward = types.MethodType(
+                fused_bert.fused_first_token_forward if first else fused_bert.fused_forward, module)
             counts["bert_layer"] += 1
         elif lib is not None and fused_bert.packable(module):
             module.forward = types.MethodType(fused_bert.packed_encoder_forward, module)
@@ -970,6 +978,8 @@ def cpu_kernels(model: nn.Module) -> Iterator[dict[str, int]]:
         trained_casts.forget(model.parameters())
         for module in patched:
             module.__dict__.pop("forward", None)
+            if module in kept:
+                module.forward = kept[module]
             frozen_casts.disarm(module)
         for module in hub:
             module.use_kernels = True
