@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 import yaml
 from typer.testing import CliRunner
 
@@ -56,6 +57,24 @@ def test_predict_cli_and_python_api(run_dir, tmp_path):
     out = clf.predict(["roaming abroad"])
     assert out[0]["label"] == lines[0]["label"] or out[0]["label"] in clf.labels
     assert abs(sum(s for s in clf.scores(["x"])[0].tolist()) - 1) < 1e-5
+
+
+def test_many_texts_are_scored_with_the_cpu_kernels(run_dir, monkeypatch):
+    """From ``KERNELS_MIN_TEXTS`` texts on, ``scores`` runs the model under the CPU kernels (fused layers, padded
+    batches packed): the plain model's probabilities to float rounding, in input order."""
+    from hone.serve import engine
+
+    clf = hone.load(str(run_dir / "artifact"))
+    texts = [("my bill is wrong " * (i % 5 + 1)).strip() + f" {i}" for i in range(20)]
+    entered = []
+    real = engine.cpu_kernels
+    monkeypatch.setattr(engine, "cpu_kernels", lambda m: entered.append(1) or real(m))
+    got = clf.scores(texts, batch_size=8)
+    assert entered == [1]
+    monkeypatch.setattr(engine, "KERNELS_MIN_TEXTS", 10**9)
+    want = clf.scores(texts, batch_size=8)
+    assert entered == [1] and got.shape == (20, len(clf.labels))
+    assert torch.allclose(got, want, atol=1e-6)
 
 
 def test_eval_cli_on_a_labelled_file(run_dir, tmp_path):
