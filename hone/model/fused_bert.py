@@ -21,7 +21,7 @@ Dropout masks come from :func:`hone.model.cpu_kernels.keep_mask` in the stock la
 probabilities, attention output, feed-forward output), so with the CPU kernels on, a run draws the same masks
 with and without this node.  Outputs and gradients equal the stock layer's to float rounding in fp32, and are as
 close to fp32 under bf16 autocast as the stock layer's (tested, with and without dropout and padding, frozen
-layers, gradient checkpointing).  Under :func:`hone.model.fast.first_token_only` the classifier's last layer runs
+layers).  Under :func:`hone.model.fast.first_token_only` the classifier's last layer runs
 through the same node for position 0 only (:func:`fused_first_token_forward`).
 
 The node keeps fewer activations than the stock modules (one bf16 copy of the layer's input where autocast makes
@@ -51,7 +51,9 @@ LoRA step).
 
 :func:`hone.model.cpu_kernels.cpu_kernels` switches it on for every qualifying layer (:func:`fusable`); a call
 it cannot take (longer rows than the short attention takes, a float mask, GPU tensors, fp16, hooks on the
-layer's modules, cross-attention or a cache) runs the stock forward.
+layer's modules, cross-attention or a cache) runs the stock forward, and so does a call transformers would checkpoint
+(``gradient_checkpointing_enable``): the node, set on the instance, would otherwise skip the checkpointing that
+transformers wraps around the class's forward, and keep every activation.
 """
 
 from __future__ import annotations
@@ -388,10 +390,17 @@ def _params(layer) -> list[torch.Tensor]:
             for t in (m.weight, m.bias)]
 
 
+def _checkpointed(layer: nn.Module) -> bool:
+    """Would transformers checkpoint this call of the layer (``gradient_checkpointing_enable``)?  Its class forward
+    does; the fused node, set on the instance, would keep every activation instead, so such calls run the stock
+    forward."""
+    return bool(getattr(layer, "gradient_checkpointing", False)) and layer.training and torch.is_grad_enabled()
+
+
 def _takes(layer, x, encoder_hidden_states, args, kwargs, amp, params: list[torch.Tensor]) -> bool:
-    """The call's checks that do not depend on the mask: no cross-attention, cache, recorded attentions or hooks,
-    an fp32 CPU input and parameters (``params``, the layer's), fp32 or bf16 autocast."""
-    return not (args or encoder_hidden_states is not None or kwargs.get("cache") is not None
+    """The call's checks that do not depend on the mask: no cross-attention, cache, recorded attentions, hooks or
+    gradient checkpointing, an fp32 CPU input and parameters (``params``, the layer's), fp32 or bf16 autocast."""
+    return not (args or encoder_hidden_states is not None or kwargs.get("cache") is not None or _checkpointed(layer)
                 or kwargs.get("output_attentions") or amp not in (None, torch.bfloat16)
                 or x.dim() != 3 or x.dtype != torch.float32 or not x.is_cpu
                 or x.shape[2] % layer.attention.self.num_attention_heads
@@ -521,7 +530,7 @@ def _packed(encoder, x, mask, args, kwargs):
                                                          and x.dtype == torch.float32 and x.is_cpu):
         return None  # (transformers' attention must reach the short attention, which takes the packed batch)
     params = [_params(layer) if k.startswith("fused") else None for layer, k in zip(layers, kinds)]
-    if any(layer._forward_hooks or layer._forward_pre_hooks or _hooked(layer) if ps is None
+    if any(layer._forward_hooks or layer._forward_pre_hooks or _hooked(layer) or _checkpointed(layer) if ps is None
            else not _takes(layer, x, kwargs.get("encoder_hidden_states"), (), kwargs, amp, ps)
            for layer, ps in zip(layers, params)):
         return None
