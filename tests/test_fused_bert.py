@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from hone.model import cpu_kernels as ck
 from hone.model import fused_bert
 from hone.model.cpu_kernels import cpu_kernels
 from hone.model.fast import first_token_only
@@ -86,7 +87,7 @@ def test_fused_layer_equals_the_stock_layer_in_fp32(kind, dropout, first, native
     apply, add_norm = fused_bert._BertLayer.apply, fused_bert._add_norm
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(fused_bert._BertLayer, "apply",
-                   lambda *a: modes.append((a[-1], isinstance(a[1], fused_bert.Packing))) or apply(*a))
+                   lambda *a: modes.append((a[-1], isinstance(a[1], ck.Packing))) or apply(*a))
         mp.setattr(fused_bert, "_add_norm", lambda *a: norms.append(out := add_norm(*a)) or out)
         logits, got = _run(model, batch, fused=True, first=first)
     # the last layer on its first position too; the padded batch packed with the native kernels
@@ -256,13 +257,13 @@ def test_packed_encoder_leaves_the_padding_out_and_passes_the_rest_on(monkeypatc
     rows = []
     apply = fused_bert._BertLayer.apply
     monkeypatch.setattr(fused_bert._BertLayer, "apply",
-                        lambda *a: rows.append(a[0].shape[0] if isinstance(a[1], fused_bert.Packing) else None)
+                        lambda *a: rows.append(a[0].shape[0] if isinstance(a[1], ck.Packing) else None)
                         or apply(*a))
     with torch.no_grad():
         stock = model.bert(input_ids=ids, attention_mask=mask).last_hidden_state
         packed = _hidden(model, ids, mask).last_hidden_state
     real = int(mask.sum())  # rounded up to whole blocks of rows (a few oneDNN products, not one per batch)
-    assert rows == [-(-real // fused_bert.ROW_ALIGN) * fused_bert.ROW_ALIGN] * 3 and rows[0] > real
+    assert rows == [ck.aligned_rows(real)] * 3 and rows[0] > real
     keep = mask.bool()
     assert torch.allclose(packed[keep], stock[keep], atol=1e-5, rtol=1e-5)
     assert not packed[~keep].any()
@@ -307,6 +308,15 @@ def test_packed_encoder_leaves_the_padding_out_and_passes_the_rest_on(monkeypatc
         got = _hidden(model, ids, mask).last_hidden_state
         assert all(r is None for r in rows) and torch.allclose(got, want[-1], atol=1e-5)
 
+    # a hook of the user's on a fused layer itself: the layers run padded, through their calls, so the hook runs
+    model = _classifier("bert", 0.0).eval()
+    seen = []
+    model.bert.encoder.layer[1].register_forward_hook(lambda m, i, o: seen.append(o.shape))
+    rows.clear()
+    with torch.no_grad():
+        _hidden(model, ids, mask)
+    assert seen == [ids.shape + (32,)] and rows == [None] * 3
+
 
 def test_packed_encoder_runs_layers_that_keep_their_modules(monkeypatch):
     """LoRA layers (their own modules, transformers' attention routed to the packed kernel), every position's output
@@ -314,7 +324,6 @@ def test_packed_encoder_runs_layers_that_keep_their_modules(monkeypatch):
     autocast; with dropout, reproducible from the seed."""
     from peft import LoraConfig, get_peft_model
 
-    from hone.model import cpu_kernels as ck
     from hone.model import native
 
     if native.library() is None or native.library().vector_width < 8:

@@ -566,18 +566,15 @@ def test_native_packed_attention_equals_the_padded_kernel_on_the_real_tokens(dty
     """A right-padded batch laid end to end (``Packing``) gives the padded kernel's outputs and gradients on the real
     tokens, every query or the first only, grouped heads, with dropout (the padded batch's mask, drawn from the same
     seed)."""
-    from hone.model.fused_bert import Packing
-
     if native.library() is None or native.library().vector_width < 8:
         pytest.skip("the native attention kernel is unavailable here")
-    lib = native.library()
     g = torch.Generator().manual_seed(0)
     for b, h, kv, t, d, p, first in [(5, 4, 4, 13, 32, 0.2, False), (5, 4, 4, 13, 32, 0.2, True),
                                      (3, 6, 2, 20, 16, 0.0, False), (4, 2, 2, 64, 40, 0.1, False)]:
         lengths = torch.randint(1, t + 1, (b,), generator=g)
         lengths[0] = t
         keys = torch.arange(t) < lengths[:, None]
-        packing = Packing(lengths, keys)
+        packing = ck.Packing(lengths, keys)
         tq = 1 if first else t
         q = torch.randn(b, tq, h, d, generator=g).to(dtype)
         k, v = (torch.randn(b, t, kv, d, generator=g).to(dtype) for _ in range(2))
@@ -597,7 +594,7 @@ def test_native_packed_attention_equals_the_padded_kernel_on_the_real_tokens(dty
                                                       for n, heads in ((tq, h), (t, kv), (t, kv)))))
         torch.manual_seed(5)
         pq = q.transpose(1, 2) if first else real(q).transpose(1, 2)
-        out, saved, meta = ck.attend_packed(lib, pq, real(k).transpose(1, 2), real(v).transpose(1, 2), packing,
+        out, saved, meta = ck.attend_packed(pq, real(k).transpose(1, 2), real(v).transpose(1, 2), packing,
                                             not first, p, 0.3, dtype)
         assert out.shape == ((b, 1, h, d) if first else (1, packing.rows, h, d))
         outs = (torch.full((b, 1, h, d) if first else (1, packing.rows, h, d), float("nan"), dtype=dtype),

@@ -713,10 +713,16 @@ def _attend_native(lib, query, key, value, mask, causal, dropout, scale, out_dty
 ROW_ALIGN = 32
 
 
+def aligned_rows(rows: int) -> int:
+    """``rows`` rounded up to a multiple of :data:`ROW_ALIGN`."""
+    return -(-rows // ROW_ALIGN) * ROW_ALIGN
+
+
 class Packing:
-    """A right-padded batch's real tokens laid end to end (:func:`hone.model.fused_bert.packed_encoder_forward`): ``batch`` sequences padded
-    to ``width``, ``rows`` real tokens; ``starts`` (batch + 1, int64) each sequence's first row and the end, ``firsts``
-    the first rows alone, ``ids`` (rows, int64) each real token's row in the padded (batch * width) layout.
+    """A right-padded batch's real tokens laid end to end (:func:`hone.model.fused_bert.packed_encoder_forward`):
+    ``batch`` sequences padded to ``width``, ``rows`` real tokens; ``starts`` (batch + 1, int64) each sequence's first
+    row and the end, ``firsts`` the first rows alone, ``ids`` (rows, int64) each real token's row in the padded
+    (batch * width) layout.
 
     The packed tensors have ``padded_rows`` rows (``rows`` rounded up to :data:`ROW_ALIGN`): the extra rows start as
     zeros, attention neither reads nor writes them (their outputs are zeros), every other step treats rows apart, and
@@ -732,17 +738,18 @@ class Packing:
         self.firsts = self.starts[:-1]
         self.ids = mask.reshape(-1).nonzero().squeeze(1)
         self.rows = int(self.ids.shape[0])
-        self.padded_rows = -(-self.rows // ROW_ALIGN) * ROW_ALIGN
+        self.padded_rows = aligned_rows(self.rows)
         extra = torch.arange(mask.numel(), mask.numel() + self.padded_rows - self.rows)
         self.row_ids = torch.cat([self.ids, extra]) if len(extra) else self.ids
 
 
-def attend_packed(lib, query, key, value, packing, q_packed: bool, dropout, scale, out_dtype):
-    """:func:`attend` by the native kernel for a packed batch (:class:`hone.model.fused_bert.Packing`: sequences laid
-    end to end, no padding): key and value are (1, heads, real tokens, dim) views; with ``q_packed`` the query is one
-    too (every token's output, as (1, rows, heads, dim), zeros in the rows past the last sequence), else (batch,
-    heads, tq, dim) (that many queries per sequence, the output (batch, tq, heads, dim)).  Each sequence attends to its own tokens only, and dropout draws the padded batch's
-    mask, so the results are the padded batch's on its real tokens."""
+def attend_packed(query, key, value, packing: Packing, q_packed: bool, dropout, scale, out_dtype):
+    """:func:`attend` by the native kernel for a packed batch (:class:`Packing`: sequences laid end to end, no
+    padding): key and value are (1, heads, rows, dim) views; with ``q_packed`` the query is one too (every token's
+    output, as (1, rows, heads, dim), zeros in the rows past the last sequence), else (batch, heads, tq, dim) (that
+    many queries per sequence, the output (batch, tq, heads, dim)).  Each sequence attends to its own tokens only, and
+    dropout draws the padded batch's mask, so the results are the padded batch's on its real tokens."""
+    lib = native.library()
     b, t, d = packing.batch, packing.width, query.shape[-1]
     h, kv = query.shape[1], key.shape[1]
     tq = t if q_packed else query.shape[2]
@@ -751,7 +758,7 @@ def attend_packed(lib, query, key, value, packing, q_packed: bool, dropout, scal
     seed, dropped, keep_scale = _dropout_draw(dropout) if dropout else (0, 0, 1.0)
     result = torch.empty((1, query.shape[2], h, d) if q_packed else (b, tq, h, d), dtype=out_dtype)
     if q_packed:
-        result[:, packing.rows:].zero_()  # rows past the sequences' (:class:`hone.model.fused_bert.Packing`)
+        result[:, packing.rows:].zero_()  # rows past the sequences' (:class:`Packing`)
     code = lib.hone_attend(b, h, kv, tq, t, d, native.view(query), native.view(key), native.view(value), None, None,
                            0, scale, seed, dropped, keep_scale, probs.data_ptr(), native.view(result, token_dim=1),
                            packing.starts.data_ptr(), int(q_packed))
@@ -841,13 +848,12 @@ class _ShortAttention(torch.autograd.Function):
 
 
 class _PackedAttention(torch.autograd.Function):
-    """:func:`attend_packed` as one autograd node (a packed batch through a layer that keeps its own modules: transformers'
-    attention calls :func:`_short_attention_forward` with the :class:`Packing` as its mask)."""
+    """:func:`attend_packed` as one autograd node (a packed batch through a layer that keeps its own modules:
+    transformers' attention calls :func:`_short_attention_forward` with the :class:`Packing` as its mask)."""
 
     @staticmethod
     def forward(ctx, query, key, value, packing, q_packed, dropout, scale, out_dtype):
-        result, saved, ctx.meta = attend_packed(native.library(), query, key, value, packing, q_packed, dropout, scale,
-                                                out_dtype)
+        result, saved, ctx.meta = attend_packed(query, key, value, packing, q_packed, dropout, scale, out_dtype)
         ctx.save_for_backward(*saved)
         ctx.rows, ctx.q_packed = packing.rows, q_packed
         ctx.shapes, ctx.dtypes = (query.shape, key.shape, value.shape), (query.dtype, key.dtype, value.dtype)

@@ -34,16 +34,16 @@ of ten padded batches of 10-40 tokens, and 1.03-1.07x in hone's own loop over a 
 switched on and off every 7-13 steps (``bench/RESULTS.md``, session 17).
 
 With the native kernels, :func:`packed_encoder_forward` runs a right-padded batch through the whole encoder packed:
-its real tokens laid end to end (:class:`Packing`), every product, norm and activation on those rows only, and the
-native attention reading each sequence's rows (``hone_attend`` with token offsets).  The outputs on the real tokens
-are the padded batch's (the padding's are zeros), and the dropout masks are too: the kernels number a packed row by
-its padded row.  Layers that keep their own modules (LoRA on their projections) run packed too: transformers'
-attention hands the :class:`Packing` (the mask it is given) to the short attention, which runs the packed kernel;
-their dropout then draws masks by the packed rows.  Rows are rounded up to blocks of :data:`ROW_ALIGN` (oneDNN builds a
-product per row count), and a batch with no whole block of padding stays padded.  A MiniLM step at 13 tokens and
-10% padding: 1.05-1.067x full fine-tuning, 1.02-1.03x LoRA (in-process A/Bs, ``bench/RESULTS.md`` session 23).
-Left padding, requested hidden states or attentions, a cache, hooks on a layer, and any call a fused layer would not
-take run the padded layers.
+its real tokens laid end to end (:class:`hone.model.cpu_kernels.Packing`), every product, norm and activation on
+those rows only, and the native attention reading each sequence's rows (``hone_attend`` with token offsets).  The
+outputs on the real tokens are the padded batch's (the padding's are zeros), and the dropout masks are too: the
+kernels number a packed row by its padded row.  Layers that keep their own modules (LoRA on their projections) run
+packed too: transformers' attention hands the packing (the mask it is given) to the short attention, which runs the
+packed kernel; their dropout then draws masks by the packed rows.  Rows are rounded up to blocks of
+:data:`hone.model.cpu_kernels.ROW_ALIGN` (oneDNN builds a product per row count), and a batch with no whole block of
+padding stays padded.  A MiniLM step at 13 tokens and 10% padding: 1.05-1.067x full fine-tuning, 1.02-1.03x LoRA
+(in-process A/Bs, ``bench/RESULTS.md`` session 23).  Left padding, requested hidden states or attentions, a cache,
+hooks on a layer, and any call a fused layer would not take run the padded layers.
 
 A layer that does not fuse as a whole (LoRA on its projections) still gets its two output blocks' dropout, add and
 LayerNorm as one node each with the native kernels (:class:`_AddNorm`, :func:`add_norm_forward`: 1.028x per MiniLM
@@ -197,9 +197,6 @@ def _weight_grads(grad: torch.Tensor, x: torch.Tensor, need_w: bool, need_b: boo
             grad.sum(0).float() if need_b else None)
 
 
-Packing, ROW_ALIGN = ck.Packing, ck.ROW_ALIGN  # (defined beside the attention that reads them)
-
-
 class _BertLayer(torch.autograd.Function):
     """One BERT layer: self-attention, output projection, dropout, residual, LayerNorm, GELU feed-forward,
     dropout, residual, LayerNorm; products in autocast's bf16 (or fp32 without autocast), norms and residuals
@@ -208,15 +205,15 @@ class _BertLayer(torch.autograd.Function):
     With ``first`` the layer is computed for the first position only, as :func:`hone.model.fast.first_token_only`
     does (keys and values for every position, everything else for position 0): the output is (batch, 1, hidden).
 
-    With a :class:`Packing` in place of the mask, ``x`` is a packed batch's (rows, hidden) and so is the output
-    (without ``first``): every product, norm and activation runs on the real tokens only."""
+    With a :class:`hone.model.cpu_kernels.Packing` in place of the mask, ``x`` is a packed batch's (rows, hidden) and
+    so is the output (without ``first``): every product, norm and activation runs on the real tokens only."""
 
     @staticmethod
     def forward(ctx, x, mask, wq, bq, wk, bk, wv, bv, wo, bo, g1, b1, wi, bi, wf, bf, g2, b2, layer, amp, first):
         sa, so, it, out = layer.attention.self, layer.attention.output, layer.intermediate, layer.output
         ct = amp or torch.float32
         train = layer.training
-        packing = mask if isinstance(mask, Packing) else None
+        packing = mask if isinstance(mask, ck.Packing) else None
         batch, t, hidden = (x.shape if packing is None else (packing.batch, packing.width, x.shape[-1]))
         heads, d = sa.num_attention_heads, hidden // sa.num_attention_heads
         with torch.autocast("cpu", enabled=False):
@@ -243,8 +240,7 @@ class _BertLayer(torch.autograd.Function):
             if packing is None:
                 att, att_saved, att_meta = ck.attend(q, k, v, mask, False, p_att, sa.scaling, ct)
             else:
-                att, att_saved, att_meta = ck.attend_packed(native.library(), q, k, v, packing, not first, p_att,
-                                                            sa.scaling, ct)
+                att, att_saved, att_meta = ck.attend_packed(q, k, v, packing, not first, p_att, sa.scaling, ct)
             att = att.view(-1, hidden)
             ids = None if packing is None or first else packing.row_ids  # the padded rows' dropout masks
             wo_c, bo_c = _weights(so.dense, amp, ct)
@@ -480,7 +476,7 @@ def _layer_kinds(layers: list[nn.Module]) -> list[str] | None:
     return kinds
 
 
-def _first_token_packed(layer: nn.Module, y: torch.Tensor, packing: Packing) -> torch.Tensor:
+def _first_token_packed(layer: nn.Module, y: torch.Tensor, packing: ck.Packing) -> torch.Tensor:
     """:func:`hone.model.fast._first_token_forward` of a layer that keeps its own modules, for a packed batch's
     (rows, hidden): (batch, 1, hidden)."""
     sa = layer.attention.self
@@ -495,9 +491,10 @@ def _first_token_packed(layer: nn.Module, y: torch.Tensor, packing: Packing) -> 
     return layer.output(layer.intermediate(attn), attn)
 
 
-def _key_padding(mask: torch.Tensor | None, batch: int, t: int) -> torch.Tensor | None:
+def _key_padding(mask: torch.Tensor | None, batch: int, t: int) -> tuple[torch.Tensor, torch.Tensor] | None:
     """The (batch, t) key mask of a 4-d boolean attention mask that only hides right padding (the same row for every
-    query and head, each sequence's tokens first, at least one), when some sequence is padded; else None."""
+    query and head, each sequence's tokens first, at least one), and the sequences' lengths, when some sequence is
+    padded; else None."""
     if mask is None or mask.dtype != torch.bool or mask.dim() != 4 or mask.shape[0] != batch \
             or mask.shape[1] != 1 or mask.shape[2] not in (1, t) or mask.shape[3] != t:
         return None
@@ -508,7 +505,7 @@ def _key_padding(mask: torch.Tensor | None, batch: int, t: int) -> torch.Tensor 
     if int(lengths.min()) < 1 or int(lengths.min()) == t \
             or not torch.equal(keys, torch.arange(t) < lengths[:, None]):
         return None
-    return keys
+    return keys, lengths
 
 
 def _packed(encoder, x, mask, args, kwargs):
@@ -529,8 +526,10 @@ def _packed(encoder, x, mask, args, kwargs):
     if any(k.startswith("stock") for k in kinds) and not (ck._ORIGINAL_SDPA and amp in (None, torch.bfloat16)
                                                          and x.dtype == torch.float32 and x.is_cpu):
         return None  # (transformers' attention must reach the short attention, which takes the packed batch)
+    if any(layer._forward_hooks or layer._forward_pre_hooks for layer in layers):
+        return None  # (the packed forward calls the fused nodes directly, past the layers' hooks)
     params = [_params(layer) if k.startswith("fused") else None for layer, k in zip(layers, kinds)]
-    if any(layer._forward_hooks or layer._forward_pre_hooks or _hooked(layer) or _checkpointed(layer) if ps is None
+    if any((_hooked(layer) or _checkpointed(layer)) if ps is None
            else not _takes(layer, x, kwargs.get("encoder_hidden_states"), (), kwargs, amp, ps)
            for layer, ps in zip(layers, params)):
         return None
@@ -538,13 +537,11 @@ def _packed(encoder, x, mask, args, kwargs):
     if x.shape[-1] // heads > ck._NATIVE_MAX_DIM:
         return None
     batch, t, hidden = x.shape
-    keys = _key_padding(mask, batch, t)
-    if keys is None:
-        return None
-    lengths = keys.sum(1)
-    if -(-int(lengths.sum()) // ROW_ALIGN) * ROW_ALIGN >= batch * t:
-        return None  # no block of rows to leave out
-    packing = Packing(lengths, keys)
+    padding = _key_padding(mask, batch, t)
+    if padding is None or ck.aligned_rows(int(padding[1].sum())) >= batch * t:
+        return None  # (no block of rows to leave out)
+    keys, lengths = padding
+    packing = ck.Packing(lengths, keys)
     y = F.pad(x.reshape(batch * t, hidden).index_select(0, packing.ids), (0, 0, 0, packing.padded_rows - packing.rows))
     for layer, kind, ps in zip(layers, kinds, params):
         if kind == "stock":

@@ -882,6 +882,13 @@ static inline view shifted(view v, int64_t tokens) {
     return v;
 }
 
+/* every packed sequence (starts: B + 1 token offsets, or NULL) of 1 to T tokens? */
+static int packed_lengths_ok(const int64_t *starts, int B, int T) {
+    for (int b = 0; starts && b < B; b++)
+        if (starts[b + 1] - starts[b] < 1 || starts[b + 1] - starts[b] > T) return 0;
+    return 1;
+}
+
 /* Forward.  q: (B, H, TQ, D), k and v: (B, KV, T, D), out: (B, H, TQ, D) views; probs: (B, H, T, TQ) fp32
  * contiguous, the probabilities transposed (written); mask: bytes with strides ms, or NULL; dropout on the
  * probabilities as the (B, H, TQ, T) mask drawn with ``seed`` when ``dropped`` (see keep_scales).
@@ -894,10 +901,7 @@ int hone_attend(int B, int H, int KV, int TQ, int T, int D, view q, view k, view
                 const int64_t *ms, int causal, float scale, uint64_t seed, int dropped, float keep_scale,
                 float *probs, view out, const int64_t *starts, int q_packed) {
     if (T > MAX_T || TQ > MAX_T || D > MAX_D || H % KV || (starts && (mask || causal))) return 1;
-    for (int b = 0; starts && b < B; b++) {
-        int64_t n = starts[b + 1] - starts[b];
-        if (n < 1 || n > T) return 1;
-    }
+    if (!packed_lengths_ok(starts, B, T)) return 1;
     int G = H / KV, DP = padv(D);
     int row_mask = causal || (mask && (ms[1] || ms[2])); /* does the mask change from query to query (or head)? */
     int head_mask = mask && ms[1];                         /* a mask of its own for each head? */
@@ -959,10 +963,7 @@ int hone_attend_backward(int B, int H, int KV, int TQ, int T, int D, view go, vi
                          const float *probs, uint64_t seed, int dropped, float keep_scale, float scale, view gq,
                          view gk, view gv, const int64_t *starts, int q_packed) {
     if (T > MAX_T || TQ > MAX_T || D > MAX_D || H % KV) return 1;
-    for (int b = 0; starts && b < B; b++) {
-        int64_t n = starts[b + 1] - starts[b];
-        if (n < 1 || n > T) return 1;
-    }
+    if (!packed_lengths_ok(starts, B, T)) return 1;
     int G = H / KV, DP = padv(D);
 #pragma omp parallel for schedule(static)
     for (int64_t unit = 0; unit < (int64_t)B * KV; unit++) {
