@@ -143,7 +143,7 @@ def test_fused_lora_equals_peft_without_dropout():
 
 def test_short_attention_equals_sdpa_and_passes_the_rest_on(monkeypatch, native_path):
     """Within cpu_kernels transformers' sdpa attention runs as two batched products for fp32 rows up to
-    SHORT_ATTENTION_MAX tokens: causal and unmasked (grouped query heads included), or bidirectional,
+    SHORT_ATTENTION_MAX tokens in a decoder, ENCODER_ATTENTION_MAX in an encoder: causal and unmasked (grouped query heads included), or bidirectional,
     unmasked or with a boolean padding mask; the same output and gradients as SDPA, and with dropout the
     probabilities dropped by dropout()'s mask; also fewer queries than keys (not causal).  Float masks, a query
     with no key, longer rows, float64 or a causal query shorter than its keys reach the original function, which
@@ -172,7 +172,8 @@ def test_short_attention_equals_sdpa_and_passes_the_rest_on(monkeypatch, native_
         assert attend is ck._short_attention_forward
         for heads, kv, t, causal, mask in [(6, 2, 9, True, None), (4, 4, 7, True, None),
                                            (3, 1, ck.SHORT_ATTENTION_MAX, True, None), (4, 4, 7, False, None),
-                                           (4, 4, 7, False, shared), (4, 2, 7, False, per_head)]:
+                                           (4, 4, 7, False, shared), (4, 2, 7, False, per_head),
+                                           (2, 2, 200, False, None)]:  # an encoder's (not causal) long rows
             q, k, v = (torch.randn(2, n, t, 8, generator=g, requires_grad=True) for n in (heads, kv, kv))
             module = types.SimpleNamespace(num_key_value_groups=heads // kv, is_causal=causal)
             out, _ = attend(module, q, k, v, mask, scaling=0.3)
@@ -226,7 +227,9 @@ def test_short_attention_equals_sdpa_and_passes_the_rest_on(monkeypatch, native_
         for args in [(q, k, v, torch.zeros(2, 1, 5, 5)), (q, k, v, no_key), (*long, None),
                      (q.double(), k.double(), v.double(), None), (q[:, :, :2], k, v, None)]:  # causal, 2 queries
             attend(module, *args)
-        assert len(calls) == 5  # each passed on to the original
+        longer = (torch.randn(1, 2, ck.ENCODER_ATTENTION_MAX + 1, 8, generator=g),) * 3
+        attend(types.SimpleNamespace(num_key_value_groups=1, is_causal=False), *longer, None)
+        assert len(calls) == 6  # each passed on to the original
     assert ALL_ATTENTION_FUNCTIONS["sdpa"] is not ck._short_attention_forward
     monkeypatch.undo()
     assert ALL_ATTENTION_FUNCTIONS["sdpa"] is original

@@ -14,7 +14,7 @@ from hone.model.cpu_kernels import cpu_kernels
 from hone.model.fast import first_token_only
 
 
-def _classifier(kind: str = "bert", dropout: float = 0.0, layers: int = 3, attn: str = "sdpa"):
+def _classifier(kind: str = "bert", dropout: float = 0.0, layers: int = 3, attn: str = "sdpa", positions: int = 96):
     from transformers import (
         BertConfig,
         BertForSequenceClassification,
@@ -27,7 +27,7 @@ def _classifier(kind: str = "bert", dropout: float = 0.0, layers: int = 3, attn:
     extra = {"pad_token_id": 1} if kind == "roberta" else {}
     torch.manual_seed(0)
     model = cls[1](cls[0](vocab_size=120, hidden_size=32, num_hidden_layers=layers, num_attention_heads=4,
-                          intermediate_size=64, max_position_embeddings=96, num_labels=5, hidden_dropout_prob=dropout,
+                          intermediate_size=64, max_position_embeddings=positions, num_labels=5, hidden_dropout_prob=dropout,
                           attention_probs_dropout_prob=dropout, attn_implementation=attn, **extra))
     for m in model.modules():  # norms that are not the identity, so their gradients are tested too
         if isinstance(m, nn.LayerNorm):
@@ -74,14 +74,16 @@ def _err(got: torch.Tensor, want: torch.Tensor) -> float:
 @pytest.mark.parametrize("kind", ["bert", "roberta"])
 @pytest.mark.parametrize("dropout", [0.0, 0.2])
 @pytest.mark.parametrize("first", [False, True])
-def test_fused_layer_equals_the_stock_layer_in_fp32(kind, dropout, first, native_path):
+@pytest.mark.parametrize("t", [9, 90])
+def test_fused_layer_equals_the_stock_layer_in_fp32(kind, dropout, first, t, native_path):
     """In fp32 the fused layer gives the stock layers' logits and gradients to float rounding, with padding, with
-    dropout (the same masks, drawn in the same order) and with the last layer on its first position; its add & norm
-    steps by the native kernel (one pass each way, the mask drawn again in the backward) or by torch's ops.  With the
-    native kernels the padded batch runs packed (its padding left out), and still draws the padded batch's masks."""
+    dropout (the same masks, drawn in the same order) and with the last layer on its first position, in short rows
+    and in rows longer than a decoder's short attention takes; its add & norm steps by the native kernel (one pass
+    each way, the mask drawn again in the backward) or by torch's ops.  With the native kernels the padded batch runs
+    packed (its padding left out), and still draws the padded batch's masks."""
     model = _classifier(kind, dropout)
     model.train(dropout > 0)
-    batch = _batch()
+    batch = _batch(t)
     ref_logits, ref = _run(model, batch, fused=False, first=first)
     modes, norms = [], []  # the ``first`` flag and packing of every fused node; whether each add & norm ran natively
     apply, add_norm = fused_bert._BertLayer.apply, fused_bert._add_norm
@@ -153,11 +155,11 @@ def test_fused_layer_with_frozen_layers_and_gradient_checkpointing():
 
 
 def test_fused_layer_passes_what_it_does_not_take_to_the_stock_forward():
-    """Rows longer than the short attention takes, eager attention (a float mask) and hooks inside a layer (as
+    """Rows longer than the encoder's attention takes, eager attention (a float mask) and hooks inside a layer (as
     transformers' recording of attention weights installs) run the stock layer; outside the kernels' block the
     layers are untouched."""
-    batch = _batch(70)  # above SHORT_ATTENTION_MAX
-    model = _classifier("bert", 0.0, layers=2)
+    batch = _batch(ck.ENCODER_ATTENTION_MAX + 1)
+    model = _classifier("bert", 0.0, layers=2, positions=ck.ENCODER_ATTENTION_MAX + 8)
     ref_logits, ref = _run(model, batch, fused=False)
     logits, got = _run(model, batch, fused=True)
     assert torch.allclose(logits, ref_logits, atol=1e-6) and all(torch.equal(got[k], ref[k]) for k in ref)

@@ -43,7 +43,10 @@ def test_native_attention_equals_the_reference(dtype):
         (4, 12, 12, 16, 16, 32, "pad", False, 0.1), (4, 12, 12, 1, 16, 32, "pad", False, 0.1),
         (3, 9, 3, 26, 26, 64, None, True, 0.0), (3, 6, 2, 5, 7, 16, "head", False, 0.2),
         (2, 4, 4, 64, 64, 40, None, True, 0.3), (2, 2, 1, 3, 33, 128, "pad", False, 0.0),
-        (4, 6, 3, 13, 13, 32, "rows", False, 0.1), (3, 4, 4, 9, 9, 16, "rows", True, 0.0)]
+        (4, 6, 3, 13, 13, 32, "rows", False, 0.1), (3, 4, 4, 9, 9, 16, "rows", True, 0.0),
+        # an encoder's long rows, up to the longest (each thread's scratch on the heap)
+        (2, 4, 4, 200, 200, 32, "pad", False, 0.1), (2, 2, 2, 1, 300, 128, "pad", False, 0.1),
+        (1, 2, 2, 512, 512, 64, "pad", False, 0.0)]
     tol = 2e-6 if dtype == torch.float32 else 1e-2  # bf16 inputs and outputs: the output is rounded to 8 bits
     for b, h, kv, tq, t, d, mask_kind, causal, p in cases:
         # (batch, tokens, heads, dim) storage seen as (batch, heads, tokens, dim), as projections give them
@@ -570,7 +573,8 @@ def test_native_packed_attention_equals_the_padded_kernel_on_the_real_tokens(dty
         pytest.skip("the native attention kernel is unavailable here")
     g = torch.Generator().manual_seed(0)
     for b, h, kv, t, d, p, first in [(5, 4, 4, 13, 32, 0.2, False), (5, 4, 4, 13, 32, 0.2, True),
-                                     (3, 6, 2, 20, 16, 0.0, False), (4, 2, 2, 64, 40, 0.1, False)]:
+                                     (3, 6, 2, 20, 16, 0.0, False), (4, 2, 2, 64, 40, 0.1, False),
+                                     (3, 4, 4, 300, 32, 0.1, False), (3, 4, 4, 300, 32, 0.1, True)]:
         lengths = torch.randint(1, t + 1, (b,), generator=g)
         lengths[0] = t
         keys = torch.arange(t) < lengths[:, None]

@@ -512,19 +512,25 @@ def _frozen_linear_forward(self: nn.Linear, x: torch.Tensor) -> torch.Tensor:
     return F.linear(x, *frozen_casts.amp_weights(self, amp))  # autocast casts x as it would
 
 
-# Longest sequence the short attention takes.  On 2 cores it was 1.3-1.6x faster than SDPA's flash kernel
-# (forward + backward, causal) at 26-128 tokens, even at 256 and equal at 512; but it keeps every head's (T, T)
+# Longest sequence the short attention takes in a decoder.  On 2 cores it was 1.3-1.6x faster than SDPA's flash
+# kernel (forward + backward, causal) at 26-128 tokens, even at 256 and equal at 512; but it keeps every head's (T, T)
 # probabilities for backward, where the flash kernel keeps one value per row: in LoRA SFT of SmolLM2-135M with
 # rows of up to 102 tokens, a 128-token limit raised peak RSS by 150 MB (5%).  At 64 tokens the probabilities
 # are under 5% of a SmolLM2 layer's activations, and the longest batches, which set the peak, take SDPA.
 SHORT_ATTENTION_MAX = 64
+# Longest sequence it takes in a bidirectional encoder (BERT's 512 positions).  There SDPA, with dropout on the
+# probabilities, runs its math kernel, which keeps more than the probabilities: MiniLM full fine-tuning at batch 32
+# with the fused layers (hone.model.fused_bert) took 0.58x the stock step's time and 0.72x its peak RSS at 128
+# tokens, 0.45x and 0.50x at 256, 0.37x and 0.39x at 512 (bench/RESULTS.md, session 24).
+ENCODER_ATTENTION_MAX = 512
 _ORIGINAL_SDPA: list = []  # transformers' sdpa function while it is routed through the short attention
 
 
 def _short_attention_forward(module, query, key, value, attention_mask, dropout=0.0, scaling=None,
                              is_causal=None, **kwargs):
     """transformers' ``sdpa`` attention function, computed in fp32 as two batched products and a softmax for
-    CPU rows (fp32, or autocast's dtype under CPU autocast) of at most :data:`SHORT_ATTENTION_MAX` tokens,
+    CPU rows (fp32, or autocast's dtype under CPU autocast) of at most :data:`SHORT_ATTENTION_MAX` tokens in a
+    decoder (a module whose ``is_causal`` is true), :data:`ENCODER_ATTENTION_MAX` in an encoder,
     causal or not, unmasked or with a boolean mask in which every query has a key; anything else goes to
     the original function.
 
@@ -548,8 +554,9 @@ def _short_attention_forward(module, query, key, value, attention_mask, dropout=
                                       _autocast_dtype() or query.dtype), None
     causal = mask is None and (is_causal if is_causal is not None else getattr(module, "is_causal", True))
     amp = _autocast_dtype()
+    max_keys = SHORT_ATTENTION_MAX if getattr(module, "is_causal", True) else ENCODER_ATTENTION_MAX
     if (not _short_attention_ok(query.shape, key.shape[1], key.shape[2], (query.dtype, key.dtype, value.dtype),
-                                query.is_cpu and key.is_cpu and value.is_cpu, mask, amp, causal)
+                                query.is_cpu and key.is_cpu and value.is_cpu, mask, amp, causal, max_keys)
             or any(kwargs.get(k) is not None for k in ("softcap", "position_bias", "cache"))
             or kwargs.get("output_attentions")):
         return original(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
@@ -604,13 +611,15 @@ def _build_scores_bias(b: int, kv: int, g: int, tq: int, t: int, p: int, mask: t
 
 
 def _short_attention_ok(shape: tuple[int, ...], kv: int, t_keys: int, dtypes: tuple[torch.dtype, ...], cpu: bool,
-                        mask: torch.Tensor | None, amp: torch.dtype | None, causal: bool = False) -> bool:
+                        mask: torch.Tensor | None, amp: torch.dtype | None, causal: bool = False,
+                        max_keys: int = SHORT_ATTENTION_MAX) -> bool:
     """Can :func:`attend` take a query of (batch, heads, tokens, dim) ``shape`` with ``kv`` key / value heads of
-    ``t_keys`` tokens: CPU rows of 2 to :data:`SHORT_ATTENTION_MAX` keys in fp32 or autocast's dtype, at most as
-    many queries as keys (as many when causal), query heads a multiple of key / value heads, no mask or a 4-d
-    boolean one (shared by the heads or per head) in which every query has a key."""
+    ``t_keys`` tokens: CPU rows of 2 to ``max_keys`` keys (:data:`SHORT_ATTENTION_MAX` in decoders,
+    :data:`ENCODER_ATTENTION_MAX` in encoders) in fp32 or autocast's dtype, at most as many queries as keys (as many
+    when causal), query heads a multiple of key / value heads, no mask or a 4-d boolean one (shared by the heads or
+    per head) in which every query has a key."""
     h, t = shape[1], shape[2]
-    return (1 < t_keys <= SHORT_ATTENTION_MAX and 0 < t <= t_keys and (t == t_keys or not causal) and h % kv == 0
+    return (1 < t_keys <= max_keys and 0 < t <= t_keys and (t == t_keys or not causal) and h % kv == 0
             and cpu and all(dt in (torch.float32, amp) for dt in dtypes)
             and (mask is None or (mask.dtype == torch.bool and mask.dim() == 4 and mask.shape[1] in (1, h)
                                   and mask.shape[2:] == (t, t_keys) and bool(mask.any(-1).all()))))
@@ -676,7 +685,7 @@ def _native_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tenso
     return lib if lib is not None and lib.vector_width >= native.ATTENTION_MIN_LANES else None
 
 
-_NATIVE_MAX_DIM, _NATIVE_MAX_TOKENS = 128, 64  # MAX_D and MAX_T in native.c
+_NATIVE_MAX_DIM, _NATIVE_MAX_TOKENS = 128, 512  # MAX_D and MAX_T in native.c
 
 
 def _last_contiguous(x: torch.Tensor) -> torch.Tensor:

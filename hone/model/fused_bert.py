@@ -414,7 +414,7 @@ def _fused(layer, x, mask, encoder_hidden_states, args, kwargs, first: bool) -> 
     if first and mask is not None and mask.dim() == 4:
         mask = mask[:, :, :1]  # the first query's row of the mask
     if not ck._short_attention_ok((batch, heads, 1 if first else t, hidden // heads), heads, t,
-                                  (amp or torch.float32,), True, mask, amp):
+                                  (amp or torch.float32,), True, mask, amp, max_keys=ck.ENCODER_ATTENTION_MAX):
         return None
     return _BertLayer.apply(x, mask, *params, layer, amp, first)
 
@@ -521,7 +521,7 @@ def _packed(encoder, x, mask, args, kwargs):
     lib = native.library()
     amp = ck._autocast_dtype()
     if kinds is None or lib is None or lib.vector_width < native.ATTENTION_MIN_LANES or x.dim() != 3 \
-            or not ck.native_norm_width(x.shape[-1]) or not 1 < x.shape[1] <= ck.SHORT_ATTENTION_MAX:
+            or not ck.native_norm_width(x.shape[-1]) or not 1 < x.shape[1] <= ck.ENCODER_ATTENTION_MAX:
         return None
     if any(k.startswith("stock") for k in kinds) and not (ck._ORIGINAL_SDPA and amp in (None, torch.bfloat16)
                                                          and x.dtype == torch.float32 and x.is_cpu):

@@ -6,7 +6,7 @@
  * embedding's rows).
  *
  * Attention: softmax(q k^T * scale + mask) v with dropout on the probabilities, and its
- * backward, for rows of at most 64 keys and heads of at most 128 dimensions.  One OpenMP task per (batch row,
+ * backward, for rows of at most 512 keys and heads of at most 128 dimensions.  One OpenMP task per (batch row,
  * key / value head) holds its queries, keys and values in fp32 in the cache and computes everything there, where
  * torch's batched products spend most of their time in per-matrix overhead at these sizes.  The scores are held
  * transposed (a key per row, VL queries per vector), so that the softmax and its backward run down the columns with
@@ -33,7 +33,7 @@
 #error "hone's native kernels assume a little-endian CPU"
 #endif
 
-#define MAX_T 64
+#define MAX_T 512
 #define MAX_D 128
 #define INLINE static inline __attribute__((always_inline))
 
@@ -882,6 +882,16 @@ static inline view shifted(view v, int64_t tokens) {
     return v;
 }
 
+/* A thread's scratch, on the heap (a row of 256 keys takes 1-2 MB, near a thread stack's size): n arrays of ``floats``
+ * each, rounded up to 64 bytes; carve() hands them out in turn. */
+static inline size_t scratch_floats(int n, int64_t floats) { return (size_t)n * (size_t)((floats + 15) / 16 * 16); }
+
+static inline float *carve(float **at, int64_t floats) {
+    float *p = *at;
+    *at += scratch_floats(1, floats);
+    return p;
+}
+
 /* every packed sequence (starts: B + 1 token offsets, or NULL) of 1 to T tokens? */
 static int packed_lengths_ok(const int64_t *starts, int B, int T) {
     for (int b = 0; starts && b < B; b++)
@@ -905,13 +915,23 @@ int hone_attend(int B, int H, int KV, int TQ, int T, int D, view q, view k, view
     int G = H / KV, DP = padv(D);
     int row_mask = causal || (mask && (ms[1] || ms[2])); /* does the mask change from query to query (or head)? */
     int head_mask = mask && ms[1];                         /* a mask of its own for each head? */
-#pragma omp parallel
+    int QM = padv(TQ > T ? TQ : T), RM = TQ > T ? TQ : T; /* the most query lanes and rows a sequence takes */
+    size_t need = scratch_floats(2, T * DP) + scratch_floats(1, D * QM) + scratch_floats(1, T * QM)
+                  + scratch_floats(1, RM * DP) + scratch_floats(1, row_mask ? T * padv(TQ) : 1) + scratch_floats(1, T);
+    int failed = 0;
+#pragma omp parallel reduction(| : failed)
     {
-        /* okt: which keys each query sees (T, QP), for the batch row (and head) ``built``; okk: the keys all see */
-        float okt[row_mask ? T * padv(TQ) : 1], okk[T];
+        float *scratch = malloc(sizeof(float) * need), *at = scratch;
+        failed = !scratch;
+        /* kf, vr: the keys and values (Tn, DP); qt: the scaled queries transposed (D, QP); st: scores, then
+         * probabilities, then kept probabilities, transposed (Tn, QP); om: the output (TQn, DP); okt: which keys each
+         * query sees (T, QP), for the batch row (and head) ``built``; okk: the keys all see */
+        float *kf = carve(&at, T * DP), *vr = carve(&at, T * DP), *qt = carve(&at, D * QM), *st = carve(&at, T * QM);
+        float *om = carve(&at, RM * DP), *okt = carve(&at, row_mask ? T * padv(TQ) : 1), *okk = carve(&at, T);
         int64_t built = -1;
 #pragma omp for schedule(static)
         for (int64_t unit = 0; unit < (int64_t)B * KV; unit++) {
+            if (!scratch) continue;
             int64_t b = unit / KV, hk = unit % KV;
             /* this sequence's keys and queries, and its views (moved to its first row when packed) */
             int Tn = starts ? (int)(starts[b + 1] - starts[b]) : T, TQn = starts && q_packed ? Tn : TQ;
@@ -919,9 +939,6 @@ int hone_attend(int B, int H, int KV, int TQ, int T, int D, view q, view k, view
             int64_t kb = starts ? 0 : b, qb = starts && q_packed ? 0 : b;
             int64_t k0 = starts ? starts[b] : 0, q0 = starts && q_packed ? starts[b] : 0;
             view kx = shifted(k, k0), vx = shifted(v, k0), qx = shifted(q, q0), ox = shifted(out, q0);
-            /* kf, vr: the keys and values (Tn, DP); qt: the scaled queries transposed (D, QP); st: scores, then
-             * probabilities, then kept probabilities, transposed (Tn, QP); om: the output (TQn, DP) */
-            float kf[Tn * DP], vr[Tn * DP], qt[D * QP], st[Tn * QP], om[TQn * DP];
             load_rows(kf, &kx, kb, hk, Tn, D, DP, 1.0f);
             load_rows(vr, &vx, kb, hk, Tn, D, DP, 1.0f);
             for (int j = 0; j < Tn && !row_mask; j++) okk[j] = !mask || mask[b * ms[0] + j * ms[3]] ? 1.0f : 0.0f;
@@ -951,8 +968,9 @@ int hone_attend(int B, int H, int KV, int TQ, int T, int D, view q, view k, view
                     store_row((void *)ox.p, qb * ox.sb + h * ox.sh + i * ox.st, ox.bf16, om + i * DP, D);
             }
         }
+        free(scratch);
     }
-    return 0;
+    return failed;
 }
 
 /* Backward.  go: the output's gradient (B, H, TQ, D); q, k, v, probs and the dropout as in the forward; gq:
@@ -965,62 +983,74 @@ int hone_attend_backward(int B, int H, int KV, int TQ, int T, int D, view go, vi
     if (T > MAX_T || TQ > MAX_T || D > MAX_D || H % KV) return 1;
     if (!packed_lengths_ok(starts, B, T)) return 1;
     int G = H / KV, DP = padv(D);
-#pragma omp parallel for schedule(static)
-    for (int64_t unit = 0; unit < (int64_t)B * KV; unit++) {
-        int64_t b = unit / KV, hk = unit % KV;
-        int Tn = starts ? (int)(starts[b + 1] - starts[b]) : T, TQn = starts && q_packed ? Tn : TQ;
-        int QP = padv(TQn);
-        int64_t kb = starts ? 0 : b, qb = starts && q_packed ? 0 : b;
-        int64_t k0 = starts ? starts[b] : 0, q0 = starts && q_packed ? starts[b] : 0;
-        view kx = shifted(k, k0), vx = shifted(v, k0), gkx = shifted(gk, k0), gvx = shifted(gv, k0);
-        view qx = shifted(q, q0), gox = shifted(go, q0), gqx = shifted(gq, q0);
+    int QM = padv(TQ > T ? TQ : T), RM = TQ > T ? TQ : T; /* the most query lanes and rows a sequence takes */
+    size_t need = scratch_floats(4, T * DP) + scratch_floats(3, RM * DP) + scratch_floats(1, D * QM)
+                  + scratch_floats(2, T * QM) + scratch_floats(1, dropped ? T * QM : 1);
+    int failed = 0;
+#pragma omp parallel reduction(| : failed)
+    {
+        float *scratch = malloc(sizeof(float) * need), *at = scratch;
+        failed = !scratch;
         /* kf, vr: keys and values (Tn, DP); qm, gom: the queries and output gradients (TQn, DP); got: the output
          * gradients transposed (D, QP); pt: the probabilities, pk the kept ones, dpt: the gradients of the
          * probabilities, then of the scores (Tn, QP); dq: the query's gradient (TQn, DP); dk, dv (Tn, DP) */
-        float kf[Tn * DP], vr[Tn * DP], qm[TQn * DP], gom[TQn * DP], got[D * QP], pt[Tn * QP], dpt[Tn * QP];
-        float pk[dropped ? Tn * QP : 1], dq[TQn * DP], dk[Tn * DP], dv[Tn * DP];
-        load_rows(kf, &kx, kb, hk, Tn, D, DP, 1.0f);
-        load_rows(vr, &vx, kb, hk, Tn, D, DP, 1.0f);
-        for (int gi = 0; gi < G; gi++) {
-            int64_t h = hk * G + gi;
-            load_rows(qm, &qx, qb, h, TQn, D, DP, 1.0f);
-            load_rows(gom, &gox, qb, h, TQn, D, DP, 1.0f);
-            transpose_rows(got, QP, gom, DP, TQn, D);
-            const float *pr = probs + (b * H + h) * T * TQ;
-            for (int j = 0; j < Tn; j++) {
-                memcpy(pt + j * QP, pr + j * TQn, sizeof(float) * (size_t)TQn);
-                for (int i = TQn; i < QP; i++) pt[j * QP + i] = 0.0f;
-            }
-            mm(QP / VL, dpt, QP, vr, DP, 1, Tn, got, QP, D, 0); /* the gradient reaching the kept probabilities */
-            if (dropped)
-                for (int u = 0; u < QP / VL; u++)
-                    for (int j = 0; j < Tn; j++)
-                        for (int half = 0; half < 2; half++) {
-                            int at = j * QP + VL * u + VL / 2 * half;
-                            vq e = mask_elements((b * H + h) * TQ + VL * u + VL / 2 * half, j, T);
-                            vfh kv = keep_scales(seed, e, dropped, keep_scale);
-                            *(vfh *)(dpt + at) *= kv;
-                            *(vfh *)(pk + at) = *(vfh *)(pt + at) * kv;
-                        }
-            for (int u = 0; u < QP / VL; u++) { /* the scores' gradient: p (dp - sum_j p dp) scale, per column */
-                vf dot = {0};
-                for (int j = 0; j < Tn; j++) dot += *(vf *)(dpt + j * QP + VL * u) * *(vf *)(pt + j * QP + VL * u);
+        float *kf = carve(&at, T * DP), *vr = carve(&at, T * DP), *dk = carve(&at, T * DP), *dv = carve(&at, T * DP);
+        float *qm = carve(&at, RM * DP), *gom = carve(&at, RM * DP), *dq = carve(&at, RM * DP);
+        float *got = carve(&at, D * QM), *pt = carve(&at, T * QM), *dpt = carve(&at, T * QM), *pk = carve(&at, dropped ? T * QM : 1);
+#pragma omp for schedule(static)
+        for (int64_t unit = 0; unit < (int64_t)B * KV; unit++) {
+            if (!scratch) continue;
+            int64_t b = unit / KV, hk = unit % KV;
+            int Tn = starts ? (int)(starts[b + 1] - starts[b]) : T, TQn = starts && q_packed ? Tn : TQ;
+            int QP = padv(TQn);
+            int64_t kb = starts ? 0 : b, qb = starts && q_packed ? 0 : b;
+            int64_t k0 = starts ? starts[b] : 0, q0 = starts && q_packed ? starts[b] : 0;
+            view kx = shifted(k, k0), vx = shifted(v, k0), gkx = shifted(gk, k0), gvx = shifted(gv, k0);
+            view qx = shifted(q, q0), gox = shifted(go, q0), gqx = shifted(gq, q0);
+            load_rows(kf, &kx, kb, hk, Tn, D, DP, 1.0f);
+            load_rows(vr, &vx, kb, hk, Tn, D, DP, 1.0f);
+            for (int gi = 0; gi < G; gi++) {
+                int64_t h = hk * G + gi;
+                load_rows(qm, &qx, qb, h, TQn, D, DP, 1.0f);
+                load_rows(gom, &gox, qb, h, TQn, D, DP, 1.0f);
+                transpose_rows(got, QP, gom, DP, TQn, D);
+                const float *pr = probs + (b * H + h) * T * TQ;
                 for (int j = 0; j < Tn; j++) {
-                    vf *d = (vf *)(dpt + j * QP + VL * u);
-                    *d = *(vf *)(pt + j * QP + VL * u) * (*d - dot) * scale;
+                    memcpy(pt + j * QP, pr + j * TQn, sizeof(float) * (size_t)TQn);
+                    for (int i = TQn; i < QP; i++) pt[j * QP + i] = 0.0f;
                 }
+                mm(QP / VL, dpt, QP, vr, DP, 1, Tn, got, QP, D, 0); /* the gradient reaching the kept probabilities */
+                if (dropped)
+                    for (int u = 0; u < QP / VL; u++)
+                        for (int j = 0; j < Tn; j++)
+                            for (int half = 0; half < 2; half++) {
+                                int at = j * QP + VL * u + VL / 2 * half;
+                                vq e = mask_elements((b * H + h) * TQ + VL * u + VL / 2 * half, j, T);
+                                vfh kv = keep_scales(seed, e, dropped, keep_scale);
+                                *(vfh *)(dpt + at) *= kv;
+                                *(vfh *)(pk + at) = *(vfh *)(pt + at) * kv;
+                            }
+                for (int u = 0; u < QP / VL; u++) { /* the scores' gradient: p (dp - sum_j p dp) scale, per column */
+                    vf dot = {0};
+                    for (int j = 0; j < Tn; j++) dot += *(vf *)(dpt + j * QP + VL * u) * *(vf *)(pt + j * QP + VL * u);
+                    for (int j = 0; j < Tn; j++) {
+                        vf *d = (vf *)(dpt + j * QP + VL * u);
+                        *d = *(vf *)(pt + j * QP + VL * u) * (*d - dot) * scale;
+                    }
+                }
+                mm(DP / VL, dq, DP, dpt, 1, QP, TQn, kf, DP, Tn, 0); /* the query's gradient */
+                for (int i = 0; i < TQn; i++)
+                    store_row((void *)gqx.p, qb * gqx.sb + h * gqx.sh + i * gqx.st, gqx.bf16, dq + i * DP, D);
+                /* the key's and value's, summed over the query heads */
+                mm(DP / VL, dk, DP, dpt, QP, 1, Tn, qm, DP, TQn, gi > 0);
+                mm(DP / VL, dv, DP, dropped ? pk : pt, QP, 1, Tn, gom, DP, TQn, gi > 0);
             }
-            mm(DP / VL, dq, DP, dpt, 1, QP, TQn, kf, DP, Tn, 0); /* the query's gradient */
-            for (int i = 0; i < TQn; i++)
-                store_row((void *)gqx.p, qb * gqx.sb + h * gqx.sh + i * gqx.st, gqx.bf16, dq + i * DP, D);
-            /* the key's and value's, summed over the query heads */
-            mm(DP / VL, dk, DP, dpt, QP, 1, Tn, qm, DP, TQn, gi > 0);
-            mm(DP / VL, dv, DP, dropped ? pk : pt, QP, 1, Tn, gom, DP, TQn, gi > 0);
+            for (int j = 0; j < Tn; j++) {
+                store_row((void *)gkx.p, kb * gkx.sb + hk * gkx.sh + j * gkx.st, gkx.bf16, dk + j * DP, D);
+                store_row((void *)gvx.p, kb * gvx.sb + hk * gvx.sh + j * gvx.st, gvx.bf16, dv + j * DP, D);
+            }
         }
-        for (int j = 0; j < Tn; j++) {
-            store_row((void *)gkx.p, kb * gkx.sb + hk * gkx.sh + j * gkx.st, gkx.bf16, dk + j * DP, D);
-            store_row((void *)gvx.p, kb * gvx.sb + hk * gvx.sh + j * gvx.st, gvx.bf16, dv + j * DP, D);
-        }
+        free(scratch);
     }
-    return 0;
+    return failed;
 }
