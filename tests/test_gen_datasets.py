@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import json
 from pathlib import Path
@@ -96,6 +97,13 @@ def test_teleqna(gd: ModuleType, tmp_path: Path) -> None:
     test_questions = {r["question"] for r in test}  # repeated question texts stay on one side
     assert not test_questions & {r["question"] for r in train}
     assert not any(t["text"].split("\n")[0][len("Question: "):] in test_questions for t in texts)
+    # the topic classification files: the same split, question and options as the text, the category as label
+    assert counts["topics/train.csv"] == counts["mc_train"] and counts["topics/test.csv"] == counts["mc_test"]
+    with (tmp_path / "topics" / "test.csv").open(encoding="utf-8", newline="") as fh:
+        topics = list(csv.DictReader(fh))
+    assert [r["category"] for r in topics] == [r["category"] for r in test]
+    assert topics[0]["text"].split("\n") == [test[0]["question"], *test[0]["options"]]
+    assert len({r["category"] for r in topics}) == 5
 
 
 def test_cli_refuses_output_inside_repo(gd: ModuleType) -> None:
