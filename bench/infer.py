@@ -1,6 +1,7 @@
 """Inference throughput: hone's batched ``predict`` / ``generate`` vs a per-example transformers pipeline.
 
     python bench/infer.py classify [--n 1000] [--batch-size 64]   # MiniLM-L6, 77 labels, BANKING77 test texts
+                                   [--data-dir DIR --max-length 128] # or DIR/test.csv's texts (text, category)
     python bench/infer.py generate [--n 32] [--max-new-tokens 32]  # SmolLM2-135M, banking-support prompts (also
                                                                    # hone in bf16, gen.precision's choice on a CPU
                                                                    # with native bf16)
@@ -49,17 +50,18 @@ def classify(a) -> dict:
     from hone.serve.engine import Classifier
     from hone.train.classify import build_classifier
 
-    test = SHARED / "data" / "banking77" / "test.csv"
+    test = Path(a.data_dir) / "test.csv" if a.data_dir else SHARED / "data" / "banking77" / "test.csv"
     if not test.exists():
-        sys.exit(f"{test} is missing (the shared BANKING77 data)")
+        sys.exit(f"{test} is missing" + ("" if a.data_dir else " (the shared BANKING77 data)"))
     rows = list(csv.DictReader(test.open()))
     labels = sorted({r["category"] for r in rows})
     texts = [r["text"] for r in rows[:a.n]]
     torch.manual_seed(0)
     model, tok, _ = build_classifier(a.model, labels, multi_label=False)
     model.eval()
-    hone_clf = Classifier(model, tok, {"labels": labels, "max_length": 64})
-    pipe = pipeline("text-classification", model=model, tokenizer=tok, device=-1, truncation=True, max_length=64)
+    hone_clf = Classifier(model, tok, {"labels": labels, "max_length": a.max_length})
+    pipe = pipeline("text-classification", model=model, tokenizer=tok, device=-1, truncation=True,
+                    max_length=a.max_length)
     runs: dict[str, list[float]] = {"pipeline, one call per text": [], f"pipeline, batch_size={a.batch_size}": [],
                                     f"hone predict, batch_size={a.batch_size}": []}
     outs = {}
@@ -119,6 +121,9 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=None, help="examples (default 1000 classify, 32 generate)")
     ap.add_argument("--batch-size", type=int, default=None, help="default 64 classify, 16 generate")
     ap.add_argument("--max-new-tokens", type=int, default=32)
+    ap.add_argument("--data-dir", default=None, help="classify: a folder whose test.csv (text, category) gives the "
+                                                     "texts, instead of BANKING77's")
+    ap.add_argument("--max-length", type=int, default=64, help="classify: tokens per text (truncated)")
     ap.add_argument("--model", default=None, help="default minilm / smollm2 (embedded)")
     ap.add_argument("--threads", type=int, default=None)
     a = ap.parse_args()

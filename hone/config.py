@@ -269,9 +269,9 @@ class TrainConfig(_Section):
     sparse_embeddings: bool = True
     # CPU kernels (hone.model.cpu_kernels): dropout masks from 16-bit uniforms instead of bernoulli_,
     # one fused autograd node per LoRA linear layer, per Llama-family RMSNorm and per BERT-family encoder
-    # layer (hone.model.fused_bert), and attention for rows of at most 64 tokens by hone's native kernel
-    # (hone.model.native: compiled with the system's C compiler on first use; HONE_NATIVE_KERNELS=0 turns it
-    # off) or else by batched products; with the native kernels also Llama-family rotary embeddings, SwiGLU,
+    # layer (hone.model.fused_bert), and attention for rows of at most 64 tokens (512 in encoders) by hone's
+    # native kernel (hone.model.native: compiled with the system's C compiler on first use; HONE_NATIVE_KERNELS=0
+    # turns it off) or else by batched products; with the native kernels also Llama-family rotary embeddings, SwiGLU,
     # RMSNorm, LoRA's input dropout and BERT's add & norm in one pass each; the masks are a different random stream
     cpu_kernels: bool = True
     # keep freed memory in the heap while training on a CPU (glibc malloc: no mmap chunks, no trimming),

@@ -143,11 +143,11 @@ def test_fused_lora_equals_peft_without_dropout():
 
 def test_short_attention_equals_sdpa_and_passes_the_rest_on(monkeypatch, native_path):
     """Within cpu_kernels transformers' sdpa attention runs as two batched products for fp32 rows up to
-    SHORT_ATTENTION_MAX tokens in a decoder, ENCODER_ATTENTION_MAX in an encoder: causal and unmasked (grouped query heads included), or bidirectional,
-    unmasked or with a boolean padding mask; the same output and gradients as SDPA, and with dropout the
-    probabilities dropped by dropout()'s mask; also fewer queries than keys (not causal).  Float masks, a query
-    with no key, longer rows, float64 or a causal query shorter than its keys reach the original function, which
-    is restored on exit."""
+    SHORT_ATTENTION_MAX tokens in a decoder, ENCODER_ATTENTION_MAX in an encoder: causal and unmasked (grouped
+    query heads included), or bidirectional, unmasked or with a boolean padding mask; the same output and gradients
+    as SDPA, and with dropout the probabilities dropped by dropout()'s mask; also fewer queries than keys (not
+    causal).  Float masks, a query with no key, longer rows, float64 or a causal query shorter than its keys reach
+    the original function, which is restored on exit."""
     from transformers import LlamaConfig, LlamaForCausalLM
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS

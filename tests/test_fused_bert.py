@@ -27,8 +27,9 @@ def _classifier(kind: str = "bert", dropout: float = 0.0, layers: int = 3, attn:
     extra = {"pad_token_id": 1} if kind == "roberta" else {}
     torch.manual_seed(0)
     model = cls[1](cls[0](vocab_size=120, hidden_size=32, num_hidden_layers=layers, num_attention_heads=4,
-                          intermediate_size=64, max_position_embeddings=positions, num_labels=5, hidden_dropout_prob=dropout,
-                          attention_probs_dropout_prob=dropout, attn_implementation=attn, **extra))
+                          intermediate_size=64, max_position_embeddings=positions, num_labels=5,
+                          hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout, attn_implementation=attn,
+                          **extra))
     for m in model.modules():  # norms that are not the identity, so their gradients are tested too
         if isinstance(m, nn.LayerNorm):
             nn.init.normal_(m.weight, 1.0, 0.2)

@@ -31,7 +31,7 @@ of the step and the LoRA adapters' extra elementwise passes (dropout multiply, `
   (transformers' ``apply_rotary_pos_emb`` for queries and keys as one node: 1.06x per SmolLM2-135M LoRA SFT
   step, the same outputs bit for bit) and :class:`_SwiGLU` (the MLP's ``silu(gate) * up``, one pass each way).
 * :func:`_short_attention_forward` stands in for transformers' ``sdpa`` attention function on
-  rows of at most 64 tokens (causal, or bidirectional with a padding mask; dropout with
+  rows of at most 64 tokens in decoders, 512 in encoders (causal, or bidirectional with a padding mask; dropout with
   :func:`keep_mask`), where SDPA's kernels are overhead-bound: one autograd node
   (:class:`_ShortAttention`).  Where a C compiler is found it runs hone's native kernel
   (:mod:`hone.model.native`, ``native.c``: one pass per batch row and key / value head, inputs read in

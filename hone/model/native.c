@@ -996,7 +996,8 @@ int hone_attend_backward(int B, int H, int KV, int TQ, int T, int D, view go, vi
          * probabilities, then of the scores (Tn, QP); dq: the query's gradient (TQn, DP); dk, dv (Tn, DP) */
         float *kf = carve(&at, T * DP), *vr = carve(&at, T * DP), *dk = carve(&at, T * DP), *dv = carve(&at, T * DP);
         float *qm = carve(&at, RM * DP), *gom = carve(&at, RM * DP), *dq = carve(&at, RM * DP);
-        float *got = carve(&at, D * QM), *pt = carve(&at, T * QM), *dpt = carve(&at, T * QM), *pk = carve(&at, dropped ? T * QM : 1);
+        float *got = carve(&at, D * QM), *pt = carve(&at, T * QM), *dpt = carve(&at, T * QM);
+        float *pk = carve(&at, dropped ? T * QM : 1);
 #pragma omp for schedule(static)
         for (int64_t unit = 0; unit < (int64_t)B * KV; unit++) {
             if (!scratch) continue;
