@@ -892,6 +892,34 @@ static inline float *carve(float **at, int64_t floats) {
     return p;
 }
 
+/* One task's sequence: batch row b and key / value head hk of ``unit``; its keys (Tn) and queries (TQn, QP lanes);
+ * the batch index of its key and query views (0 when packed: their rows start at k0 / q0) */
+typedef struct {
+    int64_t b, hk, kb, qb, k0, q0;
+    int Tn, TQn, QP;
+} unit_rows;
+
+static inline unit_rows unit_at(int64_t unit, int KV, int T, int TQ, const int64_t *starts, int q_packed) {
+    unit_rows u;
+    u.b = unit / KV;
+    u.hk = unit % KV;
+    u.Tn = starts ? (int)(starts[u.b + 1] - starts[u.b]) : T;
+    u.TQn = starts && q_packed ? u.Tn : TQ;
+    u.QP = padv(u.TQn);
+    u.kb = starts ? 0 : u.b;
+    u.qb = starts && q_packed ? 0 : u.b;
+    u.k0 = starts ? starts[u.b] : 0;
+    u.q0 = starts && q_packed ? starts[u.b] : 0;
+    return u;
+}
+
+/* the unit's keys and values (Tn rows of D) into kf and vr (Tn x DP, zero-padded) */
+static void load_keys_values(float *kf, float *vr, view k, view v, const unit_rows *u, int D, int DP) {
+    view kx = shifted(k, u->k0), vx = shifted(v, u->k0);
+    load_rows(kf, &kx, u->kb, u->hk, u->Tn, D, DP, 1.0f);
+    load_rows(vr, &vx, u->kb, u->hk, u->Tn, D, DP, 1.0f);
+}
+
 /* every packed sequence (starts: B + 1 token offsets, or NULL) of 1 to T tokens? */
 static int packed_lengths_ok(const int64_t *starts, int B, int T) {
     for (int b = 0; starts && b < B; b++)
@@ -932,15 +960,12 @@ int hone_attend(int B, int H, int KV, int TQ, int T, int D, view q, view k, view
 #pragma omp for schedule(static)
         for (int64_t unit = 0; unit < (int64_t)B * KV; unit++) {
             if (!scratch) continue;
-            int64_t b = unit / KV, hk = unit % KV;
             /* this sequence's keys and queries, and its views (moved to its first row when packed) */
-            int Tn = starts ? (int)(starts[b + 1] - starts[b]) : T, TQn = starts && q_packed ? Tn : TQ;
-            int QP = padv(TQn);
-            int64_t kb = starts ? 0 : b, qb = starts && q_packed ? 0 : b;
-            int64_t k0 = starts ? starts[b] : 0, q0 = starts && q_packed ? starts[b] : 0;
-            view kx = shifted(k, k0), vx = shifted(v, k0), qx = shifted(q, q0), ox = shifted(out, q0);
-            load_rows(kf, &kx, kb, hk, Tn, D, DP, 1.0f);
-            load_rows(vr, &vx, kb, hk, Tn, D, DP, 1.0f);
+            unit_rows u = unit_at(unit, KV, T, TQ, starts, q_packed);
+            int64_t b = u.b, hk = u.hk, qb = u.qb;
+            int Tn = u.Tn, TQn = u.TQn, QP = u.QP;
+            view qx = shifted(q, u.q0), ox = shifted(out, u.q0);
+            load_keys_values(kf, vr, k, v, &u, D, DP);
             for (int j = 0; j < Tn && !row_mask; j++) okk[j] = !mask || mask[b * ms[0] + j * ms[3]] ? 1.0f : 0.0f;
             for (int gi = 0; gi < G; gi++) {
                 int64_t h = hk * G + gi;
@@ -1001,15 +1026,12 @@ int hone_attend_backward(int B, int H, int KV, int TQ, int T, int D, view go, vi
 #pragma omp for schedule(static)
         for (int64_t unit = 0; unit < (int64_t)B * KV; unit++) {
             if (!scratch) continue;
-            int64_t b = unit / KV, hk = unit % KV;
-            int Tn = starts ? (int)(starts[b + 1] - starts[b]) : T, TQn = starts && q_packed ? Tn : TQ;
-            int QP = padv(TQn);
-            int64_t kb = starts ? 0 : b, qb = starts && q_packed ? 0 : b;
-            int64_t k0 = starts ? starts[b] : 0, q0 = starts && q_packed ? starts[b] : 0;
-            view kx = shifted(k, k0), vx = shifted(v, k0), gkx = shifted(gk, k0), gvx = shifted(gv, k0);
-            view qx = shifted(q, q0), gox = shifted(go, q0), gqx = shifted(gq, q0);
-            load_rows(kf, &kx, kb, hk, Tn, D, DP, 1.0f);
-            load_rows(vr, &vx, kb, hk, Tn, D, DP, 1.0f);
+            unit_rows u = unit_at(unit, KV, T, TQ, starts, q_packed);
+            int64_t b = u.b, hk = u.hk, kb = u.kb, qb = u.qb;
+            int Tn = u.Tn, TQn = u.TQn, QP = u.QP;
+            view gkx = shifted(gk, u.k0), gvx = shifted(gv, u.k0);
+            view qx = shifted(q, u.q0), gox = shifted(go, u.q0), gqx = shifted(gq, u.q0);
+            load_keys_values(kf, vr, k, v, &u, D, DP);
             for (int gi = 0; gi < G; gi++) {
                 int64_t h = hk * G + gi;
                 load_rows(qm, &qx, qb, h, TQn, D, DP, 1.0f);
