@@ -77,6 +77,27 @@ def test_many_texts_are_scored_with_the_cpu_kernels(run_dir, monkeypatch):
     assert torch.allclose(got, want, atol=1e-6)
 
 
+def test_scores_batches_texts_by_token_count(run_dir):
+    """Texts are batched by their token counts, not their characters (by characters these four would pair a
+    5-token text with a 10-token one in each batch): each batch holds texts of one length, with no padding; the
+    probabilities come back in input order, as scored one by one."""
+    clf = hone.load(str(run_dir / "artifact"))
+    five = ["international communications department", "international communications departments"]  # 39, 40 chars
+    ten = ["a b c d e f g h", "always between country during example family general however"]  # 15, 60 chars
+    texts = [five[0], ten[0], five[1], ten[1]]
+    assert [len(clf.tokenizer(t)["input_ids"]) for t in texts] == [5, 10, 5, 10]
+    seen = []
+    handle = clf.model.register_forward_pre_hook(lambda m, a, kw: seen.append(kw["attention_mask"].clone()),
+                                                 with_kwargs=True)
+    try:
+        got = clf.scores(texts, batch_size=2)
+    finally:
+        handle.remove()
+    assert len(seen) == 2 and all(bool(mask.all()) for mask in seen)  # by characters each batch mixed both kinds
+    one_by_one = torch.cat([clf.scores([t]) for t in texts])
+    assert torch.allclose(got, one_by_one, atol=1e-5)
+
+
 def test_eval_cli_on_a_labelled_file(run_dir, tmp_path):
     data = write_jsonl(tmp_path / "more.jsonl", clf_rows(15))
     r = runner.invoke(app, ["eval", str(run_dir / "artifact"), "--data", str(data), "-o", str(tmp_path / "ev")])
