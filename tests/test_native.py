@@ -47,8 +47,11 @@ def test_native_attention_equals_the_reference(dtype):
         # an encoder's long rows, up to the longest (each thread's scratch on the heap)
         (2, 4, 4, 200, 200, 32, "pad", False, 0.1), (2, 2, 2, 1, 300, 128, "pad", False, 0.1),
         (1, 2, 2, 512, 512, 64, "pad", False, 0.0)]
-    tol = 2e-6 if dtype == torch.float32 else 1e-2  # bf16 inputs and outputs: the output is rounded to 8 bits
+    torch.manual_seed(0)  # the dropout masks' seeds are drawn from torch's generator
     for b, h, kv, tq, t, d, mask_kind, causal, p in cases:
+        # bf16 inputs and outputs: the output is rounded to 8 bits; fp32: sums of more terms in longer rows (the
+        # worst over 40 seeds was 1.1e-6 at 64 keys, 2.3e-6 at 300)
+        tol = 2e-6 * max(1.0, (t / 64) ** 0.5) if dtype == torch.float32 else 1e-2
         # (batch, tokens, heads, dim) storage seen as (batch, heads, tokens, dim), as projections give them
         q = torch.randn(b, tq, h, d, generator=g).to(dtype).transpose(1, 2)
         k, v = (torch.randn(b, t, kv, d, generator=g).to(dtype).transpose(1, 2) for _ in range(2))

@@ -692,6 +692,15 @@ def _last_contiguous(x: torch.Tensor) -> torch.Tensor:
     return x if x.stride(-1) == 1 else x.contiguous()
 
 
+def _attention_checked(code: int, what: str, shape: tuple[int, ...]) -> None:
+    """Raise for a native attention call's return code: 2 when a thread's scratch could not be allocated, 1 when the
+    kernel does not take the shape (the callers check what it takes first, so neither is expected)."""
+    if code == 2:
+        raise MemoryError(f"native attention{what} could not allocate its scratch for shape {shape}")
+    if code:
+        raise RuntimeError(f"native attention{what} refused shape {shape}")
+
+
 def _attend_native(lib, query, key, value, mask, causal, dropout, scale, out_dtype):
     """:func:`attend` by the native kernel (``native.c``): the inputs are read where they are, in their
     dtype, and the output written in place; it saves the inputs (not fp32 copies), the probabilities and the mask."""
@@ -709,8 +718,7 @@ def _attend_native(lib, query, key, value, mask, causal, dropout, scale, out_dty
     code = lib.hone_attend(b, h, kv, tq, t, d, native.view(query), native.view(key), native.view(value),
                            None if mask is None else mask.data_ptr(), strides, int(causal), scale, seed, dropped,
                            keep_scale, probs.data_ptr(), native.view(result, token_dim=1), None, 0)
-    if code:
-        raise RuntimeError(f"native attention refused shape {(b, h, kv, tq, t, d)}")
+    _attention_checked(code, "", (b, h, kv, tq, t, d))
     # the library itself ends meta: the backward runs on it even if the kernels are switched off in between
     return result, (query, key, value, probs), ((b, h, kv, tq, t, d), scale, (seed, dropped, keep_scale), lib)
 
@@ -771,8 +779,7 @@ def attend_packed(query, key, value, packing: Packing, q_packed: bool, dropout, 
     code = lib.hone_attend(b, h, kv, tq, t, d, native.view(query), native.view(key), native.view(value), None, None,
                            0, scale, seed, dropped, keep_scale, probs.data_ptr(), native.view(result, token_dim=1),
                            packing.starts.data_ptr(), int(q_packed))
-    if code:
-        raise RuntimeError(f"native attention refused packed shape {(b, h, kv, tq, t, d)}")
+    _attention_checked(code, " (packed)", (b, h, kv, tq, t, d))
     return result, (query, key, value, probs), ((b, h, kv, tq, t, d), scale, (seed, dropped, keep_scale), lib,
                                                 (packing.starts, int(q_packed)))
 
@@ -791,8 +798,7 @@ def _attend_backward_native(saved, meta, grad, dtypes, outs):
                                     keep_scale, scale,
                                     *(native.view(x, token_dim=1) for x in made),
                                     None if starts is None else starts.data_ptr(), q_packed)
-    if code:
-        raise RuntimeError(f"native attention backward refused shape {(b, h, kv, tq, t, d)}")
+    _attention_checked(code, " backward", (b, h, kv, tq, t, d))
     return tuple(made) if outs else tuple(x.transpose(1, 2) for x in made)
 
 

@@ -50,10 +50,10 @@ LayerNorm as one node each with the native kernels (:class:`_AddNorm`, :func:`ad
 LoRA step).
 
 :func:`hone.model.cpu_kernels.cpu_kernels` switches it on for every qualifying layer (:func:`fusable`); a call
-it cannot take (longer rows than the short attention takes, a float mask, GPU tensors, fp16, hooks on the
-layer's modules, cross-attention or a cache) runs the stock forward, and so does a call transformers would checkpoint
-(``gradient_checkpointing_enable``): the node, set on the instance, would otherwise skip the checkpointing that
-transformers wraps around the class's forward, and keep every activation.
+it cannot take (rows over :data:`hone.model.cpu_kernels.ENCODER_ATTENTION_MAX` tokens, a float mask, GPU tensors,
+fp16, hooks on the layer's modules, cross-attention or a cache) runs the stock forward, and so does a call
+transformers would checkpoint (``gradient_checkpointing_enable``): the node, set on the instance, would otherwise skip
+the checkpointing that transformers wraps around the class's forward, and keep every activation.
 """
 
 from __future__ import annotations

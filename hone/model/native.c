@@ -882,13 +882,13 @@ static inline view shifted(view v, int64_t tokens) {
     return v;
 }
 
-/* A thread's scratch, on the heap (a row of 256 keys takes 1-2 MB, near a thread stack's size): n arrays of ``floats``
- * each, rounded up to 64 bytes; carve() hands them out in turn. */
+/* A thread's scratch, on the heap (at 512 keys and 128-dim heads the backward's arrays take 5 MB, more than a thread's
+ * stack may hold): n arrays of ``floats`` each, rounded up to 64 bytes; carve() hands them out in turn. */
 static inline size_t scratch_floats(int n, int64_t floats) { return (size_t)n * (size_t)((floats + 15) / 16 * 16); }
 
-static inline float *carve(float **at, int64_t floats) {
-    float *p = *at;
-    *at += scratch_floats(1, floats);
+static inline float *carve(float **next, int64_t floats) {
+    float *p = *next;
+    *next += scratch_floats(1, floats);
     return p;
 }
 
@@ -900,17 +900,17 @@ typedef struct {
 } unit_rows;
 
 static inline unit_rows unit_at(int64_t unit, int KV, int T, int TQ, const int64_t *starts, int q_packed) {
-    unit_rows u;
-    u.b = unit / KV;
-    u.hk = unit % KV;
-    u.Tn = starts ? (int)(starts[u.b + 1] - starts[u.b]) : T;
-    u.TQn = starts && q_packed ? u.Tn : TQ;
-    u.QP = padv(u.TQn);
-    u.kb = starts ? 0 : u.b;
-    u.qb = starts && q_packed ? 0 : u.b;
-    u.k0 = starts ? starts[u.b] : 0;
-    u.q0 = starts && q_packed ? starts[u.b] : 0;
-    return u;
+    unit_rows seq;
+    seq.b = unit / KV;
+    seq.hk = unit % KV;
+    seq.Tn = starts ? (int)(starts[seq.b + 1] - starts[seq.b]) : T;
+    seq.TQn = starts && q_packed ? seq.Tn : TQ;
+    seq.QP = padv(seq.TQn);
+    seq.kb = starts ? 0 : seq.b;
+    seq.qb = starts && q_packed ? 0 : seq.b;
+    seq.k0 = starts ? starts[seq.b] : 0;
+    seq.q0 = starts && q_packed ? starts[seq.b] : 0;
+    return seq;
 }
 
 /* the unit's keys and values (Tn rows of D) into kf and vr (Tn x DP, zero-padded) */
@@ -934,7 +934,8 @@ static int packed_lengths_ok(const int64_t *starts, int B, int T) {
  * Packed (``starts`` not NULL, B + 1 token offsets; no mask, not causal): sequence b is the rows starts[b] to
  * starts[b + 1] - 1 of k and v (their batch stride unused), and of q and out too when ``q_packed`` (else q and out
  * have TQ rows per sequence as above).  T and TQ are then the padded batch's sizes: each sequence's probabilities
- * fill the first rows and columns of its (T, TQ) block, and its dropout mask is the padded batch's. */
+ * fill the first rows and columns of its (T, TQ) block, and its dropout mask is the padded batch's.
+ * Returns 1 if the shape is not taken, 2 if a thread's scratch cannot be allocated (nothing is then complete). */
 int hone_attend(int B, int H, int KV, int TQ, int T, int D, view q, view k, view v, const uint8_t *mask,
                 const int64_t *ms, int causal, float scale, uint64_t seed, int dropped, float keep_scale,
                 float *probs, view out, const int64_t *starts, int q_packed) {
@@ -949,23 +950,24 @@ int hone_attend(int B, int H, int KV, int TQ, int T, int D, view q, view k, view
     int failed = 0;
 #pragma omp parallel reduction(| : failed)
     {
-        float *scratch = malloc(sizeof(float) * need), *at = scratch;
-        failed = !scratch;
+        float *scratch = malloc(sizeof(float) * need), *next = scratch;
+        failed = scratch ? 0 : 2;
         /* kf, vr: the keys and values (Tn, DP); qt: the scaled queries transposed (D, QP); st: scores, then
          * probabilities, then kept probabilities, transposed (Tn, QP); om: the output (TQn, DP); okt: which keys each
          * query sees (T, QP), for the batch row (and head) ``built``; okk: the keys all see */
-        float *kf = carve(&at, T * DP), *vr = carve(&at, T * DP), *qt = carve(&at, D * QM), *st = carve(&at, T * QM);
-        float *om = carve(&at, RM * DP), *okt = carve(&at, row_mask ? T * padv(TQ) : 1), *okk = carve(&at, T);
+        float *kf = carve(&next, T * DP), *vr = carve(&next, T * DP), *qt = carve(&next, D * QM);
+        float *st = carve(&next, T * QM), *om = carve(&next, RM * DP), *okk = carve(&next, T);
+        float *okt = carve(&next, row_mask ? T * padv(TQ) : 1);
         int64_t built = -1;
 #pragma omp for schedule(static)
         for (int64_t unit = 0; unit < (int64_t)B * KV; unit++) {
             if (!scratch) continue;
             /* this sequence's keys and queries, and its views (moved to its first row when packed) */
-            unit_rows u = unit_at(unit, KV, T, TQ, starts, q_packed);
-            int64_t b = u.b, hk = u.hk, qb = u.qb;
-            int Tn = u.Tn, TQn = u.TQn, QP = u.QP;
-            view qx = shifted(q, u.q0), ox = shifted(out, u.q0);
-            load_keys_values(kf, vr, k, v, &u, D, DP);
+            unit_rows seq = unit_at(unit, KV, T, TQ, starts, q_packed);
+            int64_t b = seq.b, hk = seq.hk, qb = seq.qb;
+            int Tn = seq.Tn, TQn = seq.TQn, QP = seq.QP;
+            view qx = shifted(q, seq.q0), ox = shifted(out, seq.q0);
+            load_keys_values(kf, vr, k, v, &seq, D, DP);
             for (int j = 0; j < Tn && !row_mask; j++) okk[j] = !mask || mask[b * ms[0] + j * ms[3]] ? 1.0f : 0.0f;
             for (int gi = 0; gi < G; gi++) {
                 int64_t h = hk * G + gi;
@@ -1001,7 +1003,7 @@ int hone_attend(int B, int H, int KV, int TQ, int T, int D, view q, view k, view
 /* Backward.  go: the output's gradient (B, H, TQ, D); q, k, v, probs and the dropout as in the forward; gq:
  * (B, H, TQ, D), gk and gv: (B, KV, T, D) views written (every element; packed as the forward: go and gq as q).
  * Transposed as the forward: the gradient of the probabilities dpt = v go^T (T, QP), the softmax's backward down the
- * columns. */
+ * columns.  Returns as the forward. */
 int hone_attend_backward(int B, int H, int KV, int TQ, int T, int D, view go, view q, view k, view v,
                          const float *probs, uint64_t seed, int dropped, float keep_scale, float scale, view gq,
                          view gk, view gv, const int64_t *starts, int q_packed) {
@@ -1014,24 +1016,25 @@ int hone_attend_backward(int B, int H, int KV, int TQ, int T, int D, view go, vi
     int failed = 0;
 #pragma omp parallel reduction(| : failed)
     {
-        float *scratch = malloc(sizeof(float) * need), *at = scratch;
-        failed = !scratch;
+        float *scratch = malloc(sizeof(float) * need), *next = scratch;
+        failed = scratch ? 0 : 2;
         /* kf, vr: keys and values (Tn, DP); qm, gom: the queries and output gradients (TQn, DP); got: the output
          * gradients transposed (D, QP); pt: the probabilities, pk the kept ones, dpt: the gradients of the
          * probabilities, then of the scores (Tn, QP); dq: the query's gradient (TQn, DP); dk, dv (Tn, DP) */
-        float *kf = carve(&at, T * DP), *vr = carve(&at, T * DP), *dk = carve(&at, T * DP), *dv = carve(&at, T * DP);
-        float *qm = carve(&at, RM * DP), *gom = carve(&at, RM * DP), *dq = carve(&at, RM * DP);
-        float *got = carve(&at, D * QM), *pt = carve(&at, T * QM), *dpt = carve(&at, T * QM);
-        float *pk = carve(&at, dropped ? T * QM : 1);
+        float *kf = carve(&next, T * DP), *vr = carve(&next, T * DP), *dk = carve(&next, T * DP);
+        float *dv = carve(&next, T * DP), *qm = carve(&next, RM * DP), *gom = carve(&next, RM * DP);
+        float *dq = carve(&next, RM * DP);
+        float *got = carve(&next, D * QM), *pt = carve(&next, T * QM), *dpt = carve(&next, T * QM);
+        float *pk = carve(&next, dropped ? T * QM : 1);
 #pragma omp for schedule(static)
         for (int64_t unit = 0; unit < (int64_t)B * KV; unit++) {
             if (!scratch) continue;
-            unit_rows u = unit_at(unit, KV, T, TQ, starts, q_packed);
-            int64_t b = u.b, hk = u.hk, kb = u.kb, qb = u.qb;
-            int Tn = u.Tn, TQn = u.TQn, QP = u.QP;
-            view gkx = shifted(gk, u.k0), gvx = shifted(gv, u.k0);
-            view qx = shifted(q, u.q0), gox = shifted(go, u.q0), gqx = shifted(gq, u.q0);
-            load_keys_values(kf, vr, k, v, &u, D, DP);
+            unit_rows seq = unit_at(unit, KV, T, TQ, starts, q_packed);
+            int64_t b = seq.b, hk = seq.hk, kb = seq.kb, qb = seq.qb;
+            int Tn = seq.Tn, TQn = seq.TQn, QP = seq.QP;
+            view gkx = shifted(gk, seq.k0), gvx = shifted(gv, seq.k0);
+            view qx = shifted(q, seq.q0), gox = shifted(go, seq.q0), gqx = shifted(gq, seq.q0);
+            load_keys_values(kf, vr, k, v, &seq, D, DP);
             for (int gi = 0; gi < G; gi++) {
                 int64_t h = hk * G + gi;
                 load_rows(qm, &qx, qb, h, TQn, D, DP, 1.0f);

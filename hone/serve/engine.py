@@ -21,7 +21,8 @@ from hone.model.fast import first_token_only
 
 
 # below this many texts the plain model: setting up the CPU kernels' block takes about 3 ms (MiniLM, 2 cores: 1 text
-# 5.6 ms plain against 8.8 with the kernels, 4 texts 11.3 against 13.5, 16 texts 39.4 against 27.9, 64 texts 170 against 95)
+# 5.6 ms plain against 8.8 with the kernels, 4 texts 11.3 against 13.5, 16 texts 39.4 against 27.9, 64 texts 170
+# against 95)
 KERNELS_MIN_TEXTS = 8
 
 
@@ -73,7 +74,7 @@ class Classifier:
         out = torch.empty((len(texts), len(self.labels)))
         if not texts:
             return out
-        # tokenized once, batched by token count (by characters, BANKING77's test texts were 25% padding, 10% so)
+        # tokenized once, batched by token count: by characters BANKING77's test texts were 25% padding, by tokens 10%
         encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)
         order = sorted(range(len(texts)), key=lambda i: len(encoded["input_ids"][i]))
         kernels = len(texts) >= KERNELS_MIN_TEXTS and all(p.device.type == "cpu" for p in self.model.parameters())
