@@ -19,7 +19,9 @@ Same for both: model, training rows, batch size, max_length, learning rate, warm
 weight decay, gradient clipping 1.0, seed, threads and the number of optimizer steps.  (The
 warm-up ramps differ by one step: HF's first step uses lr 0, hone's lr / warmup_steps; this
 shows in the loss of very short runs only.)  Each system keeps its own implementation
-choices: hone its length-bucketed batches, fused AdamW, precision ``auto`` (bf16 only
+choices: hone its batching (``train.bucket: auto``: length-bucketed, except where its packed encoder leaves
+the padding out of the classifier's batches, which it then does not sort: the padding column then counts positions
+the encoder never computes), fused AdamW, precision ``auto`` (bf16 only
 where the CPU has native bf16) and, for causal LMs, an LM head run on trained positions only;
 the baselines whatever their flags select.
 ``--hone-set KEY=VALUE`` changes hone's config (e.g. ``train.precision=fp32``, ``gen.packing=true``);

@@ -263,7 +263,9 @@ class TrainConfig(_Section):
     save_every: int | None = Field(None, gt=0)  # checkpoint every N optimizer steps
     log_every: int = Field(10, ge=1)  # optimizer steps per train-loss line in metrics.jsonl
     keep_checkpoints: int = Field(2, ge=1)
-    bucket: bool = True  # length-bucketed batches with dynamic padding
+    # length-bucketed batches with dynamic padding; auto: bucketed unless hone's CPU kernels leave the padding out of
+    # the model's batches (an encoder run packed: hone.model.fused_bert), where bucketing only raises peak memory
+    bucket: bool | Literal["auto"] = "auto"
     # a trainable input embedding gets sparse gradients (CPU, no fp16): untied, AdamW updates only the
     # rows of the batch's tokens; tied to the LM head, its rows are added into the head's dense gradient
     sparse_embeddings: bool = True

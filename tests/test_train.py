@@ -176,3 +176,71 @@ def test_batches_pad_each_row_to_the_longest_and_count_real_tokens():
     assert b["input_ids"].dtype == b["attention_mask"].dtype == torch.long
     assert b["labels"].tolist() == [3, 0, 1] and b["num_tokens"] == 6
     assert enc.batch([2])["attention_mask"].tolist() == [[1, 1, 1, 1]]  # no padding at all
+
+
+def _orders(monkeypatch):
+    """Record the ``lengths`` the loop passes to ``epoch_order`` (None: batches not bucketed by length)."""
+    import hone.train.loop as loop
+
+    seen = []
+    real = loop.epoch_order
+
+    def recording(n, batch_size, seed, epoch, lengths):
+        seen.append(lengths)
+        return real(n, batch_size, seed, epoch, lengths)
+    monkeypatch.setattr(loop, "epoch_order", recording)
+    return seen
+
+
+def test_bucket_auto_leaves_packed_batches_unsorted_and_a_resume_keeps_the_choice(tmp_path, tiny, monkeypatch):
+    """``train.bucket: auto`` (the default): where hone's CPU kernels run the encoder packed (the padding left out),
+    the batches are not sorted by length; without the kernels, or with ``bucket: true``, they are.  The choice is saved
+    with the checkpoints, so a resumed run replays the same batches even where auto would now decide otherwise."""
+    import json as _json
+
+    from hone.model import native
+
+    if native.library() is None or native.library().vector_width < native.ATTENTION_MIN_LANES:
+        pytest.skip("no native attention kernels on this machine")
+    seen = _orders(monkeypatch)
+    train_classifier(_cfg(tmp_path, tiny, **{"train.save_every": None}), tmp_path / "auto", progress=False)
+    assert seen and all(x is None for x in seen)
+    seen.clear()
+    train_classifier(_cfg(tmp_path, tiny, **{"train.save_every": None, "train.bucket": True}), tmp_path / "on",
+                     progress=False)
+    assert seen and all(x is not None for x in seen)
+    seen.clear()
+    train_classifier(_cfg(tmp_path, tiny, **{"train.save_every": None, "train.cpu_kernels": False}),
+                     tmp_path / "stock", progress=False)
+    assert seen and all(x is not None for x in seen)
+    # a run interrupted with kernels on resumes with them off: it keeps the unsorted batches it started with
+    seen.clear()
+    train_classifier(_cfg(tmp_path, tiny), tmp_path / "r", stop_after=6, progress=False)
+    state = _json.loads((tmp_path / "r" / "checkpoints" / "step-0000004" / "state.json").read_text())
+    assert state["bucket"] is False
+    seen.clear()
+    train_classifier(_cfg(tmp_path, tiny, **{"train.cpu_kernels": False}), tmp_path / "r", progress=False)
+    assert seen and all(x is None for x in seen)
+
+
+def test_packs_padded_batches_checks_what_the_packed_encoder_takes(tiny):
+    from transformers import AutoModelForSequenceClassification
+
+    from hone.model import native
+    from hone.model.cpu_kernels import cpu_kernels
+    from hone.model.fused_bert import packs_padded_batches
+
+    if native.library() is None or native.library().vector_width < native.ATTENTION_MIN_LANES:
+        pytest.skip("no native attention kernels on this machine")
+    model = AutoModelForSequenceClassification.from_pretrained(str(tiny), num_labels=3)
+    assert not packs_padded_batches(model)  # kernels not switched on
+    with cpu_kernels(model):
+        assert packs_padded_batches(model)
+        model.bert.encoder.layer[1].gradient_checkpointing = True
+        assert not packs_padded_batches(model)
+        model.bert.encoder.layer[1].gradient_checkpointing = False
+        handle = model.bert.encoder.layer[0].attention.register_forward_hook(lambda *a: None)
+        assert not packs_padded_batches(model)
+        handle.remove()
+        assert packs_padded_batches(model)
+    assert not packs_padded_batches(model)

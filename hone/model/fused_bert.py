@@ -508,6 +508,34 @@ def _key_padding(mask: torch.Tensor | None, batch: int, t: int) -> tuple[torch.T
     return keys, lengths
 
 
+def _packs(layers: list[nn.Module]) -> bool:
+    """The checks of :func:`_packed` that do not depend on the call: the native attention (vectors of 8 floats or
+    more), heads of at most ``_NATIVE_MAX_DIM`` dimensions, a hidden width the native norms take."""
+    lib = native.library()
+    sa = layers[0].attention.self
+    return (lib is not None and lib.vector_width >= native.ATTENTION_MIN_LANES
+            and sa.attention_head_size <= ck._NATIVE_MAX_DIM
+            and ck.native_norm_width(sa.num_attention_heads * sa.attention_head_size))
+
+
+def packs_padded_batches(model: nn.Module) -> bool:
+    """Will :func:`packed_encoder_forward` leave the padding out of this model's right-padded training batches?  True
+    when :func:`hone.model.cpu_kernels.cpu_kernels` gave an encoder of the model that forward and the checks that do not
+    depend on the call pass (its layers' forwards, the native kernels, the widths, no hooks, no gradient
+    checkpointing).  The training loop then does not sort batches by length (``train.bucket: auto``): a packed batch
+    costs its real tokens, so bucketing would not make it faster, only gather the longest rows into the same batches
+    and raise the peak memory (``bench/RESULTS.md``, session 25)."""
+    for module in model.modules():
+        if getattr(module.__dict__.get("forward"), "__func__", None) is not packed_encoder_forward:
+            continue
+        layers = list(module.layer)
+        if (_layer_kinds(layers) is not None and _packs(layers)
+                and not any(_hooked(layer) or layer._forward_hooks or layer._forward_pre_hooks
+                            or getattr(layer, "gradient_checkpointing", False) for layer in layers)):
+            return True
+    return False
+
+
 def _packed(encoder, x, mask, args, kwargs):
     """The encoder's output for a right-padded batch run packed (every layer on the real tokens only: fused layers
     through :class:`_BertLayer`, the others with their own modules and the packed attention), or None when the call
@@ -518,10 +546,9 @@ def _packed(encoder, x, mask, args, kwargs):
                 kwargs.get(k) is not None for k in ("encoder_hidden_states", "encoder_attention_mask", "cache")):
         return None  # (a cache: prefix tuning's keys and values, which a packed batch would not line up with)
     kinds = _layer_kinds(layers)
-    lib = native.library()
     amp = ck._autocast_dtype()
-    if kinds is None or lib is None or lib.vector_width < native.ATTENTION_MIN_LANES or x.dim() != 3 \
-            or not ck.native_norm_width(x.shape[-1]) or not 1 < x.shape[1] <= ck.ENCODER_ATTENTION_MAX:
+    if kinds is None or not _packs(layers) or x.dim() != 3 or not ck.native_norm_width(x.shape[-1]) \
+            or not 1 < x.shape[1] <= ck.ENCODER_ATTENTION_MAX:
         return None
     if any(k.startswith("stock") for k in kinds) and not (ck._ORIGINAL_SDPA and amp in (None, torch.bfloat16)
                                                          and x.dtype == torch.float32 and x.is_cpu):
@@ -532,9 +559,6 @@ def _packed(encoder, x, mask, args, kwargs):
     if any((_hooked(layer) or _checkpointed(layer)) if ps is None
            else not _takes(layer, x, kwargs.get("encoder_hidden_states"), (), kwargs, amp, ps)
            for layer, ps in zip(layers, params)):
-        return None
-    heads = layers[0].attention.self.num_attention_heads
-    if x.shape[-1] // heads > ck._NATIVE_MAX_DIM:
         return None
     batch, t, hidden = x.shape
     padding = _key_padding(mask, batch, t)

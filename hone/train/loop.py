@@ -28,6 +28,7 @@ from hone.data.batches import epoch_order
 from hone.errors import TrainError
 from hone.model import native
 from hone.model.cpu_kernels import cpu_kernels
+from hone.model.fused_bert import packs_padded_batches
 from hone.model.methods import ProgressiveUnfreezer, trainable_state
 from hone.train import checkpoint as ckpt
 from hone.train.heap import heap_reuse
@@ -60,6 +61,7 @@ class _State:
     best_value: float | None = None
     best_step: int | None = None
     bad_evals: int = 0
+    bucket: bool | None = None  # length-bucketed batches (train.bucket, auto resolved at the run's start)
     running: list[float] = field(default_factory=list)  # train losses since the last log line
     history: list[dict[str, Any]] = field(default_factory=list)
 
@@ -144,13 +146,14 @@ def train(model, train_data, val_data, cfg: TrainConfig, *, objective, run_dir: 
     model, optimizer = acc.prepare(model, optimizer)
     unfreezer = (ProgressiveUnfreezer(acc.unwrap_model(model), method.every, method.unit)
                  if getattr(method, "name", None) == "progressive" else None)
-    lengths = train_data.lengths if cfg.bucket else None
     ckpt_root, best_path = run_dir / "checkpoints", run_dir / "best"  # best/step-N.safetensors
     metrics_path = run_dir / "metrics.jsonl"
     st = _State()
     last = ckpt.latest_checkpoint(ckpt_root)
     if last is not None:
-        st = _State(**ckpt.load_checkpoint(last, acc.unwrap_model(model), optimizer, scheduler))
+        saved = ckpt.load_checkpoint(last, acc.unwrap_model(model), optimizer, scheduler)
+        saved.setdefault("bucket", cfg.bucket if isinstance(cfg.bucket, bool) else True)  # (checkpoints before auto)
+        st = _State(**saved)
         log(f"resumed from {last} (step {st.step}/{total})")
     elif best_path.exists():
         shutil.rmtree(best_path)  # stale bests from an earlier, unrelated run
@@ -176,6 +179,13 @@ def train(model, train_data, val_data, cfg: TrainConfig, *, objective, run_dir: 
             if switched:
                 log("CPU kernels: " + ", ".join(f"{n} {k}" for k, n in switched.items() if n)
                     + f"; native kernels {native.status()}")
+            if st.bucket is None:  # decided once per run (a resumed run replays its batches)
+                st.bucket = cfg.bucket if isinstance(cfg.bucket, bool) else not (
+                    switched and switched.get("packed_encoder") and packs_padded_batches(acc.unwrap_model(model)))
+                if cfg.bucket == "auto":
+                    log("length-bucketed batches" if st.bucket else
+                        "batches not bucketed by length: the packed encoder leaves their padding out")
+            lengths = train_data.lengths if st.bucket else None
             stop = _loop(model, train_data, val_data, cfg, st, _Ctx(
                 acc=acc, optimizer=optimizer, scheduler=scheduler, unfreezer=unfreezer, objective=objective,
                 lengths=lengths, total=total, steps_per_epoch=steps_per_epoch, seed=seed,
