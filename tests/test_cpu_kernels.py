@@ -223,7 +223,9 @@ def test_short_attention_equals_sdpa_and_passes_the_rest_on(monkeypatch, native_
         module.num_key_value_groups = 1
         no_key = torch.ones(2, 1, 5, 5, dtype=torch.bool)
         no_key[1, 0, 3] = False
-        long = (torch.randn(1, 2, ck.SHORT_ATTENTION_MAX + 1, 8, generator=g),) * 3
+        # (a decoder's rows above SHORT_ATTENTION_MAX take the native kernel, without the probabilities kept)
+        longest = ck.DECODER_ATTENTION_MAX if native_path == "native" else ck.SHORT_ATTENTION_MAX
+        long = (torch.randn(1, 2, longest + 1, 8, generator=g),) * 3
         for args in [(q, k, v, torch.zeros(2, 1, 5, 5)), (q, k, v, no_key), (*long, None),
                      (q.double(), k.double(), v.double(), None), (q[:, :, :2], k, v, None)]:  # causal, 2 queries
             attend(module, *args)
@@ -233,6 +235,50 @@ def test_short_attention_equals_sdpa_and_passes_the_rest_on(monkeypatch, native_
     assert ALL_ATTENTION_FUNCTIONS["sdpa"] is not ck._short_attention_forward
     monkeypatch.undo()
     assert ALL_ATTENTION_FUNCTIONS["sdpa"] is original
+
+
+def test_decoder_rows_above_64_tokens_take_the_native_kernel_without_kept_probabilities(monkeypatch):
+    """A decoder's rows of SHORT_ATTENTION_MAX + 1 to DECODER_ATTENTION_MAX keys take the native kernel with no
+    probabilities kept (the backward recomputes them): the same output and gradients as SDPA, causal without a mask,
+    with a mask that is the causal mask and padding in one (passed on as causal, so the kernel skips the future),
+    and with a mask that is not causal."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    from hone.model import cpu_kernels as ck
+    from hone.model import native
+
+    if native.library() is None or native.library().vector_width < native.ATTENTION_MIN_LANES:
+        pytest.skip("no native attention kernel here")
+    seen = []
+    real = ck.attend
+    monkeypatch.setattr(ck, "attend", lambda *a, **k: (seen.append((a[4], a[8] if len(a) > 8 else k.get(
+        "keep_probs", True))), real(*a, **k))[1])
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=100, hidden_size=48, intermediate_size=64, num_hidden_layers=1,
+                                         num_attention_heads=6, num_key_value_heads=2))
+    g = torch.Generator().manual_seed(6)
+    t = 130
+    keys = torch.ones(2, t, dtype=torch.bool)
+    keys[0, 100:] = False
+    causal_padded = torch.ones(t, t, dtype=torch.bool).tril()[None, None] & keys[:, None, None, :]
+    prefix = causal_padded.clone()
+    prefix[:, :, :4, :4] = True  # a bidirectional prefix: not causal
+    with cpu_kernels(model):
+        attend = ALL_ATTENTION_FUNCTIONS["sdpa"]
+        for heads, kv, n, mask, causal in [(6, 2, 300, None, True), (3, 1, ck.DECODER_ATTENTION_MAX, None, True),
+                                           (4, 2, t, causal_padded, True), (4, 2, t, prefix, False),
+                                           (6, 2, ck.SHORT_ATTENTION_MAX + 1, None, True)]:
+            q, k, v = (torch.randn(2, m, n, 8, generator=g, requires_grad=True) for m in (heads, kv, kv))
+            module = types.SimpleNamespace(num_key_value_groups=heads // kv, is_causal=True)
+            seen.clear()
+            out, _ = attend(module, q, k, v, mask, scaling=0.3)
+            assert seen == [(causal, False)], (n, seen)
+            want, _ = sdpa_attention_forward(module, q, k, v, mask, scaling=0.3)
+            # (fp32 sums over hundreds of keys: errors relative to the largest element, as test_native's)
+            for got, ref in zip((out, *torch.autograd.grad(out.square().sum(), (q, k, v))),
+                                (want, *torch.autograd.grad(want.square().sum(), (q, k, v))), strict=True):
+                torch.testing.assert_close(got, ref, rtol=0, atol=1e-5 * float(ref.abs().max()))
 
 
 def test_short_attention_reuses_the_bias_of_the_same_mask_only():

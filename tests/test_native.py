@@ -35,7 +35,8 @@ def _reference(q, k, v, mask, causal, keep, keep_scale, scale, grad):
 def test_native_attention_equals_the_reference(dtype):
     """Forward and backward, for grouped heads, fewer queries than keys, causal rows, padding, per-query and per-head
     masks, head sizes that are not a multiple of 16, the longest rows it takes, strided inputs and outputs, with and
-    without dropout (the native masks' counter-based stream, checked element by element through the output)."""
+    without dropout (the native masks' counter-based stream, checked element by element through the output); and
+    without the probabilities kept, the backward recomputing them, to the bit the same."""
     if native.library() is None or native.library().vector_width < 8:
         pytest.skip("the native attention kernel is unavailable here")
     g = torch.Generator().manual_seed(0)
@@ -46,7 +47,11 @@ def test_native_attention_equals_the_reference(dtype):
         (4, 6, 3, 13, 13, 32, "rows", False, 0.1), (3, 4, 4, 9, 9, 16, "rows", True, 0.0),
         # an encoder's long rows, up to the longest (each thread's scratch on the heap)
         (2, 4, 4, 200, 200, 32, "pad", False, 0.1), (2, 2, 2, 1, 300, 128, "pad", False, 0.1),
-        (1, 2, 2, 512, 512, 64, "pad", False, 0.0)]
+        (1, 2, 2, 512, 512, 64, "pad", False, 0.0),
+        # a decoder's long rows (the probabilities recomputed in the backward: checked below for every case)
+        (1, 9, 3, 300, 300, 64, None, True, 0.0), (2, 3, 1, 512, 512, 64, "pad", True, 0.0),
+        # causal rows in blocks of queries (native.c's CQ = 64) that end past the last query, with dropout and masks
+        (1, 2, 2, 130, 130, 32, None, True, 0.2), (2, 4, 4, 100, 100, 16, "rows", True, 0.1)]
     torch.manual_seed(0)  # the dropout masks' seeds are drawn from torch's generator
     for b, h, kv, tq, t, d, mask_kind, causal, p in cases:
         # bf16 inputs and outputs: the output is rounded to 8 bits; fp32: sums of more terms in longer rows (the
@@ -66,8 +71,9 @@ def test_native_attention_equals_the_reference(dtype):
         elif mask_kind == "head":
             mask = torch.rand(b, h, tq, t, generator=g) < 0.7
             mask[..., 0] = True
+        rng = torch.get_rng_state()
         out, saved, meta = ck.attend(q, k, v, mask, causal, p, 0.17, dtype)
-        assert meta[-1] is native.library() and out.dtype == dtype and out.shape == (b, tq, h, d)
+        assert meta[3] is native.library() and out.dtype == dtype and out.shape == (b, tq, h, d)
         seed, dropped, keep_scale = meta[2]
         keep = native.reference_keep_mask(seed, dropped, (b, h, tq, t)) if p else None
         grad = torch.randn(b, tq, h, d, generator=g).to(dtype)
@@ -78,6 +84,14 @@ def test_native_attention_equals_the_reference(dtype):
         for name, x, y in zip(("out", "q", "k", "v"), got, want, strict=True):
             err = ((x.double() - y).abs().max() / y.abs().max()).item()
             assert err < tol, (b, h, kv, tq, t, d, mask_kind, causal, p, name, err)
+        # no probabilities kept: the backward recomputes them, the same to the bit
+        torch.set_rng_state(rng)
+        lean, lean_saved, lean_meta = ck.attend(q, k, v, mask, causal, p, 0.17, dtype, keep_probs=False)
+        assert lean_saved[3] is None and lean_meta[2] == meta[2] and torch.equal(lean, out)
+        outs = tuple(torch.full_like(x, float("nan")) for x in outs)
+        again = ck.attend_backward(lean_saved, lean_meta, grad, (True,) * 3, (dtype,) * 3, outs=outs)
+        for name, x, y in zip(("q", "k", "v"), again, got[1:], strict=True):
+            assert torch.equal(x.transpose(1, 2), y), (b, h, kv, tq, t, d, mask_kind, causal, p, name)
 
 
 def test_native_dropout_mask_rate_seed_and_independence():
@@ -143,7 +157,7 @@ def test_native_library_is_built_once_per_cpu_and_falls_back_cleanly(tmp_path, m
     assert bool(ck.attend(q, k, v, None, False, 0.0, 0.3, torch.float32)[2][-1]) is (lib.vector_width >= 8)
     if lib.vector_width >= 8:  # switched off between forward and backward: the backward still runs on the library
         out, saved, meta = ck.attend(q, k, v, None, False, 0.2, 0.3, torch.float32)
-        assert meta[-1] is lib
+        assert meta[3] is lib
         monkeypatch.setitem(native._STATE, "lib", None)
         grads = ck.attend_backward(saved, meta, torch.ones_like(out), (True,) * 3, (torch.float32,) * 3)
         assert all(g.shape == (1, 2, 5, 8) and torch.isfinite(g).all() for g in grads)
@@ -155,7 +169,7 @@ def test_native_library_is_built_once_per_cpu_and_falls_back_cleanly(tmp_path, m
 
     assert library_versions()["hone_native_kernels"] == "off"  # recorded in every manifest
     out, _, meta = ck.attend(q, k, v, None, False, 0.0, 0.3, torch.float32)
-    assert meta[-1] is False and out.shape == (1, 5, 2, 8)
+    assert meta[3] is False and out.shape == (1, 5, 2, 8)
 
 
 def test_native_sum_squares_is_accurate_and_thread_independent():

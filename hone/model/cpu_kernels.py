@@ -523,6 +523,10 @@ SHORT_ATTENTION_MAX = 64
 # with the fused layers (hone.model.fused_bert) took 0.58x the stock step's time and 0.72x its peak RSS at 128
 # tokens, 0.45x and 0.50x at 256, 0.37x and 0.39x at 512 (bench/RESULTS.md, session 24).
 ENCODER_ATTENTION_MAX = 512
+# Longest sequence it takes in a decoder by the native kernel with no probabilities kept (:func:`attend`'s
+# ``keep_probs=False``, above :data:`SHORT_ATTENTION_MAX`): the backward recomputes them, so a layer holds for its
+# backward what SDPA's flash kernel holds, its inputs, and less than its output and per-row log-sum-exp.
+DECODER_ATTENTION_MAX = 512
 _ORIGINAL_SDPA: list = []  # transformers' sdpa function while it is routed through the short attention
 
 
@@ -554,7 +558,12 @@ def _short_attention_forward(module, query, key, value, attention_mask, dropout=
                                       _autocast_dtype() or query.dtype), None
     causal = mask is None and (is_causal if is_causal is not None else getattr(module, "is_causal", True))
     amp = _autocast_dtype()
-    max_keys = SHORT_ATTENTION_MAX if getattr(module, "is_causal", True) else ENCODER_ATTENTION_MAX
+    decoder = getattr(module, "is_causal", True)
+    max_keys, keep = SHORT_ATTENTION_MAX if decoder else ENCODER_ATTENTION_MAX, True
+    if decoder and key.shape[2] > SHORT_ATTENTION_MAX and _native_attention(query, key, value) is not None:
+        max_keys, keep = DECODER_ATTENTION_MAX, False  # (the backward recomputes the probabilities)
+        # a padded batch's mask is the causal mask and the padding in one: told so, the kernel skips the future
+        causal = causal or (mask is not None and _mask_is_causal(mask))
     if (not _short_attention_ok(query.shape, key.shape[1], key.shape[2], (query.dtype, key.dtype, value.dtype),
                                 query.is_cpu and key.is_cpu and value.is_cpu, mask, amp, causal, max_keys)
             or any(kwargs.get(k) is not None for k in ("softcap", "position_bias", "cache"))
@@ -562,12 +571,31 @@ def _short_attention_forward(module, query, key, value, attention_mask, dropout=
         return original(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                         is_causal=is_causal, **kwargs)
     scale = scaling if scaling is not None else 1 / math.sqrt(query.shape[-1])
-    return _ShortAttention.apply(query, key, value, mask, causal, dropout, scale, amp or query.dtype), None
+    return _ShortAttention.apply(query, key, value, mask, causal, dropout, scale, amp or query.dtype, keep), None
 
 
 # torch's CPU softmax is about 10x slower on rows shorter than one AVX-512 vector of floats (1.2 ms against
 # 0.11 ms for 384 x 14 x 14 scores on 2 cores): shorter rows of scores are padded to this many columns.
 _MIN_SOFTMAX_ROW = 16
+
+
+# the last mask checked by _mask_is_causal, as (mask, version, result); emptied with _LAST_BIAS
+_LAST_CAUSAL: list = [None]
+
+
+def _mask_is_causal(mask: torch.Tensor) -> bool:
+    """Does a 4-d boolean (batch, 1 or heads, t, t) mask hide every key after its query, as a decoder's padded batch's
+    does?  Checked once per mask (the layers of a forward share it; a change in place is seen by its version)."""
+    if mask.dtype != torch.bool or mask.dim() != 4 or mask.shape[-1] != mask.shape[-2]:
+        return False
+    version = None if mask.is_inference() else mask._version
+    last = _LAST_CAUSAL[0]
+    if version is not None and last is not None and last[0] is mask and last[1] == version:
+        return last[2]
+    causal = not bool(mask.triu(1).any())
+    if version is not None:
+        _LAST_CAUSAL[0] = (mask, version, causal)
+    return causal
 
 
 # the last bias built, as (mask, key, bias): the layers of one forward share their mask, so only the first builds it
@@ -625,7 +653,8 @@ def _short_attention_ok(shape: tuple[int, ...], kv: int, t_keys: int, dtypes: tu
                                   and mask.shape[2:] == (t, t_keys) and bool(mask.any(-1).all()))))
 
 
-def attend(query, key, value, mask, causal, dropout, scale, out_dtype) -> tuple[torch.Tensor, tuple, tuple]:
+def attend(query, key, value, mask, causal, dropout, scale, out_dtype,
+           keep_probs: bool = True) -> tuple[torch.Tensor, tuple, tuple]:
     """``softmax(q k^T * scale + bias) v`` with dropout on the probabilities, computed in fp32 from (batch, heads,
     tokens, dim) inputs of any float dtype (bf16 projections under autocast; strided views are fine); the query
     may have fewer tokens than the keys (not when ``causal``; the mask's rows are then the queries').  Returns the
@@ -639,7 +668,9 @@ def attend(query, key, value, mask, causal, dropout, scale, out_dtype) -> tuple[
     here, 1.034-1.043x per MiniLM step, with row-wise scores; at 13 tokens the transposed layout takes 0.22 ms
     against the row-wise 0.51 ms, another 1.015-1.024x per step, ``bench/RESULTS.md`` session 21): the same results to
     float rounding, and the native masks' dropout stream (:func:`hone.model.native.reference_keep_mask`), seeded as
-    :func:`keep_mask` is.  What follows is the torch path.
+    :func:`keep_mask` is.  There, ``keep_probs=False`` keeps no probabilities for the backward, which recomputes them
+    (the same to the bit) from the query, keys and mask: one more product and softmax per head, against (tokens,
+    tokens) floats per head held from the forward to the backward.  What follows is the torch path, which keeps them.
 
     Each input is cast and laid out for the batched products in one copy, and the output and the gradients
     go back to transformers' (batch, tokens, heads, dim) layout in one copy each: through SDPA or stock ops
@@ -647,7 +678,7 @@ def attend(query, key, value, mask, causal, dropout, scale, out_dtype) -> tuple[
     :data:`_MIN_SOFTMAX_ROW` keys are padded to that many columns (zero keys and values, -inf scores)."""
     lib = _native_attention(query, key, value)
     if lib is not None:
-        return _attend_native(lib, query, key, value, mask, causal, dropout, scale, out_dtype)
+        return _attend_native(lib, query, key, value, mask, causal, dropout, scale, out_dtype, keep_probs)
     b, h, tq, d = query.shape
     kv, t = key.shape[1], key.shape[2]
     g, p = h // kv, max(t, _MIN_SOFTMAX_ROW)
@@ -701,13 +732,15 @@ def _attention_checked(code: int, what: str, shape: tuple[int, ...]) -> None:
         raise RuntimeError(f"native attention{what} refused shape {shape}")
 
 
-def _attend_native(lib, query, key, value, mask, causal, dropout, scale, out_dtype):
+def _attend_native(lib, query, key, value, mask, causal, dropout, scale, out_dtype, keep_probs=True):
     """:func:`attend` by the native kernel (``native.c``): the inputs are read where they are, in their
-    dtype, and the output written in place; it saves the inputs (not fp32 copies), the probabilities and the mask."""
+    dtype, and the output written in place; it saves the inputs (not fp32 copies), the probabilities (unless not
+    ``keep_probs``) and the mask."""
     b, h, tq, d = query.shape
     kv, t = key.shape[1], key.shape[2]
     query, key, value = (_last_contiguous(x) for x in (query, key, value))
-    probs = torch.empty(b, h, t, tq, dtype=torch.float32)  # transposed: the kernel's layout (native.c)
+    # transposed: the kernel's layout (native.c)
+    probs = torch.empty(b, h, t, tq, dtype=torch.float32) if keep_probs else None
     seed, dropped, keep_scale = _dropout_draw(dropout) if dropout else (0, 0, 1.0)  # as keep_mask draws a mask
     result = torch.empty(b, tq, h, d, dtype=out_dtype)
     strides = None
@@ -717,10 +750,12 @@ def _attend_native(lib, query, key, value, mask, causal, dropout, scale, out_dty
                                        mask.stride(2), mask.stride(3))
     code = lib.hone_attend(b, h, kv, tq, t, d, native.view(query), native.view(key), native.view(value),
                            None if mask is None else mask.data_ptr(), strides, int(causal), scale, seed, dropped,
-                           keep_scale, probs.data_ptr(), native.view(result, token_dim=1), None, 0)
+                           keep_scale, None if probs is None else probs.data_ptr(), native.view(result, token_dim=1),
+                           None, 0)
     _attention_checked(code, "", (b, h, kv, tq, t, d))
-    # the library itself ends meta: the backward runs on it even if the kernels are switched off in between
-    return result, (query, key, value, probs), ((b, h, kv, tq, t, d), scale, (seed, dropped, keep_scale), lib)
+    # the library itself is in meta: the backward runs on it even if the kernels are switched off in between
+    return result, (query, key, value, probs, mask), ((b, h, kv, tq, t, d), scale, (seed, dropped, keep_scale), lib,
+                                                      None, (strides, int(causal)))
 
 
 # packed rows are rounded up to a multiple of this: oneDNN builds (and keeps) a product for every new row count, which
@@ -780,21 +815,23 @@ def attend_packed(query, key, value, packing: Packing, q_packed: bool, dropout, 
                            0, scale, seed, dropped, keep_scale, probs.data_ptr(), native.view(result, token_dim=1),
                            packing.starts.data_ptr(), int(q_packed))
     _attention_checked(code, " (packed)", (b, h, kv, tq, t, d))
-    return result, (query, key, value, probs), ((b, h, kv, tq, t, d), scale, (seed, dropped, keep_scale), lib,
-                                                (packing.starts, int(q_packed)))
+    return result, (query, key, value, probs, None), ((b, h, kv, tq, t, d), scale, (seed, dropped, keep_scale), lib,
+                                                      (packing.starts, int(q_packed)), (None, 0))
 
 
 def _attend_backward_native(saved, meta, grad, dtypes, outs):
-    query, key, value, probs = saved
-    (b, h, kv, tq, t, d), scale, (seed, dropped, keep_scale), lib, *packed = meta
-    starts, q_packed = packed[0] if packed else (None, 0)
+    query, key, value, probs, mask = saved
+    (b, h, kv, tq, t, d), scale, (seed, dropped, keep_scale), lib, packed, (strides, causal) = meta
+    starts, q_packed = packed or (None, 0)
     grad = _last_contiguous(grad)
     made = []
     for i, (n, rows) in enumerate(((h, tq), (kv, t), (kv, t))):
         out = outs[i] if outs else None
         made.append(out if out is not None else torch.empty(b, rows, n, d, dtype=dtypes[i]))
     code = lib.hone_attend_backward(b, h, kv, tq, t, d, native.view(grad, token_dim=1), native.view(query),
-                                    native.view(key), native.view(value), probs.data_ptr(), seed, dropped,
+                                    native.view(key), native.view(value),
+                                    None if probs is None else probs.data_ptr(),
+                                    None if mask is None else mask.data_ptr(), strides, causal, seed, dropped,
                                     keep_scale, scale,
                                     *(native.view(x, token_dim=1) for x in made),
                                     None if starts is None else starts.data_ptr(), q_packed)
@@ -850,8 +887,8 @@ class _ShortAttention(torch.autograd.Function):
     """:func:`attend` as one autograd node."""
 
     @staticmethod
-    def forward(ctx, query, key, value, mask, causal, dropout, scale, out_dtype):
-        result, saved, ctx.meta = attend(query, key, value, mask, causal, dropout, scale, out_dtype)
+    def forward(ctx, query, key, value, mask, causal, dropout, scale, out_dtype, keep_probs=True):
+        result, saved, ctx.meta = attend(query, key, value, mask, causal, dropout, scale, out_dtype, keep_probs)
         ctx.save_for_backward(*saved)
         ctx.dtypes = (query.dtype, key.dtype, value.dtype)
         return result
@@ -859,7 +896,7 @@ class _ShortAttention(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         grads = attend_backward(ctx.saved_tensors, ctx.meta, grad, ctx.needs_input_grad[:3], ctx.dtypes)
-        return (*grads, None, None, None, None, None)
+        return (*grads, None, None, None, None, None, None)
 
 
 class _PackedAttention(torch.autograd.Function):
@@ -909,7 +946,7 @@ def _short_attention() -> Iterator[bool]:
         else:
             local.pop("sdpa", None)
         _ORIGINAL_SDPA.clear()
-        _LAST_BIAS[0] = None
+        _LAST_BIAS[0] = _LAST_CAUSAL[0] = None
 
 
 def _lora_linear_type():

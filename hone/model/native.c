@@ -856,8 +856,8 @@ static void allowed_transposed(float *okt, const uint8_t *mask, const int64_t *m
  * then a sum down the rows, VL queries at a time, with no reduction across lanes: the exponentials of a column are
  * independent and overlap, where a softmax along a row of 16 keys waited on two shuffle-reduction chains.  The keys a
  * query may see: okt (T x QP, 1 or 0) when that changes from query to query, else okk (T: the same for all). */
-static void softmax_columns(int T, int QP, float *st, const float *okt, const float *okk) {
-    for (int u = 0; u < QP / VL; u++) {
+static void softmax_columns(int T, int W, int QP, float *st, const float *okt, const float *okk) {
+    for (int u = 0; u < W / VL; u++) { /* W lanes of rows QP floats apart */
         vf mv = vsplat(-3.0e38f), sum = {0};
         for (int j = 0; j < T; j++) {
             vf ok = okt ? *(const vf *)(okt + j * QP + VL * u) : vsplat(okk[j]);
@@ -920,6 +920,71 @@ static void load_keys_values(float *kf, float *vr, view k, view v, const unit_ro
     load_rows(vr, &vx, u->kb, u->hk, u->Tn, D, DP, 1.0f);
 }
 
+/* Causal rows are computed in blocks of CQ queries (lanes), each over the keys up to its last query only: about half
+ * of the square's products and exponentials at long rows.  Other rows are one block of every lane and key.  Block c:
+ * lanes c0 to c0 + w - 1, nq of them real queries, kn keys.  The entries of keys past a block's kn are never written
+ * nor read (the forward's kept probabilities get zeros there). */
+#define CQ 64 /* a multiple of every VL */
+typedef struct {
+    int c0, w, nq, kn;
+} qblock;
+
+static inline int qblocks(int QP, int causal) { return causal ? (QP + CQ - 1) / CQ : 1; }
+
+static inline qblock qblock_at(int c, int QP, int TQn, int Tn, int causal) {
+    qblock q;
+    q.c0 = causal ? c * CQ : 0;
+    q.w = causal && QP - q.c0 > CQ ? CQ : QP - q.c0;
+    q.nq = TQn - q.c0 < q.w ? TQn - q.c0 : q.w;
+    q.kn = causal && q.c0 + q.w < Tn ? q.c0 + q.w : Tn;
+    return q;
+}
+
+/* the keys of the block of lane i */
+static inline int block_keys(int i, int QP, int TQn, int Tn, int causal) {
+    return qblock_at(causal ? i / CQ : 0, QP, TQn, Tn, causal).kn;
+}
+
+/* Which keys each query of a unit may see: okk (T: the same for every query) when the mask does not change from query to
+ * query or head, else okt (T x QP) for the batch row (and head) ``built``, built again only when that changes (once
+ * per batch row in BERT, once per thread when causal without a mask). */
+typedef struct {
+    const uint8_t *mask;
+    const int64_t *ms;
+    int causal, row_mask, head_mask, H, TQ, T;
+} masking;
+
+static masking masking_of(const uint8_t *mask, const int64_t *ms, int causal, int H, int TQ, int T) {
+    masking m = {mask, ms, causal, causal || (mask && (ms[1] || ms[2])), mask && ms[1], H, TQ, T};
+    return m;
+}
+
+/* the keys every query of batch row b sees (when the mask does not change from query to query) */
+static void keys_seen(float *okk, const masking *m, int64_t b, int Tn) {
+    for (int j = 0; j < Tn && !m->row_mask; j++) okk[j] = !m->mask || m->mask[b * m->ms[0] + j * m->ms[3]] ? 1.0f : 0.0f;
+}
+
+/* The unit's probabilities for query head h, transposed, into st (Tn x QP): the queries scaled into rows (TQn x DP,
+ * scratch) and transposed into qt (D x QP), the scores kf qt, and the softmax down the columns.  The forward's and the
+ * recomputing backward's, so that both have the same probabilities to the bit. */
+static void unit_probs(float *st, float *rows, float *qt, const float *kf, const view *qx, const unit_rows *seq,
+                       int64_t h, int D, int DP, float scale, const masking *m, float *okt, const float *okk,
+                       int64_t *built) {
+    int Tn = seq->Tn, QP = seq->QP;
+    load_rows(rows, qx, seq->qb, h, seq->TQn, D, DP, scale);
+    transpose_rows(qt, QP, rows, DP, seq->TQn, D);
+    int64_t key = !m->mask ? 0 : m->head_mask ? seq->b * m->H + h : seq->b;
+    if (m->row_mask && key != *built) {
+        allowed_transposed(okt, m->mask, m->ms, seq->b, h, m->TQ, m->T, QP, m->causal);
+        *built = key;
+    }
+    for (int c = 0; c < qblocks(QP, m->causal); c++) {
+        qblock k = qblock_at(c, QP, seq->TQn, Tn, m->causal);
+        mm(k.w / VL, st + k.c0, QP, kf, DP, 1, k.kn, qt + k.c0, QP, D, 0); /* the scores, transposed */
+        softmax_columns(k.kn, k.w, QP, st + k.c0, m->row_mask ? okt + k.c0 : 0, okk);
+    }
+}
+
 /* every packed sequence (starts: B + 1 token offsets, or NULL) of 1 to T tokens? */
 static int packed_lengths_ok(const int64_t *starts, int B, int T) {
     for (int b = 0; starts && b < B; b++)
@@ -935,6 +1000,7 @@ static int packed_lengths_ok(const int64_t *starts, int B, int T) {
  * starts[b + 1] - 1 of k and v (their batch stride unused), and of q and out too when ``q_packed`` (else q and out
  * have TQ rows per sequence as above).  T and TQ are then the padded batch's sizes: each sequence's probabilities
  * fill the first rows and columns of its (T, TQ) block, and its dropout mask is the padded batch's.
+ * probs may be NULL: the probabilities are then not kept, and the backward recomputes them.
  * Returns 1 if the shape is not taken, 2 if a thread's scratch cannot be allocated (nothing is then complete). */
 int hone_attend(int B, int H, int KV, int TQ, int T, int D, view q, view k, view v, const uint8_t *mask,
                 const int64_t *ms, int causal, float scale, uint64_t seed, int dropped, float keep_scale,
@@ -942,11 +1008,11 @@ int hone_attend(int B, int H, int KV, int TQ, int T, int D, view q, view k, view
     if (T > MAX_T || TQ > MAX_T || D > MAX_D || H % KV || (starts && (mask || causal))) return 1;
     if (!packed_lengths_ok(starts, B, T)) return 1;
     int G = H / KV, DP = padv(D);
-    int row_mask = causal || (mask && (ms[1] || ms[2])); /* does the mask change from query to query (or head)? */
-    int head_mask = mask && ms[1];                         /* a mask of its own for each head? */
+    masking mk = masking_of(mask, ms, causal, H, TQ, T);
     int QM = padv(TQ > T ? TQ : T), RM = TQ > T ? TQ : T; /* the most query lanes and rows a sequence takes */
     size_t need = scratch_floats(2, T * DP) + scratch_floats(1, D * QM) + scratch_floats(1, T * QM)
-                  + scratch_floats(1, RM * DP) + scratch_floats(1, row_mask ? T * padv(TQ) : 1) + scratch_floats(1, T);
+                  + scratch_floats(1, RM * DP) + scratch_floats(1, mk.row_mask ? T * padv(TQ) : 1)
+                  + scratch_floats(1, T);
     int failed = 0;
 #pragma omp parallel reduction(| : failed)
     {
@@ -957,7 +1023,7 @@ int hone_attend(int B, int H, int KV, int TQ, int T, int D, view q, view k, view
          * query sees (T, QP), for the batch row (and head) ``built``; okk: the keys all see */
         float *kf = carve(&next, T * DP), *vr = carve(&next, T * DP), *qt = carve(&next, D * QM);
         float *st = carve(&next, T * QM), *om = carve(&next, RM * DP), *okk = carve(&next, T);
-        float *okt = carve(&next, row_mask ? T * padv(TQ) : 1);
+        float *okt = carve(&next, mk.row_mask ? T * padv(TQ) : 1);
         int64_t built = -1;
 #pragma omp for schedule(static)
         for (int64_t unit = 0; unit < (int64_t)B * KV; unit++) {
@@ -968,29 +1034,29 @@ int hone_attend(int B, int H, int KV, int TQ, int T, int D, view q, view k, view
             int Tn = seq.Tn, TQn = seq.TQn, QP = seq.QP;
             view qx = shifted(q, seq.q0), ox = shifted(out, seq.q0);
             load_keys_values(kf, vr, k, v, &seq, D, DP);
-            for (int j = 0; j < Tn && !row_mask; j++) okk[j] = !mask || mask[b * ms[0] + j * ms[3]] ? 1.0f : 0.0f;
+            keys_seen(okk, &mk, b, Tn);
             for (int gi = 0; gi < G; gi++) {
                 int64_t h = hk * G + gi;
-                load_rows(om, &qx, qb, h, TQn, D, DP, scale); /* (om as scratch) */
-                transpose_rows(qt, QP, om, DP, TQn, D);
-                mm(QP / VL, st, QP, kf, DP, 1, Tn, qt, QP, D, 0); /* the scores, transposed */
-                int64_t key = !mask ? 0 : head_mask ? b * H + h : b;
-                if (row_mask && key != built) { /* built again only when the mask changes: once per batch row in BERT */
-                    allowed_transposed(okt, mask, ms, b, h, TQ, T, QP, causal);
-                    built = key;
+                unit_probs(st, om, qt, kf, &qx, &seq, h, D, DP, scale, &mk, okt, okk, &built); /* (om as scratch) */
+                float *pr = probs ? probs + (b * H + h) * T * TQ : 0;
+                for (int j = 0; j < Tn && pr; j++) { /* (zeros where a block's keys end: the future) */
+                    int from = mk.causal ? j / CQ * CQ : 0;
+                    from = from < TQn ? from : TQn;
+                    memset(pr + j * TQn, 0, sizeof(float) * (size_t)from);
+                    memcpy(pr + j * TQn + from, st + j * QP + from, sizeof(float) * (size_t)(TQn - from));
                 }
-                softmax_columns(Tn, QP, st, row_mask ? okt : 0, okk);
-                float *pr = probs + (b * H + h) * T * TQ;
-                for (int j = 0; j < Tn; j++) memcpy(pr + j * TQn, st + j * QP, sizeof(float) * (size_t)TQn);
                 if (dropped) /* element (query i, key j) of the mask is base + i T + j */
                     for (int u = 0; u < QP / VL; u++)
-                        for (int j = 0; j < Tn; j++)
+                        for (int j = 0; j < block_keys(VL * u, QP, TQn, Tn, mk.causal); j++)
                             for (int half = 0; half < 2; half++) {
                                 vq e = mask_elements((b * H + h) * TQ + VL * u + VL / 2 * half, j, T);
                                 *(vfh *)(st + j * QP + VL * u + VL / 2 * half) *= keep_scales(seed, e, dropped,
                                                                                               keep_scale);
                             }
-                mm(DP / VL, om, DP, st, 1, QP, TQn, vr, DP, Tn, 0); /* the output: the probabilities read transposed */
+                for (int c = 0; c < qblocks(QP, mk.causal); c++) { /* the output: the probabilities read transposed */
+                    qblock k = qblock_at(c, QP, TQn, Tn, mk.causal);
+                    mm(DP / VL, om + k.c0 * DP, DP, st + k.c0, 1, QP, k.nq, vr, DP, k.kn, 0);
+                }
                 for (int i = 0; i < TQn; i++)
                     store_row((void *)ox.p, qb * ox.sb + h * ox.sh + i * ox.st, ox.bf16, om + i * DP, D);
             }
@@ -1003,16 +1069,22 @@ int hone_attend(int B, int H, int KV, int TQ, int T, int D, view q, view k, view
 /* Backward.  go: the output's gradient (B, H, TQ, D); q, k, v, probs and the dropout as in the forward; gq:
  * (B, H, TQ, D), gk and gv: (B, KV, T, D) views written (every element; packed as the forward: go and gq as q).
  * Transposed as the forward: the gradient of the probabilities dpt = v go^T (T, QP), the softmax's backward down the
- * columns.  Returns as the forward. */
+ * columns.  probs NULL: the probabilities are recomputed as the forward computed them (from q, k, the mask, ms and
+ * causal, which are otherwise not read): one more product and softmax per head instead of (T, TQ) floats kept per
+ * head from the forward.  Returns as the forward. */
 int hone_attend_backward(int B, int H, int KV, int TQ, int T, int D, view go, view q, view k, view v,
-                         const float *probs, uint64_t seed, int dropped, float keep_scale, float scale, view gq,
-                         view gk, view gv, const int64_t *starts, int q_packed) {
-    if (T > MAX_T || TQ > MAX_T || D > MAX_D || H % KV) return 1;
+                         const float *probs, const uint8_t *mask, const int64_t *ms, int causal, uint64_t seed,
+                         int dropped, float keep_scale, float scale, view gq, view gk, view gv, const int64_t *starts,
+                         int q_packed) {
+    if (T > MAX_T || TQ > MAX_T || D > MAX_D || H % KV || (starts && (mask || causal))) return 1;
     if (!packed_lengths_ok(starts, B, T)) return 1;
     int G = H / KV, DP = padv(D);
+    masking mk = masking_of(mask, ms, causal, H, TQ, T);
     int QM = padv(TQ > T ? TQ : T), RM = TQ > T ? TQ : T; /* the most query lanes and rows a sequence takes */
+    int again = !probs;                                   /* recompute the probabilities */
     size_t need = scratch_floats(4, T * DP) + scratch_floats(3, RM * DP) + scratch_floats(1, D * QM)
-                  + scratch_floats(2, T * QM) + scratch_floats(1, dropped ? T * QM : 1);
+                  + scratch_floats(2, T * QM) + scratch_floats(1, dropped ? T * QM : 1)
+                  + scratch_floats(1, again && mk.row_mask ? T * padv(TQ) : 1) + scratch_floats(1, again ? T : 1);
     int failed = 0;
 #pragma omp parallel reduction(| : failed)
     {
@@ -1026,6 +1098,9 @@ int hone_attend_backward(int B, int H, int KV, int TQ, int T, int D, view go, vi
         float *dq = carve(&next, RM * DP);
         float *got = carve(&next, D * QM), *pt = carve(&next, T * QM), *dpt = carve(&next, T * QM);
         float *pk = carve(&next, dropped ? T * QM : 1);
+        /* okt, okk: which keys each query sees, as in the forward (when recomputing) */
+        float *okt = carve(&next, again && mk.row_mask ? T * padv(TQ) : 1), *okk = carve(&next, again ? T : 1);
+        int64_t built = -1;
 #pragma omp for schedule(static)
         for (int64_t unit = 0; unit < (int64_t)B * KV; unit++) {
             if (!scratch) continue;
@@ -1035,20 +1110,26 @@ int hone_attend_backward(int B, int H, int KV, int TQ, int T, int D, view go, vi
             view gkx = shifted(gk, seq.k0), gvx = shifted(gv, seq.k0);
             view qx = shifted(q, seq.q0), gox = shifted(go, seq.q0), gqx = shifted(gq, seq.q0);
             load_keys_values(kf, vr, k, v, &seq, D, DP);
+            if (again) keys_seen(okk, &mk, b, Tn);
             for (int gi = 0; gi < G; gi++) {
                 int64_t h = hk * G + gi;
+                if (again) /* (dq and got as scratch) */
+                    unit_probs(pt, dq, got, kf, &qx, &seq, h, D, DP, scale, &mk, okt, okk, &built);
                 load_rows(qm, &qx, qb, h, TQn, D, DP, 1.0f);
                 load_rows(gom, &gox, qb, h, TQn, D, DP, 1.0f);
                 transpose_rows(got, QP, gom, DP, TQn, D);
-                const float *pr = probs + (b * H + h) * T * TQ;
+                const float *pr = again ? 0 : probs + (b * H + h) * T * TQ;
                 for (int j = 0; j < Tn; j++) {
-                    memcpy(pt + j * QP, pr + j * TQn, sizeof(float) * (size_t)TQn);
+                    if (pr) memcpy(pt + j * QP, pr + j * TQn, sizeof(float) * (size_t)TQn);
                     for (int i = TQn; i < QP; i++) pt[j * QP + i] = 0.0f;
                 }
-                mm(QP / VL, dpt, QP, vr, DP, 1, Tn, got, QP, D, 0); /* the gradient reaching the kept probabilities */
+                for (int c = 0; c < qblocks(QP, mk.causal); c++) { /* the gradient reaching the kept probabilities */
+                    qblock k = qblock_at(c, QP, TQn, Tn, mk.causal);
+                    mm(k.w / VL, dpt + k.c0, QP, vr, DP, 1, k.kn, got + k.c0, QP, D, 0);
+                }
                 if (dropped)
                     for (int u = 0; u < QP / VL; u++)
-                        for (int j = 0; j < Tn; j++)
+                        for (int j = 0; j < block_keys(VL * u, QP, TQn, Tn, mk.causal); j++)
                             for (int half = 0; half < 2; half++) {
                                 int at = j * QP + VL * u + VL / 2 * half;
                                 vq e = mask_elements((b * H + h) * TQ + VL * u + VL / 2 * half, j, T);
@@ -1057,19 +1138,25 @@ int hone_attend_backward(int B, int H, int KV, int TQ, int T, int D, view go, vi
                                 *(vfh *)(pk + at) = *(vfh *)(pt + at) * kv;
                             }
                 for (int u = 0; u < QP / VL; u++) { /* the scores' gradient: p (dp - sum_j p dp) scale, per column */
+                    int kn = block_keys(VL * u, QP, TQn, Tn, mk.causal);
                     vf dot = {0};
-                    for (int j = 0; j < Tn; j++) dot += *(vf *)(dpt + j * QP + VL * u) * *(vf *)(pt + j * QP + VL * u);
-                    for (int j = 0; j < Tn; j++) {
+                    for (int j = 0; j < kn; j++) dot += *(vf *)(dpt + j * QP + VL * u) * *(vf *)(pt + j * QP + VL * u);
+                    for (int j = 0; j < kn; j++) {
                         vf *d = (vf *)(dpt + j * QP + VL * u);
                         *d = *(vf *)(pt + j * QP + VL * u) * (*d - dot) * scale;
                     }
                 }
-                mm(DP / VL, dq, DP, dpt, 1, QP, TQn, kf, DP, Tn, 0); /* the query's gradient */
+                /* the query's gradient; the key's and value's summed over the query heads and the blocks, the last
+                 * block first (the one that reaches every key) */
+                for (int c = qblocks(QP, mk.causal) - 1; c >= 0; c--) {
+                    qblock k = qblock_at(c, QP, TQn, Tn, mk.causal);
+                    int add = gi > 0 || c < qblocks(QP, mk.causal) - 1;
+                    mm(DP / VL, dq + k.c0 * DP, DP, dpt + k.c0, 1, QP, k.nq, kf, DP, k.kn, 0);
+                    mm(DP / VL, dk, DP, dpt + k.c0, QP, 1, k.kn, qm + k.c0 * DP, DP, k.nq, add);
+                    mm(DP / VL, dv, DP, (dropped ? pk : pt) + k.c0, QP, 1, k.kn, gom + k.c0 * DP, DP, k.nq, add);
+                }
                 for (int i = 0; i < TQn; i++)
                     store_row((void *)gqx.p, qb * gqx.sb + h * gqx.sh + i * gqx.st, gqx.bf16, dq + i * DP, D);
-                /* the key's and value's, summed over the query heads */
-                mm(DP / VL, dk, DP, dpt, QP, 1, Tn, qm, DP, TQn, gi > 0);
-                mm(DP / VL, dv, DP, dropped ? pk : pt, QP, 1, Tn, gom, DP, TQn, gi > 0);
             }
             for (int j = 0; j < Tn; j++) {
                 store_row((void *)gkx.p, kb * gkx.sb + hk * gkx.sh + j * gkx.st, gkx.bf16, dk + j * DP, D);

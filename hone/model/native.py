@@ -165,7 +165,8 @@ def _load() -> ctypes.CDLL | None:
     packed = [ctypes.c_void_p, ctypes.c_int]  # sequences' token offsets (or NULL), queries packed too
     lib.hone_attend.argtypes = [*ints, View, View, View, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int,
                                 ctypes.c_float, *dropout, ctypes.c_void_p, View, *packed]
-    lib.hone_attend_backward.argtypes = [*ints, View, View, View, View, ctypes.c_void_p, *dropout,
+    lib.hone_attend_backward.argtypes = [*ints, View, View, View, View, ctypes.c_void_p, ctypes.c_void_p,
+                                         ctypes.c_void_p, ctypes.c_int, *dropout,
                                          ctypes.c_float, View, View, View, *packed]
     lib.hone_attend.restype = lib.hone_attend_backward.restype = ctypes.c_int
     lib.hone_keep_mask.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_uint64, ctypes.c_int]
