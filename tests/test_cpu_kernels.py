@@ -241,11 +241,13 @@ def test_decoder_rows_above_64_tokens_take_the_native_kernel_without_kept_probab
     """A decoder's rows of SHORT_ATTENTION_MAX + 1 to DECODER_ATTENTION_MAX keys take the native kernel with no
     probabilities kept (the backward recomputes them): the same output and gradients as SDPA, causal without a mask,
     with a mask that is the causal mask and padding in one (passed on as causal, so the kernel skips the future),
-    and with a mask that is not causal."""
+    with a mask that is not causal, and with a packed batch's additive mask (as the boolean mask it is); an additive
+    mask of other values goes to SDPA."""
     from transformers import LlamaConfig, LlamaForCausalLM
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
+    from hone.data.lm import _packed_positions_and_mask
     from hone.model import cpu_kernels as ck
     from hone.model import native
 
@@ -264,11 +266,12 @@ def test_decoder_rows_above_64_tokens_take_the_native_kernel_without_kept_probab
     causal_padded = torch.ones(t, t, dtype=torch.bool).tril()[None, None] & keys[:, None, None, :]
     prefix = causal_padded.clone()
     prefix[:, :, :4, :4] = True  # a bidirectional prefix: not causal
+    _, packed = _packed_positions_and_mask([[0, 50, 90], [0, 77]], [120, 100], t)  # additive, padding after 120 / 100
     with cpu_kernels(model):
         attend = ALL_ATTENTION_FUNCTIONS["sdpa"]
         for heads, kv, n, mask, causal in [(6, 2, 300, None, True), (3, 1, ck.DECODER_ATTENTION_MAX, None, True),
                                            (4, 2, t, causal_padded, True), (4, 2, t, prefix, False),
-                                           (6, 2, ck.SHORT_ATTENTION_MAX + 1, None, True)]:
+                                           (6, 2, ck.SHORT_ATTENTION_MAX + 1, None, True), (4, 2, t, packed, True)]:
             q, k, v = (torch.randn(2, m, n, 8, generator=g, requires_grad=True) for m in (heads, kv, kv))
             module = types.SimpleNamespace(num_key_value_groups=heads // kv, is_causal=True)
             seen.clear()
@@ -279,6 +282,11 @@ def test_decoder_rows_above_64_tokens_take_the_native_kernel_without_kept_probab
             for got, ref in zip((out, *torch.autograd.grad(out.square().sum(), (q, k, v))),
                                 (want, *torch.autograd.grad(want.square().sum(), (q, k, v))), strict=True):
                 torch.testing.assert_close(got, ref, rtol=0, atol=1e-5 * float(ref.abs().max()))
+        seen.clear()  # an additive mask with other values goes to SDPA
+        q, k, v = (torch.randn(2, m, t, 8, generator=g) for m in (4, 2, 2))
+        attend(types.SimpleNamespace(num_key_value_groups=2, is_causal=True), q, k, v, packed.clamp(min=-1.0),
+               scaling=0.3)
+        assert not seen
 
 
 def test_short_attention_reuses_the_bias_of_the_same_mask_only():

@@ -128,6 +128,13 @@ def test_packed_logits_equal_separate_logits(tiny):
             alone = model(input_ids=torch.tensor([ex.input_ids])).logits
             assert torch.allclose(lp[0, start:start + len(ex.input_ids)], alone[0], atol=1e-5)
     assert b["labels"][0].tolist() == [IGNORE, 5, 6, 7, 8, IGNORE, 9, 10, 11, IGNORE, 12, 13]
+    # every query sees a key (the padding its own: hone's CPU attention kernel takes such masks), none the future,
+    # and no real token sees the padding
+    two = pack(exs, 8, pad_id=1).batch([0, 1])
+    assert two["input_ids"][1].tolist() == [2, 9, 10, 11, 1, 1, 1, 1]
+    allowed = two["attention_mask"][:, 0] == 0
+    assert allowed.any(-1).all() and not allowed.triu(1).any() and not allowed[1, :4, 4:].any()
+    assert allowed[1, 4:, 4:].equal(torch.ones(4, 4, dtype=torch.bool).tril())
 
 
 def test_pack_fills_rows_first_fit():

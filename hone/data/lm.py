@@ -65,7 +65,9 @@ def _seq2seq_batch(src: list[list[int]], tgt: list[list[int]], pad_id: int) -> d
 
 
 def _packed_positions_and_mask(segs: list[list[int]], lens: list[int], width: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """position_ids (B, T) restarting per example, and an additive mask (B, 1, T, T) (0 = attend)."""
+    """position_ids (B, T) restarting per example, and an additive mask (B, 1, T, T) (0 = attend): each example
+    attends causally to its own tokens, and the padding after the last one to the padding (never read by a real token,
+    and never trained; so that every query has a key, which hone's CPU attention kernel requires)."""
     b = len(segs)
     pos = torch.zeros((b, width), dtype=torch.long)
     seg_id = torch.full((b, width), -1, dtype=torch.long)  # -1 = padding
@@ -75,7 +77,7 @@ def _packed_positions_and_mask(segs: list[list[int]], lens: list[int], width: in
             a, e = bounds[j], bounds[j + 1]
             pos[k, a:e] = torch.arange(e - a)
             seg_id[k, a:e] = j
-    same = (seg_id[:, :, None] == seg_id[:, None, :]) & (seg_id[:, :, None] >= 0)  # (B, T, T)
+    same = seg_id[:, :, None] == seg_id[:, None, :]  # (B, T, T)
     allowed = same & torch.tril(torch.ones((width, width), dtype=torch.bool))
     mask = torch.zeros((b, 1, width, width))
     mask.masked_fill_(~allowed[:, None], torch.finfo(torch.float32).min)

@@ -562,7 +562,9 @@ def _short_attention_forward(module, query, key, value, attention_mask, dropout=
     max_keys, keep = SHORT_ATTENTION_MAX if decoder else ENCODER_ATTENTION_MAX, True
     if decoder and key.shape[2] > SHORT_ATTENTION_MAX and _native_attention(query, key, value) is not None:
         max_keys, keep = DECODER_ATTENTION_MAX, False  # (the backward recomputes the probabilities)
-        # a padded batch's mask is the causal mask and the padding in one: told so, the kernel skips the future
+        if mask is not None:  # a packed batch's additive mask (hone.data.lm) as the boolean one it is
+            mask = _boolean_mask(mask)
+        # a padded or packed batch's mask is the causal mask and more: told so, the kernel skips the future
         causal = causal or (mask is not None and _mask_is_causal(mask))
     if (not _short_attention_ok(query.shape, key.shape[1], key.shape[2], (query.dtype, key.dtype, value.dtype),
                                 query.is_cpu and key.is_cpu and value.is_cpu, mask, amp, causal, max_keys)
@@ -579,8 +581,29 @@ def _short_attention_forward(module, query, key, value, attention_mask, dropout=
 _MIN_SOFTMAX_ROW = 16
 
 
-# the last mask checked by _mask_is_causal, as (mask, version, result); emptied with _LAST_BIAS
+# the last mask checked by _mask_is_causal, as (mask, version, result), and the last converted by _boolean_mask;
+# emptied with _LAST_BIAS
 _LAST_CAUSAL: list = [None]
+_LAST_BOOLEAN: list = [None]
+
+
+def _boolean_mask(mask: torch.Tensor) -> torch.Tensor:
+    """A 4-d additive float mask whose entries are all 0 (attend) or -inf / the dtype's lowest value (not), as a
+    boolean one (True = attend): the same attention wherever a query sees some key, where the lowest value's
+    exponential is an exact 0 (a query that sees none then fails the kernel's check and goes to SDPA).  Any other mask
+    is returned as it is.  Converted once per mask (the layers of a forward share it)."""
+    if not mask.is_floating_point() or mask.dim() != 4:
+        return mask
+    version = None if mask.is_inference() else mask._version
+    last = _LAST_BOOLEAN[0]
+    if version is not None and last is not None and last[0] is mask and last[1] == version:
+        return last[2]
+    attend = mask == 0
+    lowest = torch.finfo(mask.dtype).min
+    out = attend if bool((attend | (mask <= lowest)).all()) else mask
+    if version is not None:
+        _LAST_BOOLEAN[0] = (mask, version, out)
+    return out
 
 
 def _mask_is_causal(mask: torch.Tensor) -> bool:
@@ -946,7 +969,7 @@ def _short_attention() -> Iterator[bool]:
         else:
             local.pop("sdpa", None)
         _ORIGINAL_SDPA.clear()
-        _LAST_BIAS[0] = _LAST_CAUSAL[0] = None
+        _LAST_BIAS[0] = _LAST_CAUSAL[0] = _LAST_BOOLEAN[0] = None
 
 
 def _lora_linear_type():
