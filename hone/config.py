@@ -271,7 +271,8 @@ class TrainConfig(_Section):
     sparse_embeddings: bool = True
     # CPU kernels (hone.model.cpu_kernels): dropout masks from 16-bit uniforms instead of bernoulli_,
     # one fused autograd node per LoRA linear layer, per Llama-family RMSNorm and per BERT-family encoder
-    # layer (hone.model.fused_bert), and attention for rows of at most 64 tokens (512 in encoders) by hone's
+    # layer (hone.model.fused_bert), and attention for rows of at most 512 tokens (64 in decoders without the native
+    # kernel, which recomputes a decoder's probabilities in the backward above 64) by hone's
     # native kernel (hone.model.native: compiled with the system's C compiler on first use; HONE_NATIVE_KERNELS=0
     # turns it off) or else by batched products; with the native kernels also Llama-family rotary embeddings, SwiGLU,
     # RMSNorm, LoRA's input dropout and BERT's add & norm in one pass each; the masks are a different random stream

@@ -31,7 +31,8 @@ of the step and the LoRA adapters' extra elementwise passes (dropout multiply, `
   (transformers' ``apply_rotary_pos_emb`` for queries and keys as one node: 1.06x per SmolLM2-135M LoRA SFT
   step, the same outputs bit for bit) and :class:`_SwiGLU` (the MLP's ``silu(gate) * up``, one pass each way).
 * :func:`_short_attention_forward` stands in for transformers' ``sdpa`` attention function on
-  rows of at most 64 tokens in decoders, 512 in encoders (causal, or bidirectional with a padding mask; dropout with
+  rows of at most 64 tokens in decoders (512 by the native kernel, which then recomputes the probabilities in the
+  backward instead of keeping them), 512 in encoders (causal, or bidirectional with a padding mask; dropout with
   :func:`keep_mask`), where SDPA's kernels are overhead-bound: one autograd node
   (:class:`_ShortAttention`).  Where a C compiler is found it runs hone's native kernel
   (:mod:`hone.model.native`, ``native.c``: one pass per batch row and key / value head, inputs read in
@@ -512,11 +513,11 @@ def _frozen_linear_forward(self: nn.Linear, x: torch.Tensor) -> torch.Tensor:
     return F.linear(x, *frozen_casts.amp_weights(self, amp))  # autocast casts x as it would
 
 
-# Longest sequence the short attention takes in a decoder.  On 2 cores it was 1.3-1.6x faster than SDPA's flash
-# kernel (forward + backward, causal) at 26-128 tokens, even at 256 and equal at 512; but it keeps every head's (T, T)
-# probabilities for backward, where the flash kernel keeps one value per row: in LoRA SFT of SmolLM2-135M with
-# rows of up to 102 tokens, a 128-token limit raised peak RSS by 150 MB (5%).  At 64 tokens the probabilities
-# are under 5% of a SmolLM2 layer's activations, and the longest batches, which set the peak, take SDPA.
+# Longest sequence the short attention takes in a decoder with its probabilities kept for the backward (the torch
+# path's limit, and the native kernel's below DECODER_ATTENTION_MAX's recomputing).  On 2 cores it was 1.3-1.6x
+# faster than SDPA's flash kernel (forward + backward, causal) at 26-128 tokens; but kept (T, T) probabilities per
+# head, where the flash kernel keeps one value per row: in LoRA SFT of SmolLM2-135M with rows of up to 102 tokens, a
+# 128-token limit raised peak RSS by 150 MB (5%).  At 64 tokens they are under 5% of a SmolLM2 layer's activations.
 SHORT_ATTENTION_MAX = 64
 # Longest sequence it takes in a bidirectional encoder (BERT's 512 positions).  There SDPA, with dropout on the
 # probabilities, runs its math kernel, which keeps more than the probabilities: MiniLM full fine-tuning at batch 32
@@ -525,7 +526,10 @@ SHORT_ATTENTION_MAX = 64
 ENCODER_ATTENTION_MAX = 512
 # Longest sequence it takes in a decoder by the native kernel with no probabilities kept (:func:`attend`'s
 # ``keep_probs=False``, above :data:`SHORT_ATTENTION_MAX`): the backward recomputes them, so a layer holds for its
-# backward what SDPA's flash kernel holds, its inputs, and less than its output and per-row log-sum-exp.
+# backward its inputs only (SDPA's flash kernel also keeps its output and a log-sum-exp per row), and causal rows run
+# in blocks of 64 queries over the keys up to each block's last (``native.c``).  SmolLM2-135M-shaped LoRA steps
+# against SDPA: 1.24-1.28x at 128 tokens, 1.07-1.11x at 256, 1.03-1.06x at 512, peak RSS within 1%; LoRA SFT on
+# DialogSum (rows up to 512 tokens) 1.15x, packed 1.17x (bench/RESULTS.md, session 25).
 DECODER_ATTENTION_MAX = 512
 _ORIGINAL_SDPA: list = []  # transformers' sdpa function while it is routed through the short attention
 
@@ -534,8 +538,10 @@ def _short_attention_forward(module, query, key, value, attention_mask, dropout=
                              is_causal=None, **kwargs):
     """transformers' ``sdpa`` attention function, computed in fp32 as two batched products and a softmax for
     CPU rows (fp32, or autocast's dtype under CPU autocast) of at most :data:`SHORT_ATTENTION_MAX` tokens in a
-    decoder (a module whose ``is_causal`` is true), :data:`ENCODER_ATTENTION_MAX` in an encoder,
-    causal or not, unmasked or with a boolean mask in which every query has a key; anything else goes to
+    decoder (a module whose ``is_causal`` is true; :data:`DECODER_ATTENTION_MAX` by the native kernel, which then
+    recomputes the probabilities in the backward), :data:`ENCODER_ATTENTION_MAX` in an encoder,
+    causal or not, unmasked or with a boolean mask in which every query has a key (in a decoder's longer rows also an
+    additive mask of 0 and -inf / the lowest value, as packed batches have); anything else goes to
     the original function.
 
     At short rows SDPA is overhead-bound: its flash kernel took 3.5-4.1 ms forward + backward for the
