@@ -492,3 +492,38 @@ def test_training_loop_clips_inside_fused_adamw_on_cpu(tmp_path, monkeypatch):
                 TrainConfig(max_steps=3, batch_size=8, lr=1e-2, max_grad_norm=1e-3),
                 objective=ClassificationObjective(), run_dir=tmp_path, seed=0, progress=False)
     assert res.steps == 3 and deferred == [True, True, True]  # every step clipped, each time by the fused kernel
+
+
+def test_sft_on_long_rows_through_the_native_attention_equals_the_stock_path(monkeypatch):
+    """An SFT batch of rows longer than SHORT_ATTENTION_MAX (right padding, the last layer on the trained positions
+    only): within cpu_kernels the other layers' attention takes the native kernel with its probabilities recomputed in the
+    backward, and the loss and every gradient equal the stock path's (SDPA, no kernels); the last layer's
+    attention on the trained positions is its own (hone.model.fast)."""
+    from hone.model import cpu_kernels as ck
+    from hone.model import native
+    from hone.model.cpu_kernels import cpu_kernels
+
+    if native.library() is None or native.library().vector_width < native.ATTENTION_MIN_LANES:
+        pytest.skip("no native attention kernel here")
+    torch.manual_seed(0)
+    model = _tiny_decoder("llama").train()
+    t = ck.SHORT_ATTENTION_MAX + 60
+    ids = torch.randint(1, 100, (2, t))
+    labels = torch.full_like(ids, -100)
+    labels[0, t - 20:] = ids[0, t - 20:]
+    labels[1, t - 40:t - 10] = ids[1, t - 40:t - 10]  # then padding
+    mask = torch.ones_like(ids)
+    mask[1, t - 10:] = 0
+    batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    want, want_g = _causal_loss_and_grads(model, batch, monkeypatch, kept=True)
+    seen = []
+    real = ck.attend
+    monkeypatch.setattr(ck, "attend", lambda *a, **k: (seen.append(a[8] if len(a) > 8 else k.get("keep_probs")),
+                                                       real(*a, **k))[1])
+    with cpu_kernels(model):
+        got, got_g = _causal_loss_and_grads(model, batch, monkeypatch, kept=True)
+    assert seen == [False]  # the first layer's (the last, on the trained positions, computes its own)
+    torch.testing.assert_close(got, want)
+    assert set(got_g) == set(want_g)
+    for name, g in want_g.items():
+        torch.testing.assert_close(got_g[name], g, atol=1e-5, rtol=1e-4, msg=name)
