@@ -763,8 +763,8 @@ def _attention_checked(code: int, what: str, shape: tuple[int, ...]) -> None:
 
 def _attend_native(lib, query, key, value, mask, causal, dropout, scale, out_dtype, keep_probs=True):
     """:func:`attend` by the native kernel (``native.c``): the inputs are read where they are, in their
-    dtype, and the output written in place; it saves the inputs (not fp32 copies), the probabilities (unless not
-    ``keep_probs``) and the mask."""
+    dtype, and the output written in place; it saves the inputs (not fp32 copies) and the probabilities, or without
+    ``keep_probs`` the mask instead."""
     b, h, tq, d = query.shape
     kv, t = key.shape[1], key.shape[2]
     query, key, value = (_last_contiguous(x) for x in (query, key, value))
@@ -783,8 +783,9 @@ def _attend_native(lib, query, key, value, mask, causal, dropout, scale, out_dty
                            None, 0)
     _attention_checked(code, "", (b, h, kv, tq, t, d))
     # the library itself is in meta: the backward runs on it even if the kernels are switched off in between
-    return result, (query, key, value, probs, mask), ((b, h, kv, tq, t, d), scale, (seed, dropped, keep_scale), lib,
-                                                      None, (strides, int(causal)))
+    # (the mask only where the backward recomputes the probabilities; the causal flag always: its blocks)
+    return result, (query, key, value, probs, mask if probs is None else None), (
+        (b, h, kv, tq, t, d), scale, (seed, dropped, keep_scale), lib, None, (strides, int(causal)))
 
 
 # packed rows are rounded up to a multiple of this: oneDNN builds (and keeps) a product for every new row count, which
