@@ -653,16 +653,18 @@ def sft_assets(args, recipe: dict) -> tuple[Path, Path, int]:
         log(f"saving the baseline's random-init {args.model_size} Llama for hone -> {model_dir}")
         subprocess.run([sys.executable, __file__, "_make-sft-model", "--spec", json.dumps(spec)], check=True,
                        stdout=subprocess.DEVNULL)
-    pairs = RUNS / "_data" / f"sft-banking77-limit{args.limit}.jsonl"
+    pairs = RUNS / "_data" / f"sft-{args.dataset}-limit{args.limit}.jsonl"
     if not pairs.exists():
         pairs.parent.mkdir(parents=True, exist_ok=True)
         code = (f"import json,sys; sys.path.insert(0, {str(SHARED_BENCH)!r}); import hf_baseline_sft as hb\n"
-                f"pairs, _ = hb.load_pairs('banking77', {str(SHARED / 'data')!r}, {args.limit:d})\n"
+                f"pairs, _ = hb.load_pairs({args.dataset!r}, {str(SHARED / 'data')!r}, {args.limit:d})\n"
                 "sys.stdout.write(''.join(json.dumps(p) + '\\n' for p in pairs))")
         p = subprocess.run([args.baseline_python, "-c", code], capture_output=True, text=True, check=False,
                            env=baseline_env(args))
         if p.returncode == 0:
             pairs.write_text(p.stdout, encoding="utf-8")
+        elif args.dataset != "banking77":
+            sys.exit(f"the baseline's load_pairs() failed: {p.stderr.strip()[-500:]}")
         else:  # no pandas there (hone alone): the same pairs read with the csv module
             log(f"the baseline's load_pairs() failed ({p.stderr.strip().splitlines()[-1:]}); building the "
                 "pairs with the csv module instead (same rows unless a text reads as NaN in pandas)")
@@ -764,8 +766,8 @@ def build_plan(args, recipe: dict, peak_json: str | None, stamp: str) -> tuple[l
                   "train": train_block, "gen": {"template": None}}
         base_cmd = [args.baseline_python, str(SHARED_BENCH / recipe["script"]), *common_b,
                     "--model-size", args.model_size, "--limit", str(args.limit), "--data-root", str(SHARED / "data"),
-                    "--lora-targets", "all-linear"]
-        data_label = f"banking77 prompt/completion ({n_pairs} pairs)"
+                    "--dataset", args.dataset, "--lora-targets", "all-linear"]
+        data_label = f"{args.dataset} prompt/completion ({n_pairs} pairs)"
         model_label = f"random-init Llama {args.model_size} + BERT tokenizer"
         spec_data = {"train": str(pairs)}
     variants = [v for v in args.baseline.split(",") if v and v != "none"]
@@ -993,6 +995,9 @@ def main(argv=None) -> int:
                          "e.g. `bench/gen_datasets.py teleqna OUT` -> OUT/topics")
     ap.add_argument("--model-size", choices=["small", "smollm2-135m"], default="small", help="sft model shape")
     ap.add_argument("--limit", type=int, default=4000, help="sft: first N prompt/completion pairs (baseline default)")
+    ap.add_argument("--dataset", choices=["banking77", "dialogsum"], default="banking77",
+                    help="sft: the baseline's prompt/completion pairs: BANKING77 intents (short rows) or DialogSum "
+                         "summaries (dialogues of up to 512 tokens and more, truncated by each system)")
     ap.add_argument("--batch-size", type=int, default=None)
     ap.add_argument("--max-length", type=int, default=None)
     ap.add_argument("--lr", type=float, default=None)
