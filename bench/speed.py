@@ -38,7 +38,8 @@ Models and data
   sft: the baseline's randomly initialised Llama (``--model-size small``: SmolLM2-135M width,
     6 layers; ``smollm2-135m``: 30 layers), saved once under ``runs/speed/_models`` with the
     BERT tokenizer the baseline uses, and the first ``--limit`` BANKING77 prompt/completion
-    pairs produced by the baseline's own ``load_pairs()``.  TRL tokenizes them as
+    pairs produced by the baseline's own ``load_pairs()`` (``--dataset dialogsum``: its DialogSum pairs, rows of up
+    to 512 tokens after truncation; TRL's ``--padding-free`` does not truncate).  TRL tokenizes them as
     ``[CLS] prompt completion [SEP] [SEP]`` (it appends the EOS text and the BERT tokenizer adds
     [SEP]) and trains ``completion [SEP] [SEP]``; hone gets a chat template that renders
     exactly that, so both see the same token ids and the same trained tokens.  lr 1e-4 full /
