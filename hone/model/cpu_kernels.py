@@ -568,10 +568,9 @@ def _short_attention_forward(module, query, key, value, attention_mask, dropout=
     max_keys, keep = SHORT_ATTENTION_MAX if decoder else ENCODER_ATTENTION_MAX, True
     if decoder and key.shape[2] > SHORT_ATTENTION_MAX and _native_attention(query, key, value) is not None:
         max_keys, keep = DECODER_ATTENTION_MAX, False  # (the backward recomputes the probabilities)
-        if mask is not None:  # a packed batch's additive mask (hone.data.lm) as the boolean one it is
-            mask = _boolean_mask(mask)
-        # a padded or packed batch's mask is the causal mask and more: told so, the kernel skips the future
-        causal = causal or (mask is not None and _mask_is_causal(mask))
+        if mask is not None:  # (told that the mask hides the future, the kernel skips it)
+            mask, hides_future = _decoder_mask(mask)
+            causal = causal or hides_future
     if (not _short_attention_ok(query.shape, key.shape[1], key.shape[2], (query.dtype, key.dtype, value.dtype),
                                 query.is_cpu and key.is_cpu and value.is_cpu, mask, amp, causal, max_keys)
             or any(kwargs.get(k) is not None for k in ("softcap", "position_bias", "cache"))
@@ -587,44 +586,31 @@ def _short_attention_forward(module, query, key, value, attention_mask, dropout=
 _MIN_SOFTMAX_ROW = 16
 
 
-# the last mask checked by _mask_is_causal, as (mask, version, result), and the last converted by _boolean_mask;
-# emptied with _LAST_BIAS
-_LAST_CAUSAL: list = [None]
-_LAST_BOOLEAN: list = [None]
+# the last mask read by _decoder_mask, as (mask, version, result); emptied with _LAST_BIAS
+_LAST_DECODER_MASK: list = [None]
 
 
-def _boolean_mask(mask: torch.Tensor) -> torch.Tensor:
-    """A 4-d additive float mask whose entries are all 0 (attend) or -inf / the dtype's lowest value (not), as a
-    boolean one (True = attend): the same attention wherever a query sees some key, where the lowest value's
-    exponential is an exact 0 (a query that sees none then fails the kernel's check and goes to SDPA).  Any other mask
-    is returned as it is.  Converted once per mask (the layers of a forward share it)."""
-    if not mask.is_floating_point() or mask.dim() != 4:
-        return mask
+def _decoder_mask(mask: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    """A decoder's 4-d mask for the native kernel, and whether it hides every key after its query (a padded or packed
+    batch's: the causal mask and more).  A packed batch's additive float mask (``hone.data.lm``), all 0 (attend) or
+    -inf / the dtype's lowest value (not), becomes the boolean mask it is (True = attend): the same attention wherever
+    a query sees some key, the lowest value's exponential being an exact 0 (a query that sees none fails the kernel's
+    check and goes to SDPA); any other float mask is returned as it is.  Read once per mask: the layers of a forward
+    share it, and a change in place shows in its version."""
     version = None if mask.is_inference() else mask._version
-    last = _LAST_BOOLEAN[0]
+    last = _LAST_DECODER_MASK[0]
     if version is not None and last is not None and last[0] is mask and last[1] == version:
         return last[2]
-    attend = mask == 0
-    lowest = torch.finfo(mask.dtype).min
-    out = attend if bool((attend | (mask <= lowest)).all()) else mask
+    out = mask
+    if mask.is_floating_point() and mask.dim() == 4:
+        attend = mask == 0
+        if bool((attend | (mask <= torch.finfo(mask.dtype).min)).all()):
+            out = attend
+    hides_future = (out.dtype == torch.bool and out.dim() == 4 and out.shape[-1] == out.shape[-2]
+                    and not bool(out.triu(1).any()))
     if version is not None:
-        _LAST_BOOLEAN[0] = (mask, version, out)
-    return out
-
-
-def _mask_is_causal(mask: torch.Tensor) -> bool:
-    """Does a 4-d boolean (batch, 1 or heads, t, t) mask hide every key after its query, as a decoder's padded batch's
-    does?  Checked once per mask (the layers of a forward share it; a change in place is seen by its version)."""
-    if mask.dtype != torch.bool or mask.dim() != 4 or mask.shape[-1] != mask.shape[-2]:
-        return False
-    version = None if mask.is_inference() else mask._version
-    last = _LAST_CAUSAL[0]
-    if version is not None and last is not None and last[0] is mask and last[1] == version:
-        return last[2]
-    causal = not bool(mask.triu(1).any())
-    if version is not None:
-        _LAST_CAUSAL[0] = (mask, version, causal)
-    return causal
+        _LAST_DECODER_MASK[0] = (mask, version, (out, hides_future))
+    return out, hides_future
 
 
 # the last bias built, as (mask, key, bias): the layers of one forward share their mask, so only the first builds it
@@ -976,7 +962,7 @@ def _short_attention() -> Iterator[bool]:
         else:
             local.pop("sdpa", None)
         _ORIGINAL_SDPA.clear()
-        _LAST_BIAS[0] = _LAST_CAUSAL[0] = _LAST_BOOLEAN[0] = None
+        _LAST_BIAS[0] = _LAST_DECODER_MASK[0] = None
 
 
 def _lora_linear_type():

@@ -180,8 +180,8 @@ def train(model, train_data, val_data, cfg: TrainConfig, *, objective, run_dir: 
                 log("CPU kernels: " + ", ".join(f"{n} {k}" for k, n in switched.items() if n)
                     + f"; native kernels {native.status()}")
             if st.bucket is None:  # decided once per run (a resumed run replays its batches)
-                st.bucket = cfg.bucket if isinstance(cfg.bucket, bool) else not (
-                    switched and switched.get("packed_encoder") and packs_padded_batches(acc.unwrap_model(model)))
+                st.bucket = cfg.bucket if isinstance(cfg.bucket, bool) else not packs_padded_batches(
+                    acc.unwrap_model(model))
                 if cfg.bucket == "auto":
                     log("length-bucketed batches" if st.bucket else
                         "batches not bucketed by length: the packed encoder leaves their padding out")
