@@ -284,8 +284,9 @@ def test_packed_encoder_leaves_the_padding_out_and_passes_the_rest_on(monkeypatc
                 (out.float() * weights).sum().backward()
             grads[run, amp] = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
     ref = grads["stock", False]
-    for name in ref:
-        assert torch.allclose(grads["packed", False][name], ref[name], atol=1e-6, rtol=1e-4), name
+    for name in ref:  # absolute slack scaled to the gradient: a sum over rows in another order (e.g. AMX's) cancels
+        scale = max(1.0, float(ref[name].abs().max()))
+        assert torch.allclose(grads["packed", False][name], ref[name], atol=1e-6 * scale, rtol=1e-4), name
     skip = ("key.bias", "pooler.dense.weight", "pooler.dense.bias")  # zero true gradients: rounding only
     worst = {run: max(_err(grads[run, True][k], ref[k]) for k in ref if not k.endswith(skip))
              for run in ("packed", "padded")}
