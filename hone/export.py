@@ -39,6 +39,7 @@ from hone.artifacts import (ADAPTER_CONFIG, EXPORT_GGUF, EXPORT_ONNX_DIR, EXPORT
                             atomic_write_json, staged_dir)
 from hone.errors import ArtifactError
 from hone.model.load import EMBEDDED, _quiet_transformers, resolve_model_path
+from hone.model.methods import import_peft
 
 FORMATS = ("transformers", "onnx", "gguf")
 DEFAULT_PROMPTS: list[Any] = ["Hello! What can you help me with?", "My internet is slow, what should I do?"]
@@ -185,6 +186,7 @@ def _load(d: Path, man: dict, base_dir: Path | None):
     try:
         tok = AutoTokenizer.from_pretrained(d)
         if man.get("format") == "peft":
+            import_peft()
             from peft import PeftModel
             model = auto.from_pretrained(base_dir, dtype=torch.float32, use_safetensors=True)
             if len(tok) > model.get_input_embeddings().num_embeddings:

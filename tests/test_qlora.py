@@ -278,3 +278,39 @@ def test_lora_gradients_on_the_4bit_base_equal_the_dequantized_fp32_base(tiny):
     assert q_grads.keys() == d_grads.keys() and len(q_grads) == 2 * 14
     for k in d_grads:
         torch.testing.assert_close(q_grads[k], d_grads[k], rtol=1e-4, atol=1e-6, msg=k)
+
+
+_HUB_PROBE = r"""
+import sys
+import kernels as fake  # the real package, its Hub call replaced by a recorder
+calls = []
+fake.get_kernel = lambda *a, **k: calls.append(a) or (_ for _ in ()).throw(RuntimeError("the Hub was asked"))
+if sys.argv[1] == "hone":
+    from hone.model.methods import import_peft
+    import_peft()
+else:
+    import peft
+import bitsandbytes.functional as F
+print(len(calls), sys.modules.get("kernels") is fake, "peft" in sys.modules, bool(F.has_avx512bf16()))
+"""
+
+
+def test_import_peft_keeps_bitsandbytes_off_the_hub():
+    """peft imports bitsandbytes, which on an AVX512-BF16 CPU asks the Hub for a 4-bit kernel at import (and
+    warns offline).  Through ``import_peft`` it never asks, prints nothing, and ``kernels`` is back afterwards."""
+    import subprocess
+
+    if importlib.util.find_spec("bitsandbytes") is None or importlib.util.find_spec("kernels") is None:
+        pytest.skip("bitsandbytes or kernels is not installed")
+
+    def probe(mode):
+        out = subprocess.run([sys.executable, "-c", _HUB_PROBE, mode], capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        return out.stdout.split()[-4:], out.stderr
+
+    (calls, restored, imported, bf16), err = probe("hone")
+    assert (calls, restored, imported) == ("0", "True", "True")
+    assert "Hub was asked" not in err and "kernels-community" not in err
+    if bf16 == "True":  # where bitsandbytes asks the Hub, plain peft does: the probe can tell the two apart
+        (calls, _, _, _), err = probe("plain")
+        assert calls == "1" and "Hub was asked" in err

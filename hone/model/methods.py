@@ -1,15 +1,19 @@
 """Fine-tuning methods: which parameters train and what is saved.
 
 A registry of name -> ``apply(model, cfg) -> model``; the training loop never branches on
-the method.  This is the one module that imports peft.  Methods for a sequence classifier
+the method.  peft is imported through :func:`import_peft` (here and where artifacts are loaded).  Methods for a sequence classifier
 keep the classification head trainable in every case (for LoRA / IA3 through peft's
 ``modules_to_save``, so the head is saved beside the adapter).
 """
 
 from __future__ import annotations
 
+import importlib.util
+import logging
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 import torch
@@ -18,6 +22,36 @@ from torch import nn
 from hone.errors import ConfigError
 
 HEAD_NAMES = ("classifier", "score", "pooler")  # head modules of *ForSequenceClassification models
+_BNB_CPU_LOG = "bitsandbytes.backends.cpu.ops"
+
+
+def import_peft() -> ModuleType:
+    """peft, imported with bitsandbytes kept off the Hugging Face Hub.
+
+    ``peft.helpers`` imports bitsandbytes whenever it is installed (hone's ``qlora`` and ``dev`` extras), and on a
+    CPU with AVX512-BF16 bitsandbytes' import asks the Hub for a compiled 4-bit kernel (``kernels.get_kernel``): a
+    network call in every run that imports peft, LoRA without quantization too, and offline a warning about
+    ``trust_remote_code``.  So bitsandbytes is imported first with ``kernels`` hidden and that logger quiet; it
+    then uses its own CPU kernels, as it does offline.  A QLoRA run loads bitsandbytes through transformers
+    first, and this changes nothing there."""
+    if "peft" not in sys.modules and "bitsandbytes" not in sys.modules \
+            and importlib.util.find_spec("bitsandbytes") is not None:
+        kernels, log = sys.modules.get("kernels"), logging.getLogger(_BNB_CPU_LOG)
+        level, sys.modules["kernels"] = log.level, None  # type: ignore[assignment]  # None: ImportError
+        log.setLevel(logging.ERROR)
+        try:
+            import bitsandbytes  # noqa: F401
+        except Exception:  # noqa: BLE001 - a broken bitsandbytes: peft's own try/except decides
+            pass
+        finally:
+            log.setLevel(level)
+            if kernels is None:
+                sys.modules.pop("kernels", None)
+            else:
+                sys.modules["kernels"] = kernels
+    import peft
+
+    return peft
 
 
 @dataclass
@@ -103,6 +137,7 @@ class ProgressiveUnfreezer:
 
 
 def _peft_task(model: nn.Module) -> str:
+    import_peft()
     from peft import TaskType
 
     arch = (getattr(model.config, "architectures", None) or [type(model).__name__])[0]
@@ -114,6 +149,7 @@ def _peft_task(model: nn.Module) -> str:
 
 
 def lora(model: nn.Module, cfg: Any) -> nn.Module:
+    import_peft()
     from peft import LoraConfig, get_peft_model
 
     pc = LoraConfig(task_type=_peft_task(model), r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
@@ -125,6 +161,7 @@ def lora(model: nn.Module, cfg: Any) -> nn.Module:
 
 
 def ia3(model: nn.Module, cfg: Any) -> nn.Module:
+    import_peft()
     from peft import IA3Config, get_peft_model
 
     pc = IA3Config(task_type=_peft_task(model), target_modules=cfg.target_modules,
@@ -137,6 +174,7 @@ def ia3(model: nn.Module, cfg: Any) -> nn.Module:
 
 def prompt_tuning(model: nn.Module, cfg: Any) -> nn.Module:
     """Soft prompt (Lester et al. 2021): ``num_virtual_tokens`` trainable input embeddings."""
+    import_peft()
     from peft import PromptTuningConfig, PromptTuningInit, get_peft_model
 
     kw: dict[str, Any] = {}
@@ -159,6 +197,7 @@ def _takes_past_key_values(model: nn.Module) -> bool:
 
 def prefix_tuning(model: nn.Module, cfg: Any) -> nn.Module:
     """Prefix tuning (Li & Liang 2021): trainable key/value prefixes in every attention layer."""
+    import_peft()
     from peft import PrefixTuningConfig, TaskType, get_peft_model
 
     task = _peft_task(model)

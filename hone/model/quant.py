@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from hone.errors import ConfigError, ModelError
+from hone.model.methods import import_peft
 
 CPU_DEFAULT = "bitsandbytes"  # the backend "auto" picks without CUDA
 GPU_DEFAULT = "bitsandbytes"  # ... and with CUDA
@@ -94,6 +95,7 @@ def _freeze_and_prepare(model: nn.Module, gradient_checkpointing: bool) -> nn.Mo
     Its only cast (fp16/bf16 -> fp32 for the non-quantized tensors) costs nothing on the CPU,
     where the model is loaded in fp32 anyway; on CUDA it is the standard QLoRA recipe.
     """
+    import_peft()
     from peft import prepare_model_for_kbit_training
 
     return prepare_model_for_kbit_training(
@@ -229,6 +231,7 @@ def lora_on_quantized(model: nn.Module, r: int, alpha: float, dropout: float,
     ``target_modules`` is a list of module names or ``"all-linear"``.  Only the adapters
     train; peft keeps them in fp32 whatever the compute dtype.
     """
+    import_peft()
     from peft import LoraConfig, TaskType, get_peft_model
 
     if not getattr(model, "hone_quantization", None):

@@ -18,6 +18,7 @@ from hone import artifacts
 from hone.errors import ArtifactError
 from hone.model.cpu_kernels import cpu_kernels
 from hone.model.fast import first_token_only
+from hone.model.methods import import_peft
 
 
 # below this many texts the plain model: setting up the CPU kernels' block takes about 3 ms (MiniLM, 2 cores: 1 text
@@ -55,6 +56,7 @@ class Classifier:
         tok = AutoTokenizer.from_pretrained(str(path))
         config = AutoConfig.from_pretrained(str(path))  # picks the class (mean-pooling head or transformers')
         if (path / artifacts.ADAPTER_CONFIG).is_file():
+            import_peft()
             from peft import PeftModel
 
             base = classifier_class(config).from_pretrained(manifest["base_model_path"], config=config,

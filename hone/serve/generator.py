@@ -22,6 +22,7 @@ import torch
 from hone import artifacts
 from hone.data.chat import encode_prompt, end_of_turn_ids
 from hone.errors import ArtifactError
+from hone.model.methods import import_peft
 from hone.train.heap import heap_reuse
 
 Prompt = str | list[dict[str, Any]]
@@ -182,6 +183,7 @@ def _load_artifact_model(path: Path, manifest: dict[str, Any], dtype: Any):
     kw = {"dtype": dtype or torch.float32, "use_safetensors": True}
     try:
         if manifest.get("format") == "peft":
+            import_peft()
             from peft import PeftModel
 
             base_path = manifest.get("base_model_path")
