@@ -529,8 +529,11 @@ ENCODER_ATTENTION_MAX = 512
 # backward its inputs only (SDPA's flash kernel also keeps its output and a log-sum-exp per row), and causal rows run
 # in blocks of 64 queries over the keys up to each block's last (``native.c``).  SmolLM2-135M-shaped LoRA steps
 # against SDPA: 1.24-1.28x at 128 tokens, 1.07-1.11x at 256, 1.03-1.06x at 512, peak RSS within 1%; LoRA SFT on
-# DialogSum (rows up to 512 tokens) 1.15x, packed 1.17x (bench/RESULTS.md, session 25).
-DECODER_ATTENTION_MAX = 512
+# DialogSum (rows up to 512 tokens) 1.15x, packed 1.17x (bench/RESULTS.md, session 25).  On a CPU with AMX tiles,
+# where SDPA's flash kernel has bf16 products on AMX while this kernel runs AVX512-BF16 dot products, the same steps
+# ran 1.25x at 128, 1.07x at 256, 1.03x at 384 and 448, but 0.95x at 512 (paired, quartiles 0.92-0.97; session 26):
+# there it stops at 448.
+DECODER_ATTENTION_MAX = 448 if getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)() else 512
 _ORIGINAL_SDPA: list = []  # transformers' sdpa function while it is routed through the short attention
 
 
