@@ -508,14 +508,12 @@ def _key_padding(mask: torch.Tensor | None, batch: int, t: int) -> tuple[torch.T
     return keys, lengths
 
 
-def _packs(layers: list[nn.Module]) -> bool:
+def _packs(layers: list[nn.Module], hidden: int) -> bool:
     """The checks of :func:`_packed` that do not depend on the call: the native attention (vectors of 8 floats or
     more), heads of at most ``_NATIVE_MAX_DIM`` dimensions, a hidden width the native norms take."""
     lib = native.library()
-    sa = layers[0].attention.self
     return (lib is not None and lib.vector_width >= native.ATTENTION_MIN_LANES
-            and sa.attention_head_size <= ck._NATIVE_MAX_DIM
-            and ck.native_norm_width(sa.num_attention_heads * sa.attention_head_size))
+            and layers[0].attention.self.attention_head_size <= ck._NATIVE_MAX_DIM and ck.native_norm_width(hidden))
 
 
 def packs_padded_batches(model: nn.Module) -> bool:
@@ -529,7 +527,7 @@ def packs_padded_batches(model: nn.Module) -> bool:
         if getattr(module.__dict__.get("forward"), "__func__", None) is not packed_encoder_forward:
             continue
         layers = list(module.layer)
-        if (_layer_kinds(layers) is not None and _packs(layers)
+        if (_layer_kinds(layers) is not None and _packs(layers, module.config.hidden_size)
                 and not any(_hooked(layer) or layer._forward_hooks or layer._forward_pre_hooks
                             or getattr(layer, "gradient_checkpointing", False) for layer in layers)):
             return True
@@ -547,8 +545,7 @@ def _packed(encoder, x, mask, args, kwargs):
         return None  # (a cache: prefix tuning's keys and values, which a packed batch would not line up with)
     kinds = _layer_kinds(layers)
     amp = ck._autocast_dtype()
-    if kinds is None or not _packs(layers) or x.dim() != 3 or not ck.native_norm_width(x.shape[-1]) \
-            or not 1 < x.shape[1] <= ck.ENCODER_ATTENTION_MAX:
+    if kinds is None or x.dim() != 3 or not _packs(layers, x.shape[-1]) or not 1 < x.shape[1] <= ck.ENCODER_ATTENTION_MAX:
         return None
     if any(k.startswith("stock") for k in kinds) and not (ck._ORIGINAL_SDPA and amp in (None, torch.bfloat16)
                                                          and x.dtype == torch.float32 and x.is_cpu):
