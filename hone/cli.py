@@ -373,7 +373,7 @@ def _generator(name: str, template: str | None, precision: str = "auto"):
     from hone import artifacts
     from hone.data.chat import setup_tokenizer
     from hone.serve.generator import Generator
-    from hone.train.loop import inference_dtype
+    from hone.train.loop import inference_dtype, to_inference_device
 
     dtype = inference_dtype(precision)
     if (Path(name) / artifacts.MANIFEST).is_file():
@@ -381,6 +381,7 @@ def _generator(name: str, template: str | None, precision: str = "auto"):
     from hone.model.load import load_lm
 
     model, tok = load_lm(name, dtype=dtype)
+    model = to_inference_device(model)
     if not getattr(model.config, "is_encoder_decoder", False):
         setup_tokenizer(tok, template, where=name)
     return Generator(model, tok)

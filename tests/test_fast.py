@@ -527,3 +527,34 @@ def test_sft_on_long_rows_through_the_native_attention_equals_the_stock_path(mon
     assert set(got_g) == set(want_g)
     for name, g in want_g.items():
         torch.testing.assert_close(got_g[name], g, atol=1e-5, rtol=1e-4, msg=name)
+
+
+@pytest.mark.parametrize("clip", [None, 0.05])
+@pytest.mark.parametrize("unscale", [False, True])
+def test_fused_adamw_under_a_grad_scaler_steps_as_torch_does(clip, unscale, native_path):
+    """fp16 on CUDA: accelerate's GradScaler sets ``grad_scale`` (None once unscaled) and ``found_inf`` on a fused
+    optimizer around its step and deletes them after it (here on CPU: torch's GradScaler takes a CPU device too)."""
+    def model():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Linear(6, 5), nn.Linear(5, 3))
+    ref, ours = model(), model()
+    opt_r = torch.optim.AdamW(ref.parameters(), lr=0.05, weight_decay=0.1, fused=True)
+    opt_o = AdamW(ours.parameters(), lr=0.05, weight_decay=0.1, fused=True)
+    scalers = [torch.amp.GradScaler("cpu", init_scale=1024.0) for _ in range(2)]
+    x = torch.randn(4, 6, generator=torch.Generator().manual_seed(1))
+    for s in range(4):
+        for m, opt, sc in zip((ref, ours), (opt_r, opt_o), scalers):
+            sc.scale(m(x).pow(2).sum().mul(s + 1 if s != 1 else float("inf"))).backward()  # step 1 skipped
+            if unscale or clip is not None:
+                sc.unscale_(opt)
+        if clip is not None:
+            torch.nn.utils.clip_grad_norm_(ref.parameters(), clip)
+            clip_grad_norm(ours.parameters(), clip, opt_o)
+        for m, opt, sc in zip((ref, ours), (opt_r, opt_o), scalers):
+            sc.step(opt)  # raised AttributeError (grad_scale deleted twice) before, or ignored the scale natively
+            sc.update()
+            opt.zero_grad()
+        assert scalers[0].get_scale() == scalers[1].get_scale() == (1024.0 if s < 1 else 512.0)
+        assert not hasattr(opt_o, "grad_scale") and not hasattr(opt_o, "found_inf")
+        for (n, a), b in zip(ref.named_parameters(), ours.parameters()):
+            torch.testing.assert_close(b, a, atol=1e-6, rtol=1e-5, msg=f"step {s}: {n}")

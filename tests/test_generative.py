@@ -223,6 +223,29 @@ def test_distillation_logits_and_sequence(tiny, tmp_path):
     assert run2.splits["train"][0]["messages"] != run.splits["train"][0]["messages"]  # the teacher's replies
 
 
+def test_frozen_models_follow_the_policy_to_the_training_device(tiny, tmp_path, monkeypatch):
+    """DPO's reference copy and a logit-distillation teacher are built on the CPU; accelerate moves only the policy,
+    so on a GPU their inputs came on cuda:0 and they stayed on the CPU.  The loop places them with the policy."""
+    from hone.train import loop
+    from hone.train.objectives import DistillObjective, DPOObjective
+
+    ref, teacher = torch.nn.Linear(3, 3), torch.nn.Linear(3, 3)
+    quantized = torch.nn.Module()
+    quantized.w = torch.nn.Parameter(torch.zeros(3, dtype=torch.uint8), requires_grad=False)  # 4-bit storage
+    loop.place_frozen_models(DPOObjective(beta=0.1, reference=ref), torch.device("meta"))
+    loop.place_frozen_models(DistillObjective(teacher=teacher, temperature=2.0, alpha=0.5), torch.device("meta"))
+    loop.place_frozen_models(DistillObjective(teacher=quantized, temperature=2.0, alpha=0.5), torch.device("meta"))
+    loop.place_frozen_models(DPOObjective(beta=0.1), torch.device("meta"))  # adapters: no copy
+    assert ref.weight.device.type == teacher.weight.device.type == "meta" and quantized.w.device.type == "cpu"
+
+    seen, real = [], loop.place_frozen_models
+    monkeypatch.setattr(loop, "place_frozen_models", lambda obj, dev: (seen.append((obj, dev)), real(obj, dev)))
+    _train(tiny, tmp_path, FIX / "preference.jsonl", "method.name=full", "train.max_steps=2",
+           "data.split.validation=0.3", "data.split.test=0.0", "data.split.train=0.7")
+    [(obj, dev)] = seen
+    assert isinstance(obj.reference, torch.nn.Module) and dev == torch.device("cpu")
+
+
 def test_encoder_is_refused_for_generation(tmp_path):
     from hone.train.generative import train_generator
 
@@ -411,6 +434,22 @@ def test_hone_load_returns_a_generator(tiny, tmp_path):
     assert isinstance(gen, Generator) and len(gen.generate(["a", "b"], max_new_tokens=3)) == 2
 
 
+def test_artifacts_load_onto_the_inference_device(tiny, tmp_path, monkeypatch):
+    """After training on a GPU, evaluation and serving load the artifact onto it too (they stayed on the CPU, in the
+    dtype the GPU's capability picked).  "meta" stands in for "cuda" here; an integer-weight (quantized) model is left
+    where its loader put it."""
+    import hone
+    from hone.train import loop
+
+    run = _train(tiny, tmp_path, FIX / "prompt_completion.jsonl", "method.name=lora")
+    assert next(hone.load(run.artifact).model.parameters()).device.type == "cpu"
+    monkeypatch.setattr(loop, "inference_device", lambda: "meta")
+    assert {p.device.type for p in hone.load(run.artifact).model.parameters()} == {"meta"}
+    quantized = torch.nn.Module()
+    quantized.w = torch.nn.Parameter(torch.zeros(3, dtype=torch.uint8), requires_grad=False)
+    assert loop.to_inference_device(quantized).w.device.type == "cpu"
+
+
 def test_data_lint_cli(tiny, tmp_path):
     from typer.testing import CliRunner
 
@@ -506,9 +545,29 @@ def test_inference_dtype(monkeypatch):
     from hone.train import loop
 
     for native, auto in ((True, torch.bfloat16), (False, torch.float32)):
-        monkeypatch.setattr(loop, "native_bf16", lambda native=native: native)
+        monkeypatch.setattr(loop, "native_bf16", lambda device=None, native=native: native)
         assert loop.inference_dtype("auto") == auto
         assert loop.inference_dtype("fp32") == torch.float32 and loop.inference_dtype("bf16") == torch.bfloat16
+
+
+def test_native_bf16_asks_the_gpu_without_emulation(monkeypatch):
+    """A GPU before compute capability 8 (T4, V100) emulates bf16: torch's is_bf16_supported() says True unless told
+    to leave emulation out, and ``precision: auto`` then trained and evaluated in a slow bf16."""
+    from hone.train import loop
+
+    asked = []
+
+    def supported(including_emulation=True):
+        asked.append(including_emulation)
+        return including_emulation  # an emulating GPU
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", supported)
+    assert loop.inference_device() == "cuda"
+    assert not loop.native_bf16() and asked == [False]
+    assert loop.resolve_precision("auto", print) == "no" and loop.inference_dtype("auto") == torch.float32
+    cpu_native = bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    assert loop.native_bf16("cpu") is cpu_native  # the CPU answers for a model kept on it
 
 
 def test_repetition_penalty_breaks_loops(tiny):

@@ -59,6 +59,14 @@ def test_predict_cli_and_python_api(run_dir, tmp_path):
     assert abs(sum(s for s in clf.scores(["x"])[0].tolist()) - 1) < 1e-5
 
 
+def test_classifier_loads_onto_the_inference_device(run_dir, monkeypatch):
+    """On a GPU machine the classifier is loaded onto the GPU ("meta" stands in for it here)."""
+    from hone.train import loop
+
+    monkeypatch.setattr(loop, "inference_device", lambda: "meta")
+    assert {p.device.type for p in hone.load(str(run_dir / "artifact")).model.parameters()} == {"meta"}
+
+
 def test_many_texts_are_scored_with_the_cpu_kernels(run_dir, monkeypatch):
     """From ``KERNELS_MIN_TEXTS`` texts on, ``scores`` runs the model under the CPU kernels (fused layers, padded
     batches packed): the plain model's probabilities to float rounding, in input order."""

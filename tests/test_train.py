@@ -244,3 +244,28 @@ def test_packs_padded_batches_checks_what_the_packed_encoder_takes(tiny):
         handle.remove()
         assert packs_padded_batches(model)
     assert not packs_padded_batches(model)
+
+
+def test_fp16_grad_scaler_steps_and_resumes_at_its_scale(tmp_path, tiny, monkeypatch, native_path):
+    """``precision: fp16`` on a GPU: accelerate scales the loss with a GradScaler, which hone's fused AdamW must
+    step under (it raised AttributeError at the first step) and whose scale a resume must restore.  accelerate
+    makes no scaler on a CPU, so torch's CPU GradScaler is put in its place here, the rest of the loop as on a GPU."""
+    import accelerate
+
+    real_init, scalers = accelerate.Accelerator.__init__, []
+
+    def init(self, *a, **k):
+        real_init(self, *a, **k)
+        self.scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 16, growth_interval=3)
+        scalers.append(self.scaler)
+    monkeypatch.setattr(accelerate.Accelerator, "__init__", init)
+    cfg = _cfg(tmp_path, tiny, **{"train.precision": "fp16"})
+    a = train_classifier(cfg, tmp_path / "a", progress=False)
+    train_classifier(cfg, tmp_path / "b", stop_after=6, progress=False)
+    saved = json.loads((tmp_path / "b" / "checkpoints" / "step-0000004" / "state.json").read_text())["grad_scaler"]
+    assert saved["scale"] != 2.0 ** 16  # it grew every 3 good steps (or backed off): not the initial scale
+    b = train_classifier(cfg, tmp_path / "b", progress=False)
+    assert scalers[-1].get_scale() == scalers[0].get_scale()  # the resumed run ends where the uninterrupted one did
+    assert a.result.steps == b.result.steps == 12
+    wa, wb = _weights(a.artifact), _weights(b.artifact)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)

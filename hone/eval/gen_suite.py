@@ -20,7 +20,7 @@ from hone.config import RunConfig
 from hone.data.chat import setup_tokenizer
 from hone.eval import gen_metrics as gm
 from hone.serve.generator import Generator
-from hone.train.loop import inference_dtype
+from hone.train.loop import inference_dtype, to_inference_device
 from hone.train.objectives import CausalLMObjective
 
 METRICS = {"sft": ["rougeL", "bleu", "chrf", "rouge1", "rouge2", "exact_match"],
@@ -35,6 +35,7 @@ def load_base_generator(run, cfg: RunConfig) -> Generator:
 
     model, tok = load_lm(cfg.model.name, dtype=inference_dtype(cfg.gen.precision), revision=cfg.model.revision,
                          trust_remote_code=cfg.model.trust_remote_code)
+    model = to_inference_device(model)
     if not getattr(model.config, "is_encoder_decoder", False):  # the template training used (see _template_notes)
         template = cfg.gen.template if cfg.gen.template or tok.chat_template else "plain"
         setup_tokenizer(tok, template, where=cfg.model.name)

@@ -247,5 +247,6 @@ def lora_targets(model: nn.Module) -> list[str]:
 
 
 def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The trainable tensors only: what a checkpoint must hold to resume (frozen ones never change)."""
-    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    """The trainable tensors only: what a checkpoint must hold to resume (frozen ones never change).  Copied to the
+    CPU, where they are saved from: a GPU run would otherwise hold a second copy of them in GPU memory meanwhile."""
+    return {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters() if p.requires_grad}

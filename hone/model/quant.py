@@ -162,7 +162,7 @@ QUANT_BACKENDS: dict[str, Callable[[str, int, torch.dtype, bool], nn.Module]] = 
 def default_compute_dtype() -> torch.dtype:
     """bf16 on a CUDA GPU that has it (else fp16); fp32 on the CPU (bf16 matmuls are slow there)."""
     if _cuda():
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
     return torch.float32
 
 

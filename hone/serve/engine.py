@@ -64,7 +64,9 @@ class Classifier:
             model = PeftModel.from_pretrained(base, str(path))
         else:
             model = classifier_class(config).from_pretrained(str(path), config=config, use_safetensors=True)
-        return cls(model, tok, manifest)
+        from hone.train.loop import to_inference_device
+
+        return cls(to_inference_device(model), tok, manifest)
 
     def scores(self, texts: Sequence[str], *, batch_size: int = 64) -> torch.Tensor:
         """(N, C) probabilities (softmax, or sigmoid for multi-label), in input order.
@@ -80,13 +82,14 @@ class Classifier:
         encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)
         order = sorted(range(len(texts)), key=lambda i: len(encoded["input_ids"][i]))
         kernels = len(texts) >= KERNELS_MIN_TEXTS and all(p.device.type == "cpu" for p in self.model.parameters())
+        device = next(self.model.parameters()).device
         with torch.inference_mode(), (cpu_kernels(self.model) if kernels else contextlib.nullcontext()), \
                 first_token_only(self.model):
             for s in range(0, len(order), batch_size):
                 idx = order[s:s + batch_size]
                 enc = self.tokenizer.pad({k: [v[i] for i in idx] for k, v in encoded.items()}, return_tensors="pt")
-                logits = self.model(**enc).logits.float()
-                out[idx] = torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, -1)
+                logits = self.model(**enc.to(device)).logits.float()
+                out[idx] = (torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, -1)).cpu()
         return out
 
     def predict(self, texts: Sequence[str], *, top_k: int = 3, batch_size: int = 64) -> list[dict[str, Any]]:

@@ -60,7 +60,10 @@ class Generator:
 
     @classmethod
     def load(cls, path: str | Path, *, dtype: Any = None) -> Generator:
-        """A hone generative artifact (adapter or full model)."""
+        """A hone generative artifact (adapter or full model), on the GPU when there is one
+        (:func:`hone.train.loop.to_inference_device`)."""
+        from hone.train.loop import to_inference_device
+
         path = Path(path)
         man_path = path / artifacts.MANIFEST
         if not man_path.is_file():
@@ -69,6 +72,7 @@ class Generator:
         if manifest.get("kind") != "generator":
             raise ArtifactError(f"{path}: a {manifest.get('kind')} artifact, not a generator")
         model, tok = _load_artifact_model(path, manifest, dtype)
+        model = to_inference_device(model)
         gen = manifest.get("generation", {})
         return cls(model, tok, eos_ids=gen.get("eos_token_ids"), max_new_tokens=gen.get("max_new_tokens", 128),
                    repetition_penalty=gen.get("repetition_penalty", 1.0),

@@ -79,8 +79,9 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer, scheduler) ->
         for k, v in weights.items():
             params[k].requires_grad = True
             params[k].copy_(v)
-    # trusted: files hone itself wrote into this run directory
-    optimizer.load_state_dict(torch.load(path / OPTIM, weights_only=False))
-    scheduler.load_state_dict(torch.load(path / SCHED, weights_only=False))
-    set_rng_state(torch.load(path / RNG, weights_only=False))
+    # trusted: files hone itself wrote into this run directory; read onto the CPU, so that a run checkpointed on a
+    # GPU resumes on a machine without one (the optimizer moves its state to each parameter's device)
+    optimizer.load_state_dict(torch.load(path / OPTIM, weights_only=False, map_location="cpu"))
+    scheduler.load_state_dict(torch.load(path / SCHED, weights_only=False, map_location="cpu"))
+    set_rng_state(torch.load(path / RNG, weights_only=False, map_location="cpu"))
     return state

@@ -64,12 +64,30 @@ class _State:
     bucket: bool | None = None  # length-bucketed batches (train.bucket, auto resolved at the run's start)
     running: list[float] = field(default_factory=list)  # train losses since the last log line
     history: list[dict[str, Any]] = field(default_factory=list)
+    grad_scaler: dict[str, Any] | None = None  # fp16 on a GPU: the loss scale and its growth count
 
 
-def native_bf16() -> bool:
-    """Does this machine run bf16 matmuls natively (CUDA bf16, or a CPU with AVX512-BF16 / AMX)?"""
-    if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
+def inference_device() -> str:
+    """Where evaluation and serving run a model: the CUDA GPU when there is one (as training does), else the CPU."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def to_inference_device(model):
+    """``model`` moved to :func:`inference_device`, where evaluation and serving load it; a quantized model (integer
+    weights) stays where its loader put it, which is the GPU already."""
+    params = list(model.parameters())
+    device = inference_device()
+    if params and all(p.is_floating_point() for p in params) and params[0].device.type != device:
+        model = model.to(device)
+    return model
+
+
+def native_bf16(device: str | None = None) -> bool:
+    """Does ``device`` (default: the CUDA GPU if there is one, else the CPU) run bf16 matmuls natively: a CUDA GPU of
+    compute capability 8 or later, or a CPU with AVX512-BF16 / AMX?  Not an older GPU, where torch only emulates
+    bf16 (``torch.cuda.is_bf16_supported()`` counts emulation unless told otherwise)."""
+    if (device or inference_device()) == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
     cpu = torch.cpu
     return bool(getattr(cpu, "_is_avx512_bf16_supported", lambda: False)()
                 or getattr(cpu, "_is_amx_tile_supported", lambda: False)())
@@ -89,12 +107,13 @@ def resolve_precision(precision: str, log: Callable[[str], None]) -> str:
     return {"fp32": "no"}.get(precision, precision)
 
 
-def inference_dtype(precision: str) -> torch.dtype:
-    """The dtype ``gen.precision`` loads evaluation models in: bf16 for ``auto`` where :func:`native_bf16`, else fp32.
+def inference_dtype(precision: str, device: str | None = None) -> torch.dtype:
+    """The dtype ``gen.precision`` loads evaluation models in: bf16 for ``auto`` where :func:`native_bf16` on the
+    device they run on (default :func:`inference_device`), else fp32.
 
     A bf16 model, not fp32 weights under autocast: on a 2-core AVX512-BF16 CPU, greedy decoding of 32 prompts with
     SmolLM2-135M took 3.05 s in bf16 against 5.5 s under autocast and 7.7 s in fp32 (``bench/RESULTS.md``)."""
-    if precision == "bf16" or (precision == "auto" and native_bf16()):
+    if precision == "bf16" or (precision == "auto" and native_bf16(device)):
         return torch.bfloat16
     return torch.float32
 
@@ -103,6 +122,21 @@ def _seed_all(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def place_frozen_models(objective, device: torch.device) -> None:
+    """The objective's frozen models (DPO's reference copy, a logit-distillation teacher) on the training device:
+    they are built on the CPU beside the policy, and accelerate moves only the model it prepares.  A quantized
+    teacher (integer weights) is left where its loader put it, on the GPU: bitsandbytes models cannot be moved."""
+    device = torch.device(device)
+    for name in ("reference", "teacher"):
+        m = getattr(objective, name, None)
+        params = list(m.parameters()) if isinstance(m, torch.nn.Module) else []
+        if not params or not all(p.is_floating_point() for p in params):
+            continue
+        p = params[0]
+        if p.device.type != device.type or (device.index is not None and p.device.index != device.index):
+            m.to(device)
 
 
 def train(model, train_data, val_data, cfg: TrainConfig, *, objective, run_dir: Path, seed: int,
@@ -144,6 +178,7 @@ def train(model, train_data, val_data, cfg: TrainConfig, *, objective, run_dir: 
     optimizer = make_optimizer(groups(model, cfg.weight_decay, cfg.lr, cfg.head_lr))
     scheduler = make_scheduler(optimizer, cfg.schedule, warmup, total)
     model, optimizer = acc.prepare(model, optimizer)
+    place_frozen_models(objective, acc.device)
     unfreezer = (ProgressiveUnfreezer(acc.unwrap_model(model), method.every, method.unit)
                  if getattr(method, "name", None) == "progressive" else None)
     ckpt_root, best_path = run_dir / "checkpoints", run_dir / "best"  # best/step-N.safetensors
@@ -154,6 +189,8 @@ def train(model, train_data, val_data, cfg: TrainConfig, *, objective, run_dir: 
         saved = ckpt.load_checkpoint(last, acc.unwrap_model(model), optimizer, scheduler)
         saved.setdefault("bucket", cfg.bucket if isinstance(cfg.bucket, bool) else True)  # (checkpoints before auto)
         st = _State(**saved)
+        if st.grad_scaler and acc.scaler is not None:  # fp16: resume at the loss scale reached, not the initial one
+            acc.scaler.load_state_dict(st.grad_scaler)
         log(f"resumed from {last} (step {st.step}/{total})")
     elif best_path.exists():
         shutil.rmtree(best_path)  # stale bests from an earlier, unrelated run
@@ -300,6 +337,7 @@ def _loop(model, train_data, val_data, cfg: TrainConfig, st: _State, c: _Ctx) ->
                                          or (not cfg.eval_every and epoch_done) or st.step == total):
                 stop = _eval_step(model, val_data, cfg, st, objective, acc, best_path, record, log)
             if cfg.save_every and st.step % cfg.save_every == 0:
+                st.grad_scaler = acc.scaler.state_dict() if acc.scaler is not None else None
                 ckpt.save_checkpoint(ckpt_root, st.step, weights=trainable_state(acc.unwrap_model(model)),
                                      optimizer=optimizer, scheduler=scheduler, state=asdict(st),
                                      keep=cfg.keep_checkpoints)

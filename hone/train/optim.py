@@ -72,7 +72,10 @@ class AdamW(torch.optim.AdamW):
     @torch.no_grad()
     def step(self, closure=None):
         scale = self.__dict__.pop("_deferred_scale", None)
-        lib = native.library() if closure is None and self.defaults.get("fused") else None
+        # under a GradScaler (its found_inf set for this step) torch's kernel steps: it reads the scale and skips
+        # the step on an inf, which the native one does not
+        lib = (native.library() if closure is None and self.defaults.get("fused") and "found_inf" not in self.__dict__
+               else None)
         done = self._native_step(lib, scale) if lib is not None else []
         stepped = {id(p) for p in done}
         sparse, rest = [], False
@@ -95,8 +98,12 @@ class AdamW(torch.optim.AdamW):
         hidden = [(p, p.grad) for p in hide]
         for p in hide:
             p.grad = None
-        if scale is not None:
-            self.grad_scale = scale  # read by torch's fused AdamW for this step only
+        # a GradScaler (fp16 on CUDA) sets its own grad_scale (None once unscaled) and found_inf around this step and
+        # deletes them after it: the clipping's factor joins its scale, and its attributes are left for it to delete
+        had = "grad_scale" in self.__dict__
+        outer = self.__dict__.get("grad_scale")
+        if scale is not None:  # read by torch's fused AdamW for this step only
+            self.grad_scale = scale if outer is None else outer * scale.to(outer.device, outer.dtype)
         try:
             loss = super().step(closure)
             # torch's fused kernel writes the weights it stepped without bumping their version counters, by which a
@@ -104,7 +111,10 @@ class AdamW(torch.optim.AdamW):
             torch.autograd.graph.increment_version([p for g in self.param_groups for p in g["params"]
                                                     if p.grad is not None])
         finally:
-            self.__dict__.pop("grad_scale", None)
+            if scale is not None and had:
+                self.grad_scale = outer
+            elif scale is not None:
+                del self.grad_scale
             for p, grad in hidden:
                 p.grad = grad
         return loss
