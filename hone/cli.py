@@ -471,7 +471,8 @@ def model_info_cmd(name: Annotated[str, typer.Argument(help="minilm, a local dir
     console.print(f"adapter (LoRA / IA3) target modules: {', '.join(info['adapter_targets'])}", highlight=False)
     if "estimate" in info:
         e = info["estimate"]
-        console.print(f"estimate (full fine-tuning, batch {e['batch_size']}): {e['seconds_per_step']} s/step x "
+        console.print(f"estimate (full fine-tuning, {e['precision']}, batch {e['batch_size']}): "
+                      f"{e['seconds_per_step']} s/step x "
                       f"{e['steps_per_epoch']} steps = {e['seconds_per_epoch']} s per epoch; peak RSS "
                       f"{e['peak_rss_mb']} MB — {e['note']}", highlight=False)
 

@@ -122,8 +122,17 @@ def test_predict_on_a_non_artifact_is_a_clear_error(tmp_path):
     assert r.exit_code == 2 and "not a hone artifact" in r.output
 
 
-def test_model_info_counts_parameters_per_method_and_measures_steps(tmp_path):
+def test_model_info_counts_parameters_per_method_and_measures_steps(tmp_path, monkeypatch):
+    from hone.model import info as model_info
+    from hone.train import loop
+
     tiny = build_tiny_bert(tmp_path / "bert")
+    real, steps = loop.train, []
+
+    def train(*a, **k):  # the estimate times hone's own loop, as a run trains (it timed plain fp32 torch steps)
+        steps.append(0)
+        return real(*a, **{**k, "on_step": lambda s: (steps.append(s), k["on_step"](s))})
+    monkeypatch.setattr(loop, "train", train)
     r = runner.invoke(app, ["model", "info", str(tiny), "--examples", "640", "--batch-size", "8", "--json"])
     assert r.exit_code == 0, r.output
     info = json.loads(r.stdout)
@@ -133,7 +142,10 @@ def test_model_info_counts_parameters_per_method_and_measures_steps(tmp_path):
     assert 0 < p["lora"]["trainable"] < p["freeze"]["trainable"] and p["ia3"]["trainable"] > 0
     assert {"query", "value"} <= set(info["adapter_targets"]) and info["layers"] == 2
     est = info["estimate"]
-    assert est["steps_per_epoch"] == 80 and est["seconds_per_step"] > 0 and "measured" in est["note"]
+    assert est["steps_per_epoch"] == 80 and est["seconds_per_step"] > 0 and "hone's training loop" in est["note"]
+    assert steps == [0, *range(1, model_info.WARMUP_STEPS + model_info.MEASURED_STEPS + 1)]
+    assert est["precision"] == ("bf16" if loop.native_bf16() else "fp32")
+    assert est["seconds_per_epoch"] == pytest.approx(est["seconds_per_step"] * 80, abs=0.1)
 
 
 def test_out_of_scope_threshold_is_chosen_on_validation_and_used_by_predict(tmp_path):
