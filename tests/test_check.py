@@ -1,3 +1,5 @@
+import pytest
+
 from hone.data.check import DataReport, validate
 from hone.data.read import RawRow
 from hone.data.records import detect_schema, map_texts, normalize
@@ -89,6 +91,45 @@ def test_other_schemas():
     assert normalize({"instruction": "i"}, "instruction")[1] == [("output", "missing")]
     assert normalize({"prompt": "p", "chosen": "c"}, "preference")[1] == [("rejected", "missing")]
     assert normalize([1, 2], "classification")[1][0][0] == "(row)"
+
+
+def _m(role, content):
+    return {"role": role, "content": content}
+
+
+@pytest.mark.parametrize("row", [
+    {"prompt": [_m("user", "Q")], "chosen": [_m("assistant", "A")], "rejected": [_m("assistant", "B")]},  # TRL
+    {"prompt": "Q", "chosen": [_m("user", "Q"), _m("assistant", "A")],  # UltraFeedback: the prompt repeated
+     "rejected": [_m("user", "Q"), _m("assistant", "B")]},
+    {"chosen": [_m("user", "Q"), _m("assistant", "A")], "rejected": [_m("user", "Q"), _m("assistant", "B")]},
+    {"input": {"messages": [_m("user", "Q")], "tools": []}, "preferred_output": [_m("assistant", "A")],  # OpenAI
+     "non_preferred_output": [_m("assistant", "B")]},
+])
+def test_preference_shapes_become_a_prompt_and_the_replies_alone(row):
+    """Whole conversations in chosen / rejected were accepted as they were, and DPO then joined the prompt to them:
+    the user turn twice; TRL's conversational rows (the replies alone) were refused; OpenAI's DPO format read as text."""
+    assert detect_schema(row) == "preference"
+    data, issues = normalize(row, "preference")
+    assert not issues and data == {"prompt": [_m("user", "Q")], "chosen": [_m("assistant", "A")],
+                                   "rejected": [_m("assistant", "B")]}
+
+
+@pytest.mark.parametrize(("row", "issue"), [
+    ({"prompt": "X", "chosen": [_m("user", "Q"), _m("assistant", "A")], "rejected": [_m("user", "Q"), _m("assistant", "B")]},
+     ("prompt", "differs from the conversation that chosen continues")),
+    ({"chosen": [_m("user", "Q"), _m("assistant", "A")], "rejected": [_m("user", "Q2"), _m("assistant", "B")]},
+     ("rejected", "must continue the same conversation as chosen: the messages before the replies differ")),
+    ({"prompt": [_m("user", "Q"), _m("assistant", "so?")], "chosen": [_m("assistant", "A")], "rejected": "B"},
+     ("chosen[0].role", "roles out of order: two assistant messages in a row")),
+    ({"chosen": "A", "rejected": "B"}, ("prompt", "missing")),
+    ({"chosen": [_m("user", "Q")], "rejected": [_m("user", "Q"), _m("assistant", "B")]},
+     ("chosen", "no assistant reply after the conversation")),
+    ({"input": {"messages": [_m("user", "Q")]}, "preferred_output": [_m("assistant", "A")]},
+     ("non_preferred_output", "missing")),
+])
+def test_preference_problems_name_the_field(row, issue):
+    data, issues = normalize(row, "preference")
+    assert data is None and issue in issues
 
 
 def test_too_few_examples_is_an_error():

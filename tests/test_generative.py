@@ -214,6 +214,35 @@ def test_dpo_raises_the_margin(tiny, tmp_path, method):
     assert run.objective == "dpo" and margins[-1] > margins[0]
 
 
+@pytest.mark.parametrize("shape", ["openai", "conversations"])
+def test_dpo_trains_on_openai_and_whole_conversation_preference_rows(tiny, tmp_path, shape):
+    """OpenAI's DPO format, and rows whose chosen / rejected hold the whole conversation with the prompt repeated
+    (UltraFeedback's shape): the user turn is in each training pair once (it was twice in the latter)."""
+    from hone.train.generative import _pairs
+    from transformers import AutoTokenizer
+
+    rows = [json.loads(x) for x in (FIX / "preference.jsonl").read_text().splitlines()]
+    user = lambda r: {"role": "user", "content": r["prompt"]}  # noqa: E731
+    reply = lambda t: [{"role": "assistant", "content": t}]  # noqa: E731
+    if shape == "openai":
+        rows = [{"input": {"messages": [user(r)]}, "preferred_output": reply(r["chosen"]),
+                 "non_preferred_output": reply(r["rejected"])} for r in rows]
+    else:
+        rows = [{"prompt": r["prompt"], "chosen": [user(r), *reply(r["chosen"])],
+                 "rejected": [user(r), *reply(r["rejected"])]} for r in rows]
+    write = tmp_path / "pref.jsonl"
+    write.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    run = _train(tiny, tmp_path, write, "method.name=lora", "train.max_steps=2")
+    assert run.objective == "dpo"
+    row = run.splits["train"][0]
+    assert row["prompt"] == [row["prompt"][0]] and row["prompt"][0]["role"] == "user"
+    assert [m["role"] for m in row["chosen"]] == ["assistant"]
+    tok = AutoTokenizer.from_pretrained(run.artifact)
+    pairs, _ = _pairs(tok, run.splits["train"][:1], 256, "assistant", "train", [])
+    text = tok.decode(pairs.chosen.input_ids[0])  # (the tiny tokenizer's words are mostly <unk>)
+    assert text.count("<s> user") == 1 and text.count("<s> assistant") == 1
+
+
 def test_distillation_logits_and_sequence(tiny, tmp_path):
     run = _train(tiny, tmp_path, FIX / "chat.jsonl", "train.objective=distill", f"gen.distill.teacher={tiny}",
                  "method.name=lora")

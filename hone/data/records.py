@@ -75,7 +75,7 @@ def detect_schema(obj: Any) -> str | None:
         return "chat"
     if "conversations" in keys:
         return "sharegpt"
-    if {"chosen", "rejected"} & keys:
+    if {"chosen", "rejected", "preferred_output", "non_preferred_output"} & keys:  # (the last two: OpenAI's DPO)
         return "preference"
     if "instruction" in keys:
         return "instruction"
@@ -108,7 +108,11 @@ def _req_str(obj: dict, key: str, issues: Issues, *, path: str | None = None, al
     return val
 
 
-def _norm_messages(msgs: Any, issues: Issues, path: str, *, require_assistant: bool = True) -> list[dict] | None:
+def _norm_messages(msgs: Any, issues: Issues, path: str, *, require_assistant: bool = True,
+                   order: bool = True) -> list[dict] | None:
+    if msgs is None:
+        issues.append((path, "missing"))
+        return None
     if not isinstance(msgs, list):
         issues.append((path, f"must be a list of messages, got {type(msgs).__name__}"))
         return None
@@ -140,22 +144,27 @@ def _norm_messages(msgs: Any, issues: Issues, path: str, *, require_assistant: b
         if extra:
             issues.append((p, f"unknown key(s) {', '.join(sorted(extra))}"))
         out.append(msg)
-    _check_order(out, issues, path, require_assistant)
+    if order:
+        _check_order(out, issues, path, require_assistant)
     return out
 
 
-def _check_order(msgs: list[dict], issues: Issues, path: str, require_assistant: bool) -> None:
+def _check_order(msgs: list[dict], issues: Issues, path: str, require_assistant: bool,
+                 where: list[str] | None = None) -> None:
+    """Role order; ``where`` names each message (default ``path[i]``: a conversation joined from parts names them
+    in their own parts)."""
     roles = [m["role"] for m in msgs]
     if any(r not in ROLES for r in roles):
         return
+    where = where or [f"{path}[{i}]" for i in range(len(msgs))]
     prev = None
     for i, r in enumerate(roles):
         if r == "system" and i != 0:
-            issues.append((f"{path}[{i}].role", "system message out of order (only allowed first)"))
+            issues.append((f"{where[i]}.role", "system message out of order (only allowed first)"))
         elif r != "system" and r == prev:
-            issues.append((f"{path}[{i}].role", f"roles out of order: two {r} messages in a row"))
+            issues.append((f"{where[i]}.role", f"roles out of order: two {r} messages in a row"))
         elif r == "assistant" and prev in (None, "system"):
-            issues.append((f"{path}[{i}].role", "roles out of order: conversation must start with a user message"))
+            issues.append((f"{where[i]}.role", "roles out of order: conversation must start with a user message"))
         prev = r
     if require_assistant and "assistant" not in roles:
         issues.append((path, "no assistant turn"))
@@ -188,11 +197,86 @@ def _norm_label(obj: dict, issues: Issues, label_key: str) -> str | list[str] | 
     return labels
 
 
-def _text_or_messages(obj: dict, key: str, issues: Issues, require_assistant: bool) -> Any:
+def _text_or_messages(obj: dict, key: str, issues: Issues, path: str | None = None) -> Any:
+    """A string, or a list of messages (their order checked by the caller)."""
     val = obj.get(key)
     if isinstance(val, list):
-        return _norm_messages(val, issues, key, require_assistant=require_assistant)
-    return _req_str(obj, key, issues)
+        return _norm_messages(val, issues, path or key, order=False)
+    return _req_str(obj, key, issues, path=path)
+
+
+def _as_list(x: Any, role: str) -> list[dict]:
+    return [{"role": role, "content": x}] if isinstance(x, str) else x
+
+
+def _norm_preference(obj: dict, issues: Issues) -> dict[str, Any]:
+    """``{prompt, chosen, rejected}`` with the replies alone in ``chosen`` / ``rejected``, from any of the shapes
+    preference data comes in:
+
+    * strings: ``{"prompt": "...", "chosen": "...", "rejected": "..."}``;
+    * TRL's conversational rows: ``prompt`` the messages up to the reply, ``chosen`` / ``rejected`` the assistant
+      message(s) that continue them;
+    * whole conversations in ``chosen`` / ``rejected`` (UltraFeedback, HH-RLHF as messages), with or without a
+      ``prompt`` repeating their last user turn: the shared conversation up to the replies becomes the prompt,
+      so that it is not trained on twice;
+    * OpenAI's DPO format: ``{"input": {"messages": [...]}, "preferred_output": [...], "non_preferred_output":
+      [...]}`` (other keys of ``input``, such as ``tools``, are not used).
+    """
+    if "preferred_output" in obj or "non_preferred_output" in obj:
+        inp = obj.get("input")
+        prompt: Any = None
+        if not isinstance(inp, dict):
+            issues.append(("input", "must be an object with messages (OpenAI's DPO format)"))
+        else:
+            prompt = _norm_messages(inp.get("messages"), issues, "input.messages", order=False)
+        keys = {"chosen": "preferred_output", "rejected": "non_preferred_output"}
+        chosen, rejected = (_norm_messages(obj.get(k), issues, k, order=False) for k in keys.values())
+        names = {"prompt": "input.messages", **keys}
+    else:
+        prompt = _text_or_messages(obj, "prompt", issues) if obj.get("prompt") is not None else None
+        chosen, rejected = _text_or_messages(obj, "chosen", issues), _text_or_messages(obj, "rejected", issues)
+        names = {"prompt": "prompt", "chosen": "chosen", "rejected": "rejected"}
+    if chosen is None or rejected is None or issues:
+        return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
+    replies = {}
+    conversation = None  # the messages before the replies, where chosen / rejected hold whole conversations
+    for key, val in (("chosen", chosen), ("rejected", rejected)):
+        msgs = _as_list(val, "assistant")
+        last = max((i for i, m in enumerate(msgs) if m["role"] != "assistant"), default=-1)
+        if last >= 0:
+            if conversation is None:
+                conversation = msgs[:last + 1]
+            elif [(m["role"], m["content"]) for m in msgs[:last + 1]] != \
+                    [(m["role"], m["content"]) for m in conversation]:
+                issues.append((names[key], f"must continue the same conversation as {names['chosen']}: the "
+                                           "messages before the replies differ"))
+            val = msgs[last + 1:]
+            if not val:
+                issues.append((names[key], "no assistant reply after the conversation"))
+        elif conversation is not None:
+            issues.append((names[key], f"holds only the reply, where {names['chosen']} holds the whole conversation"))
+        replies[key] = val
+    if conversation is not None:
+        if prompt is not None:  # e.g. UltraFeedback's prompt: the conversation's last user turn, or all of it
+            same = (prompt == conversation[-1]["content"] if isinstance(prompt, str) else
+                    [(m["role"], m["content"]) for m in prompt] == [(m["role"], m["content"]) for m in conversation])
+            if not same:
+                issues.append((names["prompt"], f"differs from the conversation that {names['chosen']} continues"))
+        prompt = conversation
+    if prompt is None:
+        issues.append((names["prompt"], "missing"))
+    if issues:
+        return {"prompt": prompt, "chosen": replies["chosen"], "rejected": replies["rejected"]}
+    p_msgs = _as_list(prompt, "user")
+    p_where = [names["prompt"] if isinstance(prompt, str) else f"{names['prompt']}[{i}]" for i in range(len(p_msgs))]
+    for key in ("chosen", "rejected"):
+        r_msgs = _as_list(replies[key], "assistant")
+        r_where = [names[key] if isinstance(replies[key], str) else f"{names[key]}[{i}]" for i in range(len(r_msgs))]
+        if conversation is not None and isinstance(replies[key], list):  # the replies' indices in the original
+            r_where = [f"{names[key]}[{len(conversation) + i}]" for i in range(len(r_msgs))]
+        _check_order(p_msgs + r_msgs, issues, names[key], True, p_where + r_where)
+    issues[:] = list(dict.fromkeys(issues))  # a prompt's own problem is found once per reply
+    return {"prompt": prompt, "chosen": replies["chosen"], "rejected": replies["rejected"]}
 
 
 def normalize(obj: Any, schema: str, *, label_key: str = "label") -> tuple[dict[str, Any] | None, Issues]:
@@ -237,9 +321,7 @@ def normalize(obj: Any, schema: str, *, label_key: str = "label") -> tuple[dict[
         data = {"instruction": _req_str(obj, "instruction", issues), "input": inp,
                 "output": _req_str(obj, "output", issues)}
     elif schema == "preference":
-        data = {"prompt": _text_or_messages(obj, "prompt", issues, require_assistant=False),
-                "chosen": _text_or_messages(obj, "chosen", issues, require_assistant=True),
-                "rejected": _text_or_messages(obj, "rejected", issues, require_assistant=True)}
+        data = _norm_preference(obj, issues)
     elif schema == "text":
         data = {"text": _req_str(obj, "text", issues)}
     else:
