@@ -68,6 +68,20 @@ def test_stratified_seeded_split():
     assert [r.line for r in s3["test"]] != [r.line for r in s1["test"]]
 
 
+@pytest.mark.parametrize(("n_labels", "per_label"), [(20, 5), (3, 4), (5, 2)])
+def test_many_small_classes_still_fill_the_validation_and_test_splits(n_labels, per_label):
+    """Each label rounded alone gave 20 labels of 5 examples no validation or test example at all (5 x 0.1 rounds
+    to 0): the splits' sizes are now the whole's rounded shares, spread one per label, every label kept in train."""
+    labels = [f"l{i % n_labels}" for i in range(n_labels * per_label)]
+    s = split_records(recs([f"t{i}" for i in range(len(labels))], labels),
+                      SplitConfig(train=0.8, validation=0.1, test=0.1), seed=7)
+    n = len(labels)
+    assert len(s["test"]) == round(n * 0.1) and len(s["validation"]) == round(n * 0.1)
+    for part in ("test", "validation"):
+        assert len({r.data["label"] for r in s[part]}) == len(s[part])  # at most one of each label
+    assert {r.data["label"] for r in s["train"]} == set(labels)
+
+
 def test_group_aware_split_keeps_groups_together():
     n = 120
     rs = recs([f"t{i}" for i in range(n)], [("a", "b")[i % 2] for i in range(n)], [f"cust{i // 4}" for i in range(n)])

@@ -43,26 +43,42 @@ def split_records(records: list[Record], cfg: SplitConfig, seed: int) -> dict[st
         strata[key].append(u)
     rng = random.Random(seed)
     assign: dict[int, str] = {}
+    keys = []
     for key in sorted(strata):
         members = strata[key]
         rng.shuffle(members)
-        n = len(members)
-        if n < 2 and cfg.stratify:  # single example of a label: train only
+        if len(members) < 2 and cfg.stratify:  # single example of a label: train only
             assign[members[0]] = "train"
-            continue
-        n_test = round(n * cfg.test)
-        n_val = round(n * cfg.validation)
-        while n_test + n_val >= n and (n_test or n_val):  # keep at least one unit for training
-            if n_test >= n_val and n_test:
-                n_test -= 1
-            else:
-                n_val -= 1
-        for pos, u in enumerate(members):
-            assign[u] = "test" if pos < n_test else "validation" if pos < n_test + n_val else "train"
+        else:
+            keys.append(key)
+    sizes = [len(strata[k]) for k in keys]
+    n_test = _allocate(sizes, cfg.test, [n - 1 for n in sizes], rng)  # keep at least one unit for training
+    n_val = _allocate(sizes, cfg.validation, [n - 1 - t for n, t in zip(sizes, n_test, strict=True)], rng)
+    for key, t, v in zip(keys, n_test, n_val, strict=True):
+        for pos, u in enumerate(strata[key]):
+            assign[u] = "test" if pos < t else "validation" if pos < t + v else "train"
     out: dict[str, list[int]] = {s: [] for s in SPLITS}
     for u, unit in enumerate(units):
         out[assign[u]].extend(unit)
     return {s: [records[i] for i in sorted(idx)] for s, idx in out.items()}
+
+
+def _allocate(sizes: list[int], share: float, caps: list[int], rng: random.Random) -> list[int]:
+    """Units of each stratum for a split of ``share``: each stratum's own rounded share (at most its cap), then
+    units added to or taken from the strata whose count is furthest from their exact share (ties in seeded order)
+    until the total is the whole's rounded share.  Each stratum rounded alone put 20 labels of 5 examples each, at
+    0.1, in no split at all (0.5 rounds to 0)."""
+    exact = [n * share for n in sizes]
+    out = [min(round(e), max(c, 0)) for e, c in zip(exact, caps, strict=True)]
+    target = min(round(sum(sizes) * share), sum(max(c, 0) for c in caps))
+    tie = [rng.random() for _ in sizes]
+    while sum(out) < target:
+        k = max((k for k in range(len(out)) if out[k] < caps[k]), key=lambda k: (exact[k] - out[k], tie[k]))
+        out[k] += 1
+    while sum(out) > target:
+        k = min((k for k in range(len(out)) if out[k] > 0), key=lambda k: (exact[k] - out[k], tie[k]))
+        out[k] -= 1
+    return out
 
 
 def carve(train: list[Record], share: float, cfg: SplitConfig, seed: int) -> tuple[list[Record], list[Record]]:
