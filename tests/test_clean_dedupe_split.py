@@ -36,6 +36,11 @@ def test_clean_steps_and_counts():
 def test_clean_keeps_placeholders_and_never_empties():
     assert strip_html("call <PERSON_1> at <b>home</b>") == "call <PERSON_1> at  home "
     assert strip_signatures("Sent from my iPhone") == "Sent from my iPhone"
+    # a signature starts a line or ends the text shortly after; not a customer's words about their phone
+    text = "The SMS sent from my phone to 80888 was billed at a premium rate, please refund the 4.99 charge"
+    assert strip_signatures(text) == text
+    assert strip_signatures("Bill wrong. Sent from my Android device") == "Bill wrong."
+    assert strip_signatures("Bill wrong.\n\nSent from my Samsung Galaxy phone.\nJo") == "Bill wrong."
     assert spelling_map({"srvce": "service"})("SRVCE and srvces") == "service and srvces"
 
 

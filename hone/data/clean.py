@@ -22,8 +22,10 @@ _ANY_TAG = re.compile(r"</?[a-zA-Z][a-zA-Z0-9]*(\s+[^<>]*)?/?>")
 _ENTITY = re.compile(r"&(#\d+|#x[0-9a-fA-F]+|[a-zA-Z]{2,8});")
 _SIGNATURE_CUTS = [
     re.compile(r"\n--\s*\n.*\Z", re.S),  # RFC 3676 signature delimiter
-    re.compile(r"\s*\bSent from my (iPhone|iPad|Android|Samsung[\w ]*|Galaxy[\w ]*|mobile( device)?|phone)\b.*\Z",
-               re.S | re.I),
+    # a mobile mail app's line: where it starts a line (and everything after it goes), or as the text's short tail;
+    # not anywhere ("The SMS sent from my phone to 80888 was billed ..." lost all but its first two words)
+    re.compile(r"\s*(?:(?:^|\n)[ \t]*Sent from my (?:%(d)s)\b.*|\bSent from my (?:%(d)s)\b[^\n]{0,30})\Z"
+               % {"d": r"iPhone|iPad|Android|Samsung[\w ]*|Galaxy[\w ]*|mobile(?: device)?|phone"}, re.S | re.I),
     re.compile(r"\s*\bGet Outlook for (iOS|Android)\b.*\Z", re.S | re.I),
 ]
 _DEFAULT_BOILERPLATE = [
