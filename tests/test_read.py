@@ -124,3 +124,38 @@ def test_multi_label_csv_separator(tmp_path):
     out, problems = rows(f, label_column="labels", multi_label_sep=";")
     assert not problems
     assert [r.obj["label"] for r in out] == [["roaming", "billing"], ["outage"]]
+
+
+def test_a_later_json_row_without_the_mapped_column_is_an_error_at_its_line(tmp_path):
+    f = tmp_path / "m.jsonl"
+    f.write_text('{"body": "bill", "intent": "billing"}\n{"content": "roaming", "intent": "roaming"}\n'
+                 '{"body": "no signal", "intent": "outage"}\n')
+    out, problems = rows(f, text_column="body", label_column="intent")  # it raised KeyError: 'body'
+    assert [r.obj["text"] for r in out] == ["bill", "no signal"]
+    assert [(p.line, p.field) for p in problems] == [(2, "body")] and "content, intent" in problems[0].message
+
+
+def test_csv_fields_beyond_csvs_default_limit_are_read(tmp_path):
+    import csv as _csv
+
+    f = tmp_path / "long.csv"
+    with f.open("w", newline="") as fh:
+        w = _csv.writer(fh)
+        w.writerows([["text", "label"], ["a" * 200_000, "thread"], ["short", "x"]])
+    out, problems = rows(f)
+    assert not problems and [len(r.obj["text"]) for r in out] == [200_000, 5]
+
+
+def test_tsv_row_joined_by_a_stray_quote_is_warned_about(tmp_path):
+    f = tmp_path / "q.tsv"
+    f.write_text('text\tlabel\n"Fibre to the home, it said\tconnectivity\nmy 5" tablet SIM\tbilling\nok\tbilling\n')
+    out, problems = rows(f)
+    assert len(out) == 2 and [(p.severity, p.line) for p in problems] == [("warning", 2)]
+    assert "spans lines 2-3" in problems[0].message
+
+
+def test_json_error_message_reads_well(tmp_path):
+    f = tmp_path / "bad.jsonl"
+    f.write_text('{"text": "abc\n')
+    _, problems = rows(f)
+    assert problems[0].message == "invalid JSON: Unterminated string starting at column 10"

@@ -105,8 +105,9 @@ def _jsonl(path: Path, encoding: str, problems: list[Problem]) -> Iterator[RawRo
         try:
             obj = json.loads(text)
         except json.JSONDecodeError as e:
+            at = "" if e.msg.endswith(" at") else " at"  # ("Unterminated string starting at" ...)
             problems.append(Problem("error", str(path), lines.lineno, "(json)",
-                                    f"invalid JSON: {e.msg} at column {e.colno}"))
+                                    f"invalid JSON: {e.msg}{at} column {e.colno}"))
             continue
         yield RawRow(obj, str(path), lines.lineno)
 
@@ -180,6 +181,10 @@ def _json_array(path: Path, encoding: str, problems: list[Problem]) -> Iterator[
             return
 
 
+# a support export's field may be a whole e-mail thread: csv's default limit (131,072 characters) stopped reading
+csv.field_size_limit(2**31 - 1)
+
+
 def _csv(path: Path, encoding: str, problems: list[Problem], delimiter: str) -> Iterator[RawRow]:
     lines = _Lines(path, encoding, problems, keepends=True)
     reader = csv.reader(iter(lines), delimiter=delimiter)
@@ -197,6 +202,10 @@ def _csv(path: Path, encoding: str, problems: list[Problem], delimiter: str) -> 
         consumed = lines.lineno
         if not row or all(not c.strip() for c in row):
             continue
+        if delimiter == "\t" and consumed > start:  # TSV exports seldom quote: a stray " joins the lines below
+            problems.append(Problem("warning", str(path), start, "(row)",
+                                    f"one row spans lines {start}-{consumed}: a quoted field with line breaks, or a "
+                                    "stray double quote that joined the lines; check these lines"))
         if header is None:
             header = [h.strip() for h in row]
             if len(set(header)) != len(header):
@@ -257,6 +266,11 @@ def _map_columns(rows: Iterator[RawRow], problems: list[Problem], text_column: s
                         problems.append(Problem("error", r.source, 1, col,
                                                 f"column {col!r} not found; columns are: {', '.join(map(str, r.obj))}"))
                         return
+            absent = [c for c in (text_column, label_column) if c is not None and c not in r.obj]
+            if absent:  # (the first row had it: a JSON row without it)
+                problems.append(Problem("error", r.source, r.line, absent[0], f"column {absent[0]!r} missing in this "
+                                        f"row; its keys are: {', '.join(map(str, r.obj))}"))
+                continue
             obj = dict(r.obj)
             if text_column and text_column != "text":
                 obj["text"] = obj.pop(text_column)
