@@ -83,13 +83,51 @@ def test_existing_splits_and_group_column(tmp_path):
         for r in recs:
             assert seen.setdefault(r.meta["group"], name) == name
     out = read_jsonl(tmp_path / "o" / "train.jsonl")
-    assert all(r["_hone"]["group"].startswith("c") and "customer" not in r for r in out)
+    # the ids are numbered, not written as given: a group column is often a customer's phone number or e-mail
+    assert all(r["_hone"]["group"].startswith("g") and "customer" not in r for r in out)
+    assert not any(f'"c{i}"' in (tmp_path / "o" / f).read_text() for i in range(20)
+                   for f in ("train.jsonl", "validation.jsonl", "test.jsonl"))
     tr = write_jsonl(tmp_path / "tr.jsonl", clf_rows(40))
     te = write_jsonl(tmp_path / "te.jsonl", clf_rows(9))
     cfg = load_config({"data": {"files": {"train": str(tr), "test": str(te)}, "pii": {"enabled": False},
                                 "dedupe": {"near": False}}})
     prep = prepare(cfg, tmp_path / "o2")
     assert len(prep.splits["test"]) == 9 and len(prep.splits["validation"]) > 0
+
+
+def test_data_files_of_different_kinds_are_a_clear_error(tmp_path):
+    tr = write_jsonl(tmp_path / "tr.jsonl", clf_rows(40))
+    te = write_jsonl(tmp_path / "te.jsonl", [{"messages": [{"role": "user", "content": f"q{i}"},
+                                                           {"role": "assistant", "content": "a"}]} for i in range(5)])
+    cfg = load_config({"data": {"files": {"train": str(tr), "test": str(te)}, "pii": {"enabled": False}}})
+    with pytest.raises(DataError, match="te.jsonl: chat rows, where .*tr.jsonl holds classification rows"):
+        prepare(cfg, tmp_path / "o")  # it raised KeyError: 'text'
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_prepared_train_file_with_synthetic_rows_can_be_prepared_again(tmp_path):
+    """Augmented and oversampled rows carry their marker; prepared again they stay in train (an AssertionError
+    stopped the run when one was split into validation)."""
+    src = write_jsonl(tmp_path / "in.jsonl", clf_rows(60))
+    prepare(_cfg(src, pii={"enabled": False}, augment={"enabled": True}, balance={"strategy": "oversample"}),
+            tmp_path / "a")
+    train = read_jsonl(tmp_path / "a" / "train.jsonl")
+    assert any("augmented" in r.get("_hone", {}) for r in train)
+    again = prepare(_cfg(tmp_path / "a" / "train.jsonl", pii={"enabled": False},
+                         split={"train": 0.6, "validation": 0.2, "test": 0.2}), tmp_path / "b")
+    assert again.splits["validation"] and again.splits["test"]
+    for name in ("validation", "test"):
+        assert not any("augmented" in r.meta or "oversampled" in r.meta for r in again.splits[name])
+
+
+def test_a_chat_turn_emptied_by_cleaning_drops_its_row(tmp_path):
+    rows = [{"messages": [{"role": "user", "content": f"question {i} about my bill"},
+                          {"role": "assistant", "content": f"answer {i}"}]} for i in range(12)]
+    rows.append({"messages": [{"role": "user", "content": "<br><div></div>"}, {"role": "assistant", "content": "ok"}]})
+    prep = prepare(_cfg(write_jsonl(tmp_path / "c.jsonl", rows), pii={"enabled": False}), tmp_path / "o")
+    assert prep.report.steps["clean"]["dropped"] == {"field_empty_after_cleaning": 1}
+    kept = [m["content"] for recs in prep.splits.values() for r in recs for m in r.data["messages"]]
+    assert "" not in kept and len(kept) == 24  # it was written with an empty turn, which check then refused
 
 
 def test_cli_data_check_ok_and_errors(tmp_path):

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from functools import lru_cache
 
 from hone.config import CleanConfig
-from hone.data.records import Record, joined_text, map_texts
+from hone.data.records import Record, joined_text, map_texts, texts
 
 _TAG = re.compile(r"<\s*(br|p|div|li|tr)\b[^>]*>|<\s*/\s*(p|div|li|tr)\s*>", re.I)
 _ANY_TAG = re.compile(r"</?[a-zA-Z][a-zA-Z0-9]*(\s+[^<>]*)?/?>")
@@ -159,6 +159,9 @@ def clean_records(records: list[Record], schema: str, cfg: CleanConfig) -> tuple
             data = new
         text = joined_text(schema, data)
         reason = _drop_reason(text, cfg, langs)
+        if reason is None and data is not rec.data and any(
+                a.strip() and not b.strip() for a, b in zip(texts(schema, rec.data), texts(schema, data), strict=True)):
+            reason = "field_empty_after_cleaning"  # e.g. a chat turn of only HTML: hone's own check refuses it
         if reason:
             dropped[reason] += 1
             continue

@@ -19,7 +19,7 @@ from hone import artifacts
 from hone.config import DataConfig, RunConfig
 from hone.data.check import DataReport, label_stats, validate
 from hone.data.read import read_rows
-from hone.data.records import META_KEY, Problem, Record, labels_of, map_texts
+from hone.data.records import META_KEY, Problem, Record, labels_of, map_texts, output_schema
 from hone.errors import DataError
 
 Log = Callable[[str], None]
@@ -54,6 +54,8 @@ def read_and_validate(data: DataConfig, tokenizer: Any = None) -> tuple[dict[str
     files = input_files(data)
     report = DataReport(files=list(files.values()))
     parts: dict[str, list[Record]] = {}
+    group_ids: dict[str, str] = {}
+    first: tuple[str, str] | None = None  # (file, schema) of the first file with valid rows
     for part, path in files.items():
         problems: list = []
         rows = read_rows(path, problems, fmt=data.format, encoding=data.encoding, txt_mode=data.txt_mode,
@@ -61,9 +63,13 @@ def read_and_validate(data: DataConfig, tokenizer: Any = None) -> tuple[dict[str
                          multi_label_sep=data.multi_label_sep)
         group = data.split.group_column
         sub = DataReport(files=[path])
-        recs = validate(_with_groups(rows, group, problems), sub, schema=data.schema_, read_problems=problems,
-                        min_examples=data.min_examples if part in ("all", "train") else 1,
+        recs = validate(_with_groups(rows, group, problems, group_ids), sub, schema=data.schema_,
+                        read_problems=problems, min_examples=data.min_examples if part in ("all", "train") else 1,
                         tokenizer=tokenizer, max_length=data.max_length)
+        if sub.schema and first and output_schema(sub.schema) != output_schema(first[1]):
+            raise DataError(f"{path}: {sub.schema} rows, where {first[0]} holds {first[1]} rows; the files of "
+                            "data.files must hold one kind of data (set data.schema to say which)")
+        first = first or ((path, sub.schema) if sub.schema else None)
         _merge(report, sub)
         parts[part] = recs
     report.labels, report.multi_label, report.imbalance_ratio = label_stats(
@@ -76,7 +82,10 @@ def read_and_validate(data: DataConfig, tokenizer: Any = None) -> tuple[dict[str
     return parts, report
 
 
-def _with_groups(rows, group: str | None, problems: list):
+def _with_groups(rows, group: str | None, problems: list, ids: dict[str, str]):
+    """The group column moved into the row's marker, as a number (``g1``, ``g2``, ... in order of first appearance,
+    shared by every input file through ``ids``): the column is often a customer's phone number or e-mail, which
+    the prepared files would otherwise carry unredacted."""
     for raw in rows:
         if group is not None and isinstance(raw.obj, dict):
             val = raw.obj.get(group)
@@ -84,7 +93,7 @@ def _with_groups(rows, group: str | None, problems: list):
                 problems.append(Problem("error", raw.source, raw.line, group, "missing group id (data.split.group_column)"))
                 continue
             raw.obj = {k: v for k, v in raw.obj.items() if k != group}
-            raw.obj[META_KEY] = {"group": str(val)}
+            raw.obj[META_KEY] = {"group": ids.setdefault(str(val), f"g{len(ids) + 1}")}
         yield raw
 
 

@@ -38,11 +38,14 @@ def split_records(records: list[Record], cfg: SplitConfig, seed: int) -> dict[st
     """Assign every record to exactly one split; each split keeps the input order."""
     units = _units(records, cfg.group_column is not None)
     strata: dict[str, list[int]] = defaultdict(list)
+    assign: dict[int, str] = {}
     for u, unit in enumerate(units):
+        if any("augmented" in records[i].meta or "oversampled" in records[i].meta for i in unit):
+            assign[u] = "train"  # synthetic rows in the input (a prepared train file prepared again) stay in train
+            continue
         key = _unit_label(records, unit) if cfg.stratify else ""
         strata[key].append(u)
     rng = random.Random(seed)
-    assign: dict[int, str] = {}
     keys = []
     for key in sorted(strata):
         members = strata[key]
