@@ -1,13 +1,13 @@
 """hone: turn a general pre-trained language model into a domain specialist.
 
-The public Python API.  Everything here is a re-export of the core the CLI and REST API use;
+The public Python API.  Everything here is a re-export of the core the CLI uses (and a REST API will);
 ``__all__`` is pinned by a test.
 """
 
 from hone.config import RunConfig, load_config
 from hone.data.check import DataReport
 from hone.data.records import Record
-from hone.errors import ArtifactError, ConfigError, DataError, HoneError, ModelError
+from hone.errors import ArtifactError, ConfigError, DataError, HoneError, ModelError, RequestError
 
 __version__ = "0.1.0"
 
@@ -42,6 +42,6 @@ def redact(text: str) -> str:
 
 
 __all__ = [
-    "ArtifactError", "ConfigError", "DataError", "DataReport", "HoneError", "ModelError", "Record",
+    "ArtifactError", "ConfigError", "DataError", "DataReport", "HoneError", "ModelError", "Record", "RequestError",
     "RunConfig", "__version__", "check_data", "load", "load_config", "prepare_data", "redact",
 ]

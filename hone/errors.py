@@ -1,8 +1,8 @@
 """One exception tree for hone.
 
 Every error says what went wrong, where (a dotted config key or ``file:line``) and, where it
-can, how to fix it.  Boundaries translate them once: the CLI prints one line and exits 2, the
-REST API answers a 4xx JSON body in OpenAI's error shape.
+can, how to fix it.  Boundaries translate them once: the CLI prints one line and exits 2 (the
+REST API, a later milestone, is to answer a 4xx JSON body in OpenAI's error shape).
 """
 
 from __future__ import annotations
@@ -43,6 +43,10 @@ class Location:
     def __str__(self) -> str:
         where = self.file if self.line is None else f"{self.file}:{self.line}"
         return where if self.field is None else f"{where}: {self.field}"
+
+
+class RequestError(HoneError, ValueError):
+    """A prediction or generation request is invalid: a parameter out of range, a message without text."""
 
 
 class TrainError(HoneError):

@@ -599,6 +599,63 @@ def test_native_bf16_asks_the_gpu_without_emulation(monkeypatch):
     assert loop.native_bf16("cpu") is cpu_native  # the CPU answers for a model kept on it
 
 
+def _bounded(fn, seconds=60):
+    """fn() in a thread; what it returned or raised, or a failure if it is still running after ``seconds``."""
+    import threading
+
+    box = {}
+
+    def run():
+        try:
+            box["value"] = fn()
+        except BaseException as e:  # noqa: BLE001
+            box["error"] = e
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(seconds)
+    assert not t.is_alive(), "still running: the stream hangs"
+    return box
+
+
+def test_stream_ends_and_raises_when_generation_fails(tiny, monkeypatch):
+    """An error in the generating thread left the reader of stream() waiting for ever."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gen = Generator(AutoModelForCausalLM.from_pretrained(tiny), AutoTokenizer.from_pretrained(tiny), max_new_tokens=4)
+    assert isinstance("".join(gen.stream("my bill")), str)  # streams as before
+
+    def broken(**kw):
+        kw["streamer"].put(kw["input_ids"][0])
+        raise RuntimeError("out of memory in the middle")
+    monkeypatch.setattr(gen.model, "generate", broken)
+    box = _bounded(lambda: "".join(gen.stream("my bill")))
+    assert isinstance(box.get("error"), RuntimeError) and "out of memory" in str(box["error"])
+
+
+def test_bad_requests_are_request_errors_not_crashes_or_silent_defaults(tiny):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from hone.errors import RequestError
+
+    gen = Generator(AutoModelForCausalLM.from_pretrained(tiny), AutoTokenizer.from_pretrained(tiny), max_new_tokens=6)
+    parts = [{"role": "user", "content": [{"type": "text", "text": "my bill"}, {"type": "text", "text": "is wrong"}]}]
+    assert gen.prompt_ids(parts) == gen.prompt_ids([{"role": "user", "content": "my bill\nis wrong"}])  # OpenAI's parts
+    bad = [
+        (dict(prompts=[{"role": "user", "content": None, "tool_calls": []}]), r"messages\[0\]\.content: must be text"),
+        (dict(prompts=[{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]), "only text parts"),
+        (dict(prompts=[[]]), "at least one message"),
+        (dict(prompts="hi", max_new_tokens=0), "max_new_tokens"),  # it gave the default 6 tokens
+        (dict(prompts="hi", temperature=float("nan")), "temperature"),  # it decoded greedily
+        (dict(prompts="hi", temperature=-1.0), "temperature"),
+        (dict(prompts="hi", temperature=0.7, top_p=2.0), "top_p"),
+    ]
+    for kw, msg in bad:
+        with pytest.raises(RequestError, match=msg):
+            gen.generate(kw.pop("prompts"), **kw)
+    box = _bounded(lambda: list(gen.stream("hi", temperature=0.7, top_p=-0.5)))
+    assert isinstance(box.get("error"), RequestError)  # it hung: generate raised in the thread
+
+
 def test_repetition_penalty_breaks_loops(tiny):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -67,6 +67,37 @@ def test_classifier_loads_onto_the_inference_device(run_dir, monkeypatch):
     assert {p.device.type for p in hone.load(str(run_dir / "artifact")).model.parameters()} == {"meta"}
 
 
+def test_classifier_requests_one_text_bad_top_k_and_threads(run_dir):
+    import threading
+
+    from hone.errors import RequestError
+
+    clf = hone.load(str(run_dir / "artifact"))
+    assert len(clf.predict("my bill is wrong")) == 1  # one text, not one result per character
+    with pytest.raises(RequestError, match="top_k"):
+        clf.predict(["my bill"], top_k=0)
+    r = runner.invoke(app, ["predict", str(run_dir / "artifact"), "my bill", "--top-k", "0"])
+    assert r.exit_code == 2 and "top_k must be" in r.output  # a traceback before
+    texts = [f"my bill is wrong {i}" for i in range(20)]
+    want = clf.scores(texts)
+    errors = []
+
+    def work():
+        for n in (4, 20, 4, 20):  # the plain path and the CPU kernels' path, overlapping
+            try:
+                assert torch.allclose(clf.scores(texts[:n]), want[:n], atol=1e-4)
+            except BaseException as e:  # noqa: BLE001
+                errors.append(e)
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    # every patched forward was put back: threads restoring each other's patches left some in place
+    assert [n for n, m in clf.model.named_modules() if "forward" in m.__dict__] == []
+
+
 def test_many_texts_are_scored_with_the_cpu_kernels(run_dir, monkeypatch):
     """From ``KERNELS_MIN_TEXTS`` texts on, ``scores`` runs the model under the CPU kernels (fused layers, padded
     batches packed): the plain model's probabilities to float rounding, in input order."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import torch
 
 from hone import artifacts
-from hone.errors import ArtifactError
+from hone.errors import ArtifactError, RequestError
 from hone.model.cpu_kernels import cpu_kernels
 from hone.model.fast import first_token_only
 from hone.model.methods import import_peft
@@ -38,6 +39,9 @@ class Classifier:
         oos = manifest.get("oos") or {}
         self.threshold: float | None = oos.get("threshold")
         self.abstain_label: str = oos.get("label") or "out_of_scope"
+        # scoring patches the model's forwards for its duration (first_token_only, the CPU kernels); two threads at
+        # once each restored the other's patch, leaving the model computing the first position only
+        self._lock = threading.Lock()
 
     @classmethod
     def load(cls, path: str | Path) -> Classifier:
@@ -75,9 +79,14 @@ class Classifier:
         encoder's layers as fused nodes, its padded batches packed) for :data:`KERNELS_MIN_TEXTS` texts or more: the
         same probabilities to float rounding, 1.36x the texts per second of the plain model on 1,000 BANKING77 test
         texts (``bench/RESULTS.md``, session 23)."""
+        texts = [texts] if isinstance(texts, str) else list(texts)
         out = torch.empty((len(texts), len(self.labels)))
         if not texts:
             return out
+        with self._lock:
+            return self._scores(texts, out, batch_size)
+
+    def _scores(self, texts: list[str], out: torch.Tensor, batch_size: int) -> torch.Tensor:
         # tokenized once, batched by token count: by characters BANKING77's test texts were 25% padding, by tokens 10%
         encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)
         order = sorted(range(len(texts)), key=lambda i: len(encoded["input_ids"][i]))
@@ -98,7 +107,10 @@ class Classifier:
         With an out-of-scope threshold in the manifest, a text whose best score is below it is
         labelled ``abstain_label`` (route it to a human); ``abstained`` says so.
         """
-        probs = self.scores(list(texts), batch_size=batch_size)
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+            raise RequestError(f"top_k must be a whole number of at least 1, got {top_k!r}")
+        texts = [texts] if isinstance(texts, str) else list(texts)  # one text, not its characters
+        probs = self.scores(texts, batch_size=batch_size)
         k = min(top_k, len(self.labels))
         results = []
         for text, p in zip(texts, probs, strict=True):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ import torch
 
 from hone import artifacts
 from hone.data.chat import encode_prompt, end_of_turn_ids
-from hone.errors import ArtifactError
+from hone.errors import ArtifactError, RequestError
 from hone.model.methods import import_peft
 from hone.train.heap import heap_reuse
 
@@ -36,7 +37,38 @@ class Generation:
 
 
 def _messages(p: Prompt) -> list[dict[str, Any]]:
-    return [{"role": "user", "content": p}] if isinstance(p, str) else list(p)
+    """A prompt as messages: a string is one user turn.  Content given as OpenAI's list of parts is joined from its
+    text parts; anything else (no text, images, tool calls) is a :class:`RequestError`, not a template crash."""
+    if isinstance(p, str):
+        return [{"role": "user", "content": p}]
+    msgs = list(p)
+    if not msgs:
+        raise RequestError("a conversation needs at least one message")
+    out = []
+    for i, m in enumerate(msgs):
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str):
+            raise RequestError(f"messages[{i}]: must be an object with a role and a content")
+        content = m.get("content")
+        if isinstance(content, list):
+            if not all(isinstance(x, dict) and x.get("type") == "text" and isinstance(x.get("text"), str)
+                       for x in content):
+                raise RequestError(f"messages[{i}].content: only text parts ({{\"type\": \"text\", \"text\": ...}}) "
+                                   "are supported")
+            m = {**m, "content": "\n".join(x["text"] for x in content)}
+        elif not isinstance(content, str):
+            raise RequestError(f"messages[{i}].content: must be text (tool calls and other content are not "
+                               f"supported), got {type(content).__name__}")
+        out.append(m)
+    return out
+
+
+def _check_decoding(max_new: Any, temperature: Any, top_p: Any) -> None:
+    if isinstance(max_new, bool) or not isinstance(max_new, int) or max_new < 1:
+        raise RequestError(f"max_new_tokens must be a whole number of at least 1, got {max_new!r}")
+    if not isinstance(temperature, (int, float)) or not math.isfinite(temperature) or temperature < 0:
+        raise RequestError(f"temperature must be 0 (greedy) or more, got {temperature!r}")
+    if not isinstance(top_p, (int, float)) or not 0 < top_p <= 1:
+        raise RequestError(f"top_p must be in (0, 1], got {top_p!r}")
 
 
 def seq2seq_source(messages: list[dict[str, Any]]) -> str:
@@ -106,7 +138,8 @@ class Generator:
         """Generate for every prompt, batched by length with left padding; order is preserved."""
         single = isinstance(prompts, str) or (isinstance(prompts, list) and prompts and isinstance(prompts[0], dict))
         items = [prompts] if single else list(prompts)
-        max_new = max_new_tokens or self.max_new_tokens
+        max_new = self.max_new_tokens if max_new_tokens is None else max_new_tokens
+        _check_decoding(max_new, temperature, top_p)
         ids = [self.prompt_ids(p) for p in items]
         if max_prompt_tokens:
             ids = [x[-max_prompt_tokens:] for x in ids]  # keep the end: the latest turns matter most
@@ -129,21 +162,31 @@ class Generator:
 
     def stream(self, prompt: Prompt, *, max_new_tokens: int | None = None, temperature: float = 0.0,
                top_p: float = 1.0) -> Iterator[str]:
-        """Yield text pieces as they are generated (transformers' TextIteratorStreamer)."""
+        """Yield text pieces as they are generated (transformers' TextIteratorStreamer).  An error in the generating
+        thread ends the stream and is raised here (it left the reader waiting for ever)."""
         from transformers import TextIteratorStreamer
 
+        max_new = self.max_new_tokens if max_new_tokens is None else max_new_tokens
+        _check_decoding(max_new, temperature, top_p)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=not self.seq2seq, skip_special_tokens=True)
         inp = torch.tensor([self.prompt_ids(prompt)], device=next(self.model.parameters()).device)
-        kw = self._kwargs(max_new_tokens or self.max_new_tokens, temperature, top_p)
+        kw = self._kwargs(max_new, temperature, top_p)
+        failed: list[BaseException] = []
 
         def run() -> None:  # inference mode is per thread: set where generate runs
-            with torch.inference_mode(), _decoding(self.model):
-                self.model.generate(input_ids=inp, attention_mask=torch.ones_like(inp), streamer=streamer, **kw)
+            try:
+                with torch.inference_mode(), _decoding(self.model):
+                    self.model.generate(input_ids=inp, attention_mask=torch.ones_like(inp), streamer=streamer, **kw)
+            except BaseException as e:  # noqa: BLE001 - handed to the reader below
+                failed.append(e)
+                streamer.end()
 
-        thread = threading.Thread(target=run)
+        thread = threading.Thread(target=run, daemon=True)
         thread.start()
         yield from streamer
         thread.join()
+        if failed:
+            raise failed[0]
 
 
 def _contiguous_input(module, args):
