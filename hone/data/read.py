@@ -112,6 +112,14 @@ def _jsonl(path: Path, encoding: str, problems: list[Problem]) -> Iterator[RawRo
         yield RawRow(obj, str(path), lines.lineno)
 
 
+def _may_close(line: str) -> bool:
+    """Whether a line can end a JSON value that spans lines: one ending (or starting) with a closing bracket.  A
+    string cannot hold a raw line break, so a value's last line always ends in ``}`` or ``]``, or starts with one
+    (``}, {`` between elements)."""
+    s = line.strip()
+    return bool(s) and (s[-1] in "}]" or s.endswith(("},", "],")) or s[0] in "}]")
+
+
 def _json_array(path: Path, encoding: str, problems: list[Problem]) -> Iterator[RawRow]:
     """Stream the elements of a top-level JSON array without loading the whole file.
 
@@ -122,20 +130,22 @@ def _json_array(path: Path, encoding: str, problems: list[Problem]) -> Iterator[
     dec = json.JSONDecoder()
     lines = _Lines(path, encoding, problems, keepends=True)
     buf, buf_line, state = "", 1, "start"  # start -> elem -> sep -> ... -> end
+    tried = 0  # the buffer's length at the last decoding that found the element incomplete
     it = iter(lines)
 
-    def fail(msg: str, offset: int) -> None:
-        problems.append(Problem("error", str(path), buf_line + buf.count("\n", 0, offset), "(json)", msg))
+    def fail(msg: str, text: str, offset: int) -> None:  # (not reading buf itself: as a closure's variable it
+        # would lose CPython's in-place `+=`, and appending each line copied the whole buffer)
+        problems.append(Problem("error", str(path), buf_line + text.count("\n", 0, offset), "(json)", msg))
 
     while True:
         chunk = next(it, None)
-        if chunk is None and not buf.strip():
+        if chunk is None and (not buf or buf.isspace()):
             if state != "end":
                 fail("invalid JSON: the array is not closed with ']'" if state != "start"
-                     else "invalid JSON: expected a JSON array", len(buf))
+                     else "invalid JSON: expected a JSON array", buf, len(buf))
             return
         if chunk is not None:
-            if not buf.strip():
+            if not buf or buf.isspace():
                 buf, buf_line = "", lines.lineno
             buf += chunk
         while True:
@@ -147,7 +157,7 @@ def _json_array(path: Path, encoding: str, problems: list[Problem]) -> Iterator[
                 break
             if state == "start":
                 if buf[0] != "[":
-                    fail("invalid JSON: a .json file must hold one array of objects (or use .jsonl)", 0)
+                    fail("invalid JSON: a .json file must hold one array of objects (or use .jsonl)", buf, 0)
                     return
                 buf, state = buf[1:], "elem"
             elif state == "sep":
@@ -156,28 +166,35 @@ def _json_array(path: Path, encoding: str, problems: list[Problem]) -> Iterator[
                 elif buf[0] == "]":
                     buf, state = buf[1:], "end"
                 else:
-                    fail("invalid JSON: expected ',' or ']' between array elements", 0)
+                    fail("invalid JSON: expected ',' or ']' between array elements", buf, 0)
                     return
             elif state == "end":
-                fail("invalid JSON: extra data after the closing ']'", 0)
+                fail("invalid JSON: extra data after the closing ']'", buf, 0)
                 return
             else:  # elem
                 if buf[0] == "]":
                     buf, state = buf[1:], "end"
                     continue
+                # decoding the buffer again after every line of an element spanning lines was quadratic (29 s for
+                # 740 kB): try where a line can close it, and once the buffer has doubled since the last try
+                if chunk is not None and len(buf) <= _MAX_JSON_ELEMENT and not (
+                        _may_close(chunk) and len(buf) >= 2 * tried):
+                    break
                 try:
                     obj, end = dec.raw_decode(buf)
                 except json.JSONDecodeError as e:
                     if e.pos < len(buf.rstrip()) or chunk is None or len(buf) > _MAX_JSON_ELEMENT:
-                        fail(f"invalid JSON: {e.msg}", e.pos)
+                        fail(f"invalid JSON: {e.msg}", buf, e.pos)
                         return
+                    tried = len(buf)
                     break  # element continues on the next line
+                tried = 0
                 yield RawRow(obj, str(path), buf_line)
                 buf_line += buf.count("\n", 0, end)
                 buf, state = buf[end:], "sep"
         if chunk is None:
             if state != "end":
-                fail("invalid JSON: the array is not closed with ']'", len(buf))
+                fail("invalid JSON: the array is not closed with ']'", buf, len(buf))
             return
 
 
