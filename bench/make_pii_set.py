@@ -540,12 +540,59 @@ def render(template: str) -> tuple[str, list[dict]]:
     return text, ents
 
 
+# Secrets customers type into tickets (PINs, card security codes, one-time codes, passwords), added in session 27
+# with their own generator after the rows above, which stay as they were.
+crng = random.Random(20261207)
+CRED_SLOTS = {
+    "pin": lambda: "".join(crng.choice(string.digits) for _ in range(4)),
+    "otp": lambda: "".join(crng.choice(string.digits) for _ in range(6)),
+    "cvv": lambda: "".join(crng.choice(string.digits) for _ in range(3)),
+    "pw": lambda: crng.choice(["tulip", "Harbour", "sunny", "Rover", "kestrel", "Maple"]) + str(crng.randint(10, 99))
+    + crng.choice(["", "!", "#", "$"]),
+    "pwalpha": lambda: crng.choice(["letmein", "bluebird", "Snowdrop", "quokka"]),
+}
+CRED_TEMPLATES = [
+    ("I typed my PIN {pin} three times and now the card is blocked.", 3),
+    ("my pin is {pin} can you check why the ATM refuses it", 3),
+    ("The OTP is {otp} but the app says it expired.", 3),
+    ("Verification code: {otp}, and it still didn't work.", 3),
+    ("CVV {cvv} keeps getting rejected on the checkout page.", 3),
+    ("Card ending 4411, security code {cvv}, please take the payment.", 2),
+    ("My password is {pw} if you need to log in and check.", 3),
+    ("Login details: user kb_22, password: {pwalpha}", 2),
+    ("Memorable word is {pw} for telephone banking.", 2),
+    ("Passcode {pin}, the account holder asked us to reset it.", 2),
+    ("one-time passcode {otp} arrived after 20 minutes", 2),
+    ("The 2FA code {otp} was sent to my old number.", 2),
+]
+CRED_NEGATIVES = ["I forgot my PIN and need a new one.", "The OTP never arrives on my phone.",
+                  "My password is not working since the update.", "Where is the CVV on my card?",
+                  "I entered the wrong PIN 3 times.", "Can you resend the verification code?",
+                  "How do I change my password?", "The 3 digit security code is worn off."]
+
+
+def render_credential(template: str) -> tuple[str, list[dict]]:
+    text, ents = "", []
+    for piece in re.split(r"(\{\w+\})", template):
+        m = re.fullmatch(r"\{(\w+)\}", piece)
+        if not m:
+            text += piece
+            continue
+        value = CRED_SLOTS[m.group(1)]()
+        ents.append({"start": len(text), "end": len(text) + len(value), "type": "CREDENTIAL"})
+        text += value
+    return text, ents
+
+
 def main() -> int:
     lines = []
     for template, n in TEMPLATES:
         lines += [render(template) for _ in range(n)]
     lines += [(t, []) for t in NO_PII]
     rng.shuffle(lines)
+    cred = [render_credential(t) for t, n in CRED_TEMPLATES for _ in range(n)] + [(t, []) for t in CRED_NEGATIVES]
+    crng.shuffle(cred)
+    lines += cred
     OUT.parent.mkdir(parents=True, exist_ok=True)
     with open(OUT, "w", encoding="utf-8") as f:
         for text, ents in lines:

@@ -29,7 +29,7 @@ from hone.data import pii_names
 from hone.errors import ConfigError
 
 ENTITY_TYPES: tuple[str, ...] = ("EMAIL", "PHONE", "CREDIT_CARD", "IBAN", "IP_ADDRESS", "URL", "ADDRESS",
-                                 "ACCOUNT_NUMBER", "DEVICE_ID", "PERSON")
+                                 "ACCOUNT_NUMBER", "DEVICE_ID", "PERSON", "CREDENTIAL")
 PLACEHOLDER_RE = re.compile(r"<([A-Z][A-Z0-9_]*)_(\d+)>")
 PHONE_REGIONS: tuple[str, ...] = ("US", "GB", "DE", "FR", "IN", "ES", "IT", "NL", "AU", "CA", "IE", "BE",
                                   "CH", "AT")
@@ -107,7 +107,19 @@ _PERSONAL_KEY = re.compile(r"(?i)^(?:.*id|user.*|.*name|e-?mail|mail|.*token|aut
                            r"reference|ticket|case|invoice|booking|tracking)$")
 _SECRET = re.compile(r"^(?=.*\d)(?=.*[A-Za-z])[A-Za-z0-9_\-]{16,}$|^[0-9a-f]{20,}$")
 _SCORES = {"EMAIL": 1.0, "URL": 1.0, "CREDIT_CARD": 1.0, "IBAN": 1.0, "IP_ADDRESS": 0.95, "ACCOUNT_NUMBER": 0.9,
-           "ADDRESS": 0.8, "PHONE": 0.7, "CUSTOM": 0.95, "DEVICE_ID": 1.05}
+           "ADDRESS": 0.8, "PHONE": 0.7, "CUSTOM": 0.95, "DEVICE_ID": 1.05, "CREDENTIAL": 1.1}
+# a secret a customer types into a ticket: the value after its keyword.  Codes (PIN, CVV, one-time codes) are 3-8
+# digits; a password or memorable word is any token after "is", ":" or "=", if it has a digit or a symbol ("my
+# password is not working" keeps its words)
+_CODE_KW = (r"PIN(?:[ \t]?(?:number|code))?|pass[ \t-]?code|CVV2?|CVC2?|CV2|CSC|card[ \t]security[ \t]code|"
+            r"security[ \t](?:code|number)|OTP|one[ \t-]time[ \t](?:pass[ \t]?code|code|password|pin)|"
+            r"verification[ \t]code|auth(?:entication|orisation|orization)?[ \t]code|2FA[ \t]code|sms[ \t]code")
+_CREDENTIAL_RE = re.compile(
+    rf"(?i:\b(?:{_CODE_KW})\b[ \t]*(?:(?:is|was|of)[ \t]+|[:=#][ \t]*)?(?:still[ \t]+)?)(?P<code>\d{{3,8}})(?![\d,.]\d)\b"
+    r"|(?i:\b(?:password|passwd|pwd|memorable[ \t](?:word|answer|information))\b[ \t]*)"
+    r"(?:[:=][ \t]*['\"]?(?P<pw>[^\s'\"]{4,64}?)"  # after ":" or "=": any token
+    r"|(?i:(?:is|was)[ \t]+)['\"]?(?P<pw2>(?=[^\s'\"]*\d|[^\s'\"]*[^\w\s'\"][^\s'\"])[^\s'\"]{4,64}?))"
+    r"['\"]?(?=[\s,;]|[.:](?:\s|$)|$)")  # a password may end in ! or ?; a full stop after it ends the sentence
 
 
 def _personal_url(url: str) -> bool:
@@ -238,7 +250,8 @@ class Redactor:
         detectors: dict[str, Callable[[str, int], list[tuple[int, int, float]]]] = {
             "EMAIL": self._email, "PHONE": self._phone, "CREDIT_CARD": self._card, "IBAN": self._iban,
             "IP_ADDRESS": self._ip, "URL": self._url, "ADDRESS": self._address,
-            "ACCOUNT_NUMBER": self._account, "DEVICE_ID": self._device, "PERSON": self._person}
+            "ACCOUNT_NUMBER": self._account, "DEVICE_ID": self._device, "PERSON": self._person,
+            "CREDENTIAL": self._credential}
         self._detectors = [(e, detectors[e]) for e in self.entities]
 
     def scope(self) -> Scope:
@@ -328,6 +341,13 @@ class Redactor:
             if 10 <= nd <= 15 and isolated(m.start(), m.end()):
                 found.append((m.start(), m.end(), _SCORES["PHONE"] - 0.15))
         return found
+
+    def _credential(self, text: str, digits: int):
+        out = []
+        for m in _CREDENTIAL_RE.finditer(text):
+            g = next(k for k in ("code", "pw", "pw2") if m.group(k))
+            out.append((m.start(g), m.end(g), _SCORES["CREDENTIAL"]))
+        return out
 
     def _device(self, text: str, digits: int):
         if digits < 6:
