@@ -121,6 +121,10 @@ def library_versions() -> dict[str, str]:
     return out
 
 
+_UMASK = os.umask(0o022)  # the process's umask, read once at import (reading it means setting it)
+os.umask(_UMASK)
+
+
 @contextlib.contextmanager
 def staged_dir(final: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
     """Yield an empty staging directory that becomes ``final`` only if the block succeeds.
@@ -134,6 +138,7 @@ def staged_dir(final: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
         raise ArtifactError(f"{final} already exists and is not empty; pass --overwrite to replace it")
     final.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".staging", dir=final.parent))
+    stage.chmod(0o777 & ~_UMASK)  # as a plain mkdir would make it (mkdtemp's 0700 kept the team out)
     try:
         yield stage
         for f in stage.rglob("*"):
@@ -147,7 +152,10 @@ def staged_dir(final: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
         os.replace(stage, final)
         _fsync_dir(final.parent)
         if backup is not None:
-            shutil.rmtree(backup, ignore_errors=True)
+            if backup.is_dir():
+                shutil.rmtree(backup, ignore_errors=True)
+            else:  # (a file was in the way)
+                backup.unlink(missing_ok=True)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise

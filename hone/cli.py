@@ -477,7 +477,16 @@ def model_info_cmd(name: Annotated[str, typer.Argument(help="minilm, a local dir
                       f"{e['peak_rss_mb']} MB — {e['note']}", highlight=False)
 
 
+def _terminated(signum, frame) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
+    import signal
+
+    # SIGTERM (timeout, CI cancelling, kill) unwinds like Ctrl-C, so a half-written output is removed: by default
+    # the process ended at once and left its staging folder behind
+    signal.signal(signal.SIGTERM, _terminated)
     app()
 
 

@@ -155,3 +155,18 @@ def test_map_texts_reading_order():
     out = map_texts("chat", data, lambda t: seen.append(t) or t.upper())
     assert seen == ["s", "u", "a"] and out["messages"][2]["content"] == "A"
     assert data["messages"][2]["content"] == "a"  # input untouched
+
+
+def test_labels_differing_only_in_case_are_warned_about():
+    _, rep = run([{"text": f"t{i}", "label": lab} for i, lab in enumerate(["Billing", "billing", "BILLING "] * 4)])
+    assert rep.ok and any("differ only in case" in p.message and "'Billing'" in p.message for p in rep.warnings)
+    _, rep = run([{"text": f"t{i}", "label": lab} for i, lab in enumerate(["billing", "outage"] * 6)])
+    assert not any("differ only in case" in p.message for p in rep.warnings)
+
+
+def test_a_table_without_a_label_column_is_read_as_text_with_a_warning():
+    report = DataReport(files=["t.csv"])
+    rows = [RawRow({"text": f"my bill is wrong {i}", "priority": "high"}, "t.csv", i + 2, tabular=True) for i in range(12)]
+    validate(iter(rows), report)
+    assert report.schema == "text"
+    assert [(p.line, p.field) for p in report.warnings] == [(1, "(schema)")] and "'priority'" in report.warnings[0].message

@@ -174,3 +174,40 @@ def test_cli_prepare_defaults_under_hone_home(tmp_path, monkeypatch):
     assert (tmp_path / "home" / "data" / "tickets" / "train.jsonl").exists()
     r = runner.invoke(app, ["data", "prepare", str(src), "--no-pii"])
     assert r.exit_code == 2 and "--overwrite" in r.output
+
+
+_TERM = """
+import sys, time
+from pathlib import Path
+from hone import artifacts, cli
+
+def slow_command():
+    with artifacts.staged_dir(sys.argv[1]) as stage:
+        (stage / "train.jsonl").write_text("half")
+        print("writing", flush=True)
+        time.sleep(60)
+cli.app = slow_command
+cli.main()
+"""
+
+
+def test_sigterm_mid_write_leaves_no_half_written_output(tmp_path):
+    """A SIGTERM (timeout, a cancelled CI job) ended the process at once, leaving the staging folder behind."""
+    import signal
+
+    out = tmp_path / "prepared"
+    p = subprocess.Popen([sys.executable, "-c", _TERM, str(out)], stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "writing"
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(timeout=30) == 128 + signal.SIGTERM
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_prepared_folders_get_the_usual_permissions(tmp_path):
+    import os
+
+    src = write_jsonl(tmp_path / "in.jsonl", clf_rows(30))
+    prepare(_cfg(src, pii={"enabled": False}), tmp_path / "o")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "o").stat().st_mode & 0o777 == 0o777 & ~umask  # mkdtemp's 0700 kept the team out

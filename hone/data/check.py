@@ -127,6 +127,12 @@ def validate(rows: Iterator[RawRow], report: DataReport, *, schema: str = "auto"
     for raw in rows:
         _drain(read_problems, report)
         report.rows += 1
+        if report.rows == 1 and schema == "text" and raw.tabular and isinstance(raw.obj, dict) and \
+                set(raw.obj) - {"text", META_KEY}:  # e.g. text,priority: a label column under another name?
+            other = ", ".join(repr(c) for c in raw.obj if c not in ("text", META_KEY))
+            report.add(Problem("warning", raw.source, 1, "(schema)",
+                               f"no label column, so the rows are plain text (continued pre-training) and column(s) "
+                               f"{other} are not used; for classification pass --label-column"))
         data, issues = normalize(raw.obj, schema)
         for fld, msg in issues:
             if raw.tabular and msg == "missing":  # a column absent from the header: say it once, at line 1
@@ -166,6 +172,14 @@ def validate(rows: Iterator[RawRow], report: DataReport, *, schema: str = "auto"
             if n == 1:
                 report.add(Problem("warning", ", ".join(report.files), None, "label",
                                    f"label {lab!r} has a single example; it is kept out of stratification"))
+        variants: dict[str, list[str]] = {}
+        for lab in sorted(label_counts):
+            variants.setdefault(" ".join(lab.casefold().split()), []).append(lab)
+        for same in variants.values():
+            if len(same) > 1:  # "Billing" and "billing" train as two classes
+                report.add(Problem("warning", ", ".join(report.files), None, "label",
+                                   f"labels {', '.join(map(repr, same))} differ only in case or spacing; they are "
+                                   "different classes (normalize them in the data if they mean one)"))
     report.length_chars = distribution(np.frombuffer(char_lengths, dtype=np.int64))
     if tokenizer is not None:
         report.length_tokens = {**distribution(np.frombuffer(token_lengths, dtype=np.int64)), "max_length": max_length,
