@@ -49,7 +49,8 @@ def _estimate(model, tok, texts, n: int, batch_size: int, max_length: int, num_l
     """Time :data:`MEASURED_STEPS` steps of hone's training loop (after :data:`WARMUP_STEPS`, which build the native
     kernels and warm the caches) on a seeded sample of ``texts``, then extrapolate to ``n`` examples.  It used to time
     plain fp32 steps of torch's AdamW, a path hone never trains on: on a 2-core AMX CPU it said 4.0 s per MiniLM step
-    on BANKING77, where hone's training runs 0.09 s."""
+    on BANKING77's train set; now 0.104 s, where a real epoch of ``configs/banking77_full.yaml`` ran 0.098 s a step
+    (``bench/RESULTS.md``, session 27)."""
     import random
     import tempfile
     from pathlib import Path
