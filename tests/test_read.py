@@ -175,3 +175,30 @@ def test_a_json_element_spanning_many_lines_is_decoded_a_few_times_not_once_per_
     out, problems = rows(f)
     assert not problems and [len(r.obj["messages"]) for r in out] == [2000, 2] and [r.line for r in out] == [2, 8006]
     assert len(calls) < 40  # 8,000 lines
+
+
+@pytest.mark.parametrize(("name", "encoding", "given"), [
+    ("bom.jsonl", "utf-16", None), ("bom.csv", "utf-16", None), ("bom.json", "utf-16", None),
+    ("le.jsonl", "utf-16-le", "utf-16-le"), ("be32.jsonl", "utf-32", None)])
+def test_utf16_and_utf32_files_are_read(tmp_path, name, encoding, given):
+    """Excel's "Unicode text" export is UTF-16 with a byte-order mark; it was refused."""
+    rows_in = [{"text": f"mañana factura {i} €", "label": "billing"} for i in range(3)]
+    f = tmp_path / name
+    if name.endswith(".csv"):
+        f.write_text('text,label\r\n"two\nlines",a\r\nb,c\r\n', encoding=encoding, newline="")
+        want = [(2, {"text": "two\nlines", "label": "a"}), (4, {"text": "b", "label": "c"})]
+    elif name.endswith(".json"):
+        f.write_text(json.dumps(rows_in, ensure_ascii=False), encoding=encoding)
+        want = [(1, r) for r in rows_in]
+    else:
+        f.write_text("\r\n".join(json.dumps(r, ensure_ascii=False) for r in rows_in), encoding=encoding)
+        want = [(i + 1, r) for i, r in enumerate(rows_in)]
+    out, problems = rows(f, **({"encoding": given} if given else {}))
+    assert not problems and [(r.line, r.obj) for r in out] == want
+
+
+def test_utf16_without_a_byte_order_mark_gets_a_hint(tmp_path):
+    f = tmp_path / "le.jsonl"
+    f.write_text('{"text": "a", "label": "b"}\n', encoding="utf-16-le")
+    out, problems = rows(f)
+    assert not out and "pass --encoding utf-16-le" in problems[0].message

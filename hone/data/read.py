@@ -54,9 +54,25 @@ def detect_format(path: Path) -> str:
                         f"pass --format ({', '.join(FORMATS)})")
     if fmt == "json":  # a .json file may hold JSON lines; look at its first character
         with open(path, "rb") as fh:
-            head = fh.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
+            head = fh.read(4096)
+        wide = _wide_codec(head, "utf-8")
+        if wide:
+            head = head.decode(wide, errors="ignore").encode()
+        head = head.lstrip(b"\xef\xbb\xbf \t\r\n")
         fmt = "json" if head.startswith(b"[") else "jsonl"
     return fmt
+
+
+def _wide_codec(head: bytes, encoding: str) -> str | None:
+    """The codec of a UTF-16 / UTF-32 file (Excel's "Unicode text" export): from its byte-order mark, or as given."""
+    enc = encoding.lower().replace("_", "-")
+    if enc.startswith(("utf-16", "utf-32", "utf16", "utf32")):
+        return encoding
+    if head.startswith((b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")):
+        return "utf-32"
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "utf-16"
+    return None
 
 
 class _Lines:
@@ -69,11 +85,17 @@ class _Lines:
     def __iter__(self) -> Iterator[str]:
         enc = self.encoding.lower().replace("_", "-")
         with open(self.path, "rb") as fh:
+            wide = _wide_codec(fh.read(4), self.encoding)
+        if wide:
+            yield from self._wide(wide)
+            return
+        with open(self.path, "rb") as fh:
             for raw in fh:
                 self.lineno += 1
                 if self.lineno == 1:
-                    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
-                        self._bad("UTF-16 text is not supported; re-save the file as UTF-8")
+                    if b"\x00" in raw and enc in ("utf-8", "utf8"):
+                        self._bad("the file holds NUL bytes: UTF-16 without a byte-order mark? pass --encoding "
+                                  "utf-16-le (or utf-16-be)")
                         return
                     if raw.startswith(b"\xef\xbb\xbf") and enc in ("utf-8", "utf8"):
                         raw = raw[3:]
@@ -92,6 +114,25 @@ class _Lines:
                 elif text.endswith("\r\n"):
                     text = text[:-2] + "\n"
                 yield text
+
+    def _wide(self, codec: str) -> Iterator[str]:
+        """Lines of a UTF-16 / UTF-32 file, decoded as a stream (its bytes cannot be split at b"\\n")."""
+        try:
+            with open(self.path, encoding=codec, newline="") as fh:
+                for text in fh:
+                    self.lineno += 1
+                    if self.lineno == 1:
+                        text = text.removeprefix("\ufeff")
+                    if not self.keepends:
+                        text = text.rstrip("\r\n")
+                    elif text.endswith("\r\n"):
+                        text = text[:-2] + "\n"
+                    yield text
+        except UnicodeDecodeError as e:
+            self.lineno += 1
+            self._bad(f"not valid {codec}: {e.reason}")
+        except LookupError:
+            raise DataError(f"unknown encoding {self.encoding!r}") from None
 
     def _bad(self, msg: str) -> None:
         self.problems.append(Problem("error", str(self.path), self.lineno, "(encoding)", msg))
