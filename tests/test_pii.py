@@ -86,8 +86,9 @@ def test_every_entity_type_is_covered():
 @pytest.mark.parametrize("text", ["I forgot my PIN and need a new one.", "I entered the wrong PIN 3 times.",
                                   "My password is not working since the update.", "my password is wrong!",
                                   "Can you resend the verification code?", "Where is the 3 digit CVV?",
-                                  "How do I change my password?", "The OTP never arrives."])
-def test_credential_keywords_without_a_secret_are_left_alone(red, text):
+                                  "How do I change my password?", "The OTP never arrives.",
+                                  "Version 10.2.3.4 broke my router", "firmware v10.2.3.4 is out"])
+def test_keywords_without_a_secret_and_version_numbers_are_left_alone(red, text):
     assert red.redact(text) == text
 
 

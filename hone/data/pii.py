@@ -111,6 +111,8 @@ _SCORES = {"EMAIL": 1.0, "URL": 1.0, "CREDIT_CARD": 1.0, "IBAN": 1.0, "IP_ADDRES
 # a secret a customer types into a ticket: the value after its keyword.  Codes (PIN, CVV, one-time codes) are 3-8
 # digits; a password or memorable word is any token after "is", ":" or "=", if it has a digit or a symbol ("my
 # password is not working" keeps its words)
+_VERSION_BEFORE = re.compile(r"(?i:\b(?:version|ver|firmware|fw|build|release|update|os|ios|android|v)\.?[ \t]*:?"
+                             r"[ \t]*)\Z")
 _CODE_KW = (r"PIN(?:[ \t]?(?:number|code))?|pass[ \t-]?code|CVV2?|CVC2?|CV2|CSC|card[ \t]security[ \t]code|"
             r"security[ \t](?:code|number)|OTP|one[ \t-]time[ \t](?:pass[ \t]?code|code|password|pin)|"
             r"verification[ \t]code|auth(?:entication|orisation|orization)?[ \t]code|2FA[ \t]code|sms[ \t]code")
@@ -301,7 +303,8 @@ class Redactor:
     def _ip(self, text: str, digits: int):
         if not re.search(r"\d\.\d|[0-9a-fA-F]:[0-9a-fA-F:]*:", text):
             return []
-        return self._presidio(self._p.ip, text, _SCORES["IP_ADDRESS"])
+        return [(s, e, sc) for s, e, sc in self._presidio(self._p.ip, text, _SCORES["IP_ADDRESS"])
+                if not _VERSION_BEFORE.search(text, max(0, s - 24), s)]  # "version 10.2.3.4" is no address
 
     def _url(self, text: str, digits: int):
         if not re.search(r"\w\.\w[^\s]*[/?]", text):
