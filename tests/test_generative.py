@@ -656,6 +656,32 @@ def test_bad_requests_are_request_errors_not_crashes_or_silent_defaults(tiny):
     assert isinstance(box.get("error"), RequestError)  # it hung: generate raised in the thread
 
 
+@pytest.mark.parametrize("kind", ["prefix", "prompt"])
+def test_prompt_learning_adapters_generate_what_their_forward_computes(tiny, kind):
+    """peft hands prompt / prefix tuning's virtual tokens to generate() as past_key_values, which transformers 5.25
+    ignores: a prefix-tuned SmolLM2 generated the base model's text, a prompt-tuned one garbage.  hone decodes these
+    adapters step by step through their forward."""
+    from peft import PrefixTuningConfig, PromptTuningConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(0)
+    cfg = (PrefixTuningConfig if kind == "prefix" else PromptTuningConfig)(task_type="CAUSAL_LM", num_virtual_tokens=4)
+    model, tok = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny), cfg), AutoTokenizer.from_pretrained(tiny)
+    with torch.no_grad():
+        for p in model.prompt_encoder.parameters():
+            p.mul_(0).add_(torch.randn_like(p) * 3)  # an adapter that changes the output
+    gen = Generator(model, tok, max_new_tokens=6, eos_ids=[-1])
+    assert gen.stepwise
+    ids = gen.prompt_ids("my phone bill")
+    seq = torch.tensor([ids])
+    with torch.no_grad():
+        for _ in range(6):
+            seq = torch.cat([seq, model(input_ids=seq).logits[:, -1].argmax(-1, keepdim=True)], 1)
+    want = tok.decode(seq[0, len(ids):], skip_special_tokens=True).strip()
+    assert gen.generate(["my phone bill", "a longer prompt about roaming"])[0].text == want
+    assert "".join(gen.stream("my phone bill")).strip() == want
+
+
 def test_repetition_penalty_breaks_loops(tiny):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -89,6 +89,11 @@ class Generator:
         self.repetition_penalty = repetition_penalty  # > 1 discourages repeating tokens (CTRL-style)
         self.manifest = manifest or {}
         self.seq2seq = bool(getattr(model.config, "is_encoder_decoder", False))
+        # peft's prompt / prefix tuning hand their virtual tokens to generate() as past_key_values, which
+        # transformers 5.25 ignores (it reads ``cache``): the tuned model generated the base model's text, or garbage
+        # once the cache was used.  Those adapters decode step by step through the forward they trained with.
+        config = getattr(model, "active_peft_config", None)
+        self.stepwise = bool(getattr(config, "is_prompt_learning", False)) and not self.seq2seq
 
     @classmethod
     def load(cls, path: str | Path, *, dtype: Any = None) -> Generator:
@@ -144,6 +149,9 @@ class Generator:
         if max_prompt_tokens:
             ids = [x[-max_prompt_tokens:] for x in ids]  # keep the end: the latest turns matter most
         out: list[Generation | None] = [None] * len(items)
+        if self.stepwise:
+            with torch.inference_mode(), _decoding(self.model):
+                return [self._decode(self._stepwise(x, max_new, temperature, top_p), max_new) for x in ids]
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         dev = next(self.model.parameters()).device
         with torch.inference_mode(), _decoding(self.model):
@@ -168,6 +176,9 @@ class Generator:
 
         max_new = self.max_new_tokens if max_new_tokens is None else max_new_tokens
         _check_decoding(max_new, temperature, top_p)
+        if self.stepwise:
+            yield from self._stream_stepwise(self.prompt_ids(prompt), max_new, temperature, top_p)
+            return
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=not self.seq2seq, skip_special_tokens=True)
         inp = torch.tensor([self.prompt_ids(prompt)], device=next(self.model.parameters()).device)
         kw = self._kwargs(max_new, temperature, top_p)
@@ -187,6 +198,51 @@ class Generator:
         thread.join()
         if failed:
             raise failed[0]
+
+    def _stepwise(self, ids: list[int], max_new: int, temperature: float, top_p: float) -> list[int]:
+        return list(_stepwise_tokens(self, ids, max_new, temperature, top_p))
+
+    def _stream_stepwise(self, ids: list[int], max_new: int, temperature: float, top_p: float) -> Iterator[str]:
+        with torch.inference_mode(), _decoding(self.model):
+            yield from _stream_pieces(self, _stepwise_tokens(self, ids, max_new, temperature, top_p))
+
+
+def _stepwise_tokens(gen: Generator, ids: list[int], max_new: int, temperature: float, top_p: float) -> Iterator[int]:
+    """New token ids one at a time, each from a whole forward over the sequence so far (no key / value cache):
+    what the model trained on, whatever its adapter does to the inputs.  Sampling as generate() samples."""
+    from transformers import (LogitsProcessorList, RepetitionPenaltyLogitsProcessor, TemperatureLogitsWarper,
+                              TopPLogitsWarper)
+
+    procs = LogitsProcessorList()
+    if gen.repetition_penalty != 1.0:
+        procs.append(RepetitionPenaltyLogitsProcessor(gen.repetition_penalty))
+    if temperature > 0:
+        procs.append(TemperatureLogitsWarper(temperature))
+        if top_p < 1:
+            procs.append(TopPLogitsWarper(top_p))
+    seq = torch.tensor([ids], device=next(gen.model.parameters()).device)
+    for _ in range(max_new):
+        logits = gen.model(input_ids=seq, attention_mask=torch.ones_like(seq)).logits[:, -1].float()
+        scores = procs(seq, logits)
+        nxt = torch.multinomial(scores.softmax(-1), 1) if temperature > 0 else scores.argmax(-1, keepdim=True)
+        yield int(nxt)
+        if int(nxt) in gen.eos_ids:
+            return
+        seq = torch.cat([seq, nxt.view(1, 1).to(seq.dtype)], 1)
+
+
+def _stream_pieces(gen: Generator, tokens: Iterator[int]) -> Iterator[str]:
+    """Text pieces of a token stream: the decoded text's growth at each token (end-of-turn tokens are left out)."""
+    new: list[int] = []
+    shown = ""
+    for t in tokens:
+        if t in gen.eos_ids:
+            return
+        new.append(t)
+        text = gen.tokenizer.decode(new, skip_special_tokens=True)
+        if len(text) > len(shown) and not text.endswith("\ufffd"):  # (a partial multi-byte character waits)
+            yield text[len(shown):]
+            shown = text
 
 
 def _contiguous_input(module, args):
