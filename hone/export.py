@@ -291,7 +291,7 @@ def _exported_decodes(fmt: str, stage: Path, man: dict, base_dir: Path | None, p
         model, tok = _load(stage, man, base_dir)
     else:
         with tempfile.TemporaryDirectory(dir=stage) as tmp:  # a directory holding only the GGUF file
-            os.symlink(stage / EXPORT_GGUF, Path(tmp) / EXPORT_GGUF)
+            os.symlink((stage / EXPORT_GGUF).resolve(), Path(tmp) / EXPORT_GGUF)  # (relative, it dangled)
             tok = AutoTokenizer.from_pretrained(tmp, gguf_file=EXPORT_GGUF)
             model = AutoModelForCausalLM.from_pretrained(tmp, gguf_file=EXPORT_GGUF, dtype=torch.float32).eval()
     return [_decode(_stepper(model), ids, eos) for ids in _render_all(tok, prompts)]

@@ -131,6 +131,13 @@ def test_gguf_round_trip(bpe_lora, tmp_path):
     assert gtok(text)["input_ids"] == tok(text)["input_ids"] and gtok.chat_template == CHAT_TEMPLATE
 
 
+def test_gguf_export_to_a_relative_path(bpe_lora, tmp_path, monkeypatch):
+    """-o given relative: the round trip's link to the GGUF file dangled and the export failed after writing it."""
+    monkeypatch.chdir(tmp_path)
+    report = hexport.export(bpe_lora, "exports/rel", formats=("gguf",))
+    assert report["gguf"]["round_trip"].startswith("ok") and (tmp_path / "exports" / "rel" / "model.gguf").is_file()
+
+
 def test_gguf_f16_round_trip(bpe_lora, tmp_path):
     report = hexport.export(bpe_lora, tmp_path / "f16", formats=("gguf",), gguf_dtype="f16")
     assert report["gguf"]["round_trip"].startswith("ok")

@@ -104,6 +104,9 @@ def resolve_precision(precision: str, log: Callable[[str], None]) -> str:
     if precision == "bf16" and not native_bf16():
         log("warning: train.precision=bf16 but this machine has no native bf16 (no AVX512-BF16/AMX or CUDA bf16); "
             "bf16 is emulated and much slower than fp32 here; use train.precision=auto")
+    if precision == "fp16" and not torch.cuda.is_available():
+        log("warning: train.precision=fp16 needs a CUDA GPU (a loss scaler); on this CPU it trains in fp32; use "
+            "train.precision=auto (bf16 where the CPU has it)")
     return {"fp32": "no"}.get(precision, precision)
 
 
