@@ -281,7 +281,8 @@ def eval_cmd(artifact: Path, data: Annotated[Path, typer.Option(help="Labelled d
         return
     clf = Classifier.load(artifact)
     texts, labels = _read_labelled(data, text_column, label_column)
-    unknown = sorted({lab for lab in labels if lab not in clf.labels})
+    unknown = sorted({lab for row in labels for lab in (row if isinstance(row, list) else [row])
+                      if lab not in clf.labels})  # (multi-label rows hold lists)
     if unknown:
         raise DataError(f"{data}: label(s) the model does not know: {', '.join(unknown[:10])}")
     cfg = EvalConfig(baselines=["zero_shot"] if baselines else [], forgetting=False)

@@ -269,3 +269,37 @@ def test_fp16_grad_scaler_steps_and_resumes_at_its_scale(tmp_path, tiny, monkeyp
     assert a.result.steps == b.result.steps == 12
     wa, wb = _weights(a.artifact), _weights(b.artifact)
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_multi_label_runs_train_evaluate_and_report_every_label(tmp_path, tiny):
+    """The default early-stopping metric (macro-F1) was not measured for multi-label data, so a multi-label run
+    stopped with an error at its first evaluation; the report scored only each example's first label."""
+    import random
+
+    from hone.eval.suite import evaluate_classifier
+    from hone.config import EvalConfig
+    from hone.serve.engine import Classifier
+
+    labels = ["billing", "outage", "roaming"]
+    rng = random.Random(0)
+    rows = [{"text": f"ticket {i} about " + " and ".join(ls) + f" case {i * 7}", "label": ls}
+            for i in range(80) for ls in [sorted(rng.sample(labels, rng.choice([1, 2])))]]
+    data = tmp_path / "ml.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = _cfg(tmp_path, tiny, **{"data.path": str(data), "train.save_every": None})
+    run = train_classifier(cfg, tmp_path / "run", progress=False)
+    evals = [h for h in run.result.history if "eval_macro_f1" in h]
+    assert run.result.steps == 12 and len(evals) == 3 and all(0 <= h["eval_accuracy"] <= 1 for h in evals)
+    clf = Classifier.load(run.artifact)
+    test = [r for r in rows[:20]]
+    rep = evaluate_classifier(clf, [r["text"] for r in test], [r["label"] for r in test],
+                              cfg=EvalConfig(baselines=[], forgetting=False, bootstrap=20), seed=0, base_model=str(tiny))
+    ml = rep["multi_label"]
+    assert ml["n"] == 20 and sum(c["support"] for c in ml["per_class"].values()) == sum(len(r["label"]) for r in test)
+    from typer.testing import CliRunner
+
+    from hone.cli import app
+
+    r = CliRunner().invoke(app, ["eval", str(run.artifact), "--data", str(data), "-o", str(tmp_path / "ev")])
+    assert r.exit_code == 0, r.output  # TypeError: unhashable type: 'list' before
+    assert "multi_label" in json.loads((tmp_path / "ev" / "report.json").read_text())

@@ -39,6 +39,18 @@ def evaluate_classifier(clf, test_texts: list[str], test_labels: list[Any], *, c
     gains: dict[str, Any] = {}
     report: dict[str, Any] = {"task": "classification", "labels": labels, "systems": systems, "gains": gains,
                               "primary": "fine_tuned"}
+    if clf.multi_label:  # the table above scores each example's first label against the top one; here every label
+        from hone.eval.metrics import multilabel_metrics
+
+        truth = np.zeros_like(probs, dtype=np.int64)
+        for i, row in enumerate(test_labels):
+            for lab in (row if isinstance(row, list) else [row]):
+                truth[i, l2i[lab]] = 1
+        report["multi_label"] = {"threshold": 0.5, **multilabel_metrics(truth, (probs >= 0.5).astype(np.int64),
+                                                                          labels)}
+        ml = report["multi_label"]
+        log(f"multi-label (every label at 0.5): micro-F1 {ml['micro_f1']:.3f}, macro-F1 {ml['macro_f1']:.3f}, "
+            f"subset accuracy {ml['subset_accuracy']:.3f}")
     if cfg.baselines or cfg.forgetting:
         from hone.model.load import load_encoder
 

@@ -301,7 +301,9 @@ class ClassificationObjective:
                                    label_smoothing=self.label_smoothing, multi_label=self.multi_label)
 
     def evaluate(self, model, data, *, batch_size: int, autocast: Callable) -> dict[str, Any]:
-        """Loss, logits and (single-label) accuracy / macro-F1 of ``model`` on ``data``."""
+        """Loss, logits, accuracy and macro-F1 of ``model`` on ``data`` (multi-label: labels at or above 0.5, and
+        accuracy the share of examples with every label right; the default metric was missing there, so a
+        multi-label run stopped at its first evaluation)."""
         from sklearn.metrics import f1_score
 
         from hone.data.batches import eval_batches
@@ -318,10 +320,13 @@ class ClassificationObjective:
         loss = classification_loss(logits, data.labels, class_weights=None, label_smoothing=0.0,
                                    multi_label=self.multi_label).item()
         res: dict[str, Any] = {"loss": loss, "logits": logits}
-        if not self.multi_label:
+        if self.multi_label:  # every label at or above 0.5; accuracy counts an example right when all its labels are
+            pred, true = (torch.sigmoid(logits) >= 0.5).int().numpy(), (data.labels >= 0.5).int().numpy()
+            res["accuracy"] = float((pred == true).all(-1).mean())
+        else:
             pred, true = logits.argmax(-1).numpy(), data.labels.numpy()
             res["accuracy"] = float((pred == true).mean())
-            res["macro_f1"] = float(f1_score(true, pred, average="macro", zero_division=0))
+        res["macro_f1"] = float(f1_score(true, pred, average="macro", zero_division=0))  # (the default metric)
         return res
 
 
