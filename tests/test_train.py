@@ -303,3 +303,31 @@ def test_multi_label_runs_train_evaluate_and_report_every_label(tmp_path, tiny):
     r = CliRunner().invoke(app, ["eval", str(run.artifact), "--data", str(data), "-o", str(tmp_path / "ev")])
     assert r.exit_code == 0, r.output  # TypeError: unhashable type: 'list' before
     assert "multi_label" in json.loads((tmp_path / "ev" / "report.json").read_text())
+
+
+def test_restoring_the_best_under_progressive_unfreezing_puts_back_layers_opened_later(tiny):
+    """The best snapshot held only the weights trainable at that step; layers opened afterwards kept their last
+    values, so the restored model mixed two steps and evaluated as neither."""
+    from transformers import AutoModelForSequenceClassification
+
+    from hone.config import ProgressiveMethod
+    from hone.model.methods import ProgressiveUnfreezer, apply_method
+    from hone.train import loop
+
+    model = apply_method(AutoModelForSequenceClassification.from_pretrained(str(tiny), num_labels=3),
+                         ProgressiveMethod(every=4))
+    unfreezer = ProgressiveUnfreezer(model, 4, "steps")
+    unfreezer.update(4, 0)  # the top group open at the best step
+    at_best = {n: p.detach().clone() for n, p in model.named_parameters()}
+    best = loop._best_state(model, unfreezer)
+    unfreezer.update(8, 0)  # the next group opens, then everything trains on
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    path = Path(str(tiny)).parent / "best.safetensors"
+    from hone.train import checkpoint as ckpt
+
+    ckpt.save_weights(path, best)
+    loop._restore(model, path)
+    later = [n for n, p in model.named_parameters() if any(p is q for q in unfreezer.groups[1])]
+    assert later and all(torch.equal(p, at_best[n]) for n, p in model.named_parameters() if n in later)

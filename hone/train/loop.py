@@ -342,7 +342,7 @@ def _loop(model, train_data, val_data, cfg: TrainConfig, st: _State, c: _Ctx) ->
             epoch_done = st.micro == 0
             if val_data is not None and ((cfg.eval_every and st.step % cfg.eval_every == 0)
                                          or (not cfg.eval_every and epoch_done) or st.step == total):
-                stop = _eval_step(model, val_data, cfg, st, objective, acc, best_path, record, log)
+                stop = _eval_step(model, val_data, cfg, st, objective, acc, best_path, record, log, unfreezer)
             if cfg.save_every and st.step % cfg.save_every == 0:
                 st.grad_scaler = acc.scaler.state_dict() if acc.scaler is not None else None
                 ckpt.save_checkpoint(ckpt_root, st.step, weights=trainable_state(acc.unwrap_model(model)),
@@ -361,7 +361,7 @@ def _metric(cfg: TrainConfig, objective) -> str:
 
 
 def _eval_step(model, val_data, cfg: TrainConfig, st: _State, objective, acc, best_path: Path,
-               record, log) -> bool:
+               record, log, unfreezer: ProgressiveUnfreezer | None = None) -> bool:
     """Evaluate, track the best weights and decide on early stopping (True = stop)."""
     model.eval()
     try:
@@ -382,7 +382,7 @@ def _eval_step(model, val_data, cfg: TrainConfig, st: _State, objective, acc, be
     if st.best_value is None or sign * (value - st.best_value) > min_delta:
         st.best_value, st.best_step, st.bad_evals = value, st.step, 0
         best_path.mkdir(exist_ok=True)
-        ckpt.save_weights(_best_file(best_path, st.step), trainable_state(acc.unwrap_model(model)))
+        ckpt.save_weights(_best_file(best_path, st.step), _best_state(acc.unwrap_model(model), unfreezer))
         _prune_bests(best_path, st.step, best_path.parent / "checkpoints")
     else:
         st.bad_evals += 1
@@ -391,6 +391,18 @@ def _eval_step(model, val_data, cfg: TrainConfig, st: _State, objective, acc, be
         log(f"early stopping: no improvement in {es.patience} evaluations")
         return True
     return False
+
+
+def _best_state(model, unfreezer: ProgressiveUnfreezer | None) -> dict[str, torch.Tensor]:
+    """What restoring the best must put back: the trainable weights, and under progressive unfreezing also the
+    layers still frozen then (opened later, they would keep their last values: the restored model mixed two
+    steps, and evaluated as neither)."""
+    state = trainable_state(model)
+    if unfreezer is not None:
+        later = {id(p) for group in unfreezer.groups for p in group}
+        state.update({n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters()
+                      if id(p) in later and n not in state})
+    return state
 
 
 def _best_file(best_dir: Path, step: int) -> Path:
