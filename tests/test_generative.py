@@ -505,6 +505,22 @@ def test_seq2seq_t5_trains_generates_and_reports(tmp_path):
     assert gen.seq2seq and len(gen.generate(["my phone bill"], max_new_tokens=3)) == 1
 
 
+def test_seq2seq_refuses_dpo_and_dapt_and_notes_unused_options(tmp_path):
+    from _tiny import build_tiny_t5
+
+    from hone.errors import ConfigError
+    from hone.train.generative import train_generator
+
+    t5 = build_tiny_t5(tmp_path / "t5")
+    for data, name in ((FIX / "preference.jsonl", "dpo"), (FIX / "text.txt", "dapt")):
+        with pytest.raises(ConfigError, match=f"train.objective={name} is not supported for a seq2seq model"):
+            train_generator(_cfg(t5, data, "method.name=full"), tmp_path / name, progress=False)
+    logged = []
+    train_generator(_cfg(t5, FIX / "prompt_completion.jsonl", "method.name=full", "train.max_steps=1",
+                         "gen.packing=true", "gen.train_on=all"), tmp_path / "sft", log=logged.append, progress=False)
+    assert any("gen.packing=true, gen.train_on=all has no effect on a seq2seq model" in x for x in logged)
+
+
 def test_dapt_run_reports_perplexity_and_multiple_choice(tiny, tmp_path):
     from hone.pipeline import headline, run
 

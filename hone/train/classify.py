@@ -166,6 +166,9 @@ def train_classifier(cfg: RunConfig, run_dir: Path, *, log=lambda _: None, stop_
         s: encode(tok, sp.texts, targets(sp.labels, label2id, multi), cfg.model.max_length)
         for s, sp in splits.items() if sp.texts}
     weights = None
+    if cfg.data.balance.strategy == "class_weights" and not cfg.train.class_weights:
+        log("note: data.balance.strategy=class_weights computed the weights (metadata.json); the loss uses them "
+            "only with train.class_weights=true")
     if cfg.train.class_weights and not multi:
         cw = meta.get("class_weights") or _balanced(splits["train"].labels, labels)
         weights = torch.tensor([cw.get(lab, 1.0) for lab in labels], dtype=torch.float)

@@ -203,6 +203,14 @@ def train_generator(cfg: RunConfig, run_dir: Path, *, log=lambda _: None, stop_a
     torch.manual_seed(cfg.seed)  # adapter / soft-prompt initial weights are part of the run
     model, tok, base_path = load_base(cfg, log)
     seq2seq = bool(getattr(model.config, "is_encoder_decoder", False))
+    if seq2seq and objective in ("dpo", "dapt"):
+        raise ConfigError(f"train.objective={objective} is not supported for a seq2seq model ({cfg.model.name}): it "
+                          "trains on source / target pairs (sft, distill); use a causal LM for this objective")
+    if seq2seq:  # options of the causal path that a seq2seq model has no use for
+        unused = [k for k, on in (("gen.packing=true", cfg.gen.packing), ("gen.train_on=all", cfg.gen.train_on == "all"))
+                  if on]
+        if unused:
+            log(f"note: {', '.join(unused)} has no effect on a seq2seq model (it trains on the targets, unpacked)")
     notes = [] if seq2seq else _template_notes(tok, cfg, objective)
     if objective == "distill" and cfg.gen.distill.mode == "sequence":
         splits["train"] = _sequence_kd(splits["train"], schema, cfg, log)
