@@ -519,21 +519,23 @@ NO_PII = [
 ]
 
 
-def render(template: str) -> tuple[str, list[dict]]:
+def _slot(slot: str) -> tuple[str, str | None]:
+    if slot == "low_addr":
+        return pick(LOW_STREETS), "ADDRESS"
+    if slot == "pobox":
+        return f"PO Box {digits(4)}", "ADDRESS"
+    gen, etype = SLOTS[slot]
+    return gen(), etype
+
+
+def render(template: str, slot_value=_slot) -> tuple[str, list[dict]]:
     text, ents = "", []
     for piece in re.split(r"(\{\w+\})", template):
         m = re.fullmatch(r"\{(\w+)\}", piece)
         if not m:
             text += piece
             continue
-        slot = m.group(1)
-        if slot == "low_addr":
-            value, etype = pick(LOW_STREETS), "ADDRESS"
-        elif slot == "pobox":
-            value, etype = f"PO Box {digits(4)}", "ADDRESS"
-        else:
-            gen, etype = SLOTS[slot]
-            value = gen()
+        value, etype = slot_value(m.group(1))
         if etype:
             ents.append({"start": len(text), "end": len(text) + len(value), "type": etype})
         text += value
@@ -572,16 +574,7 @@ CRED_NEGATIVES = ["I forgot my PIN and need a new one.", "The OTP never arrives 
 
 
 def render_credential(template: str) -> tuple[str, list[dict]]:
-    text, ents = "", []
-    for piece in re.split(r"(\{\w+\})", template):
-        m = re.fullmatch(r"\{(\w+)\}", piece)
-        if not m:
-            text += piece
-            continue
-        value = CRED_SLOTS[m.group(1)]()
-        ents.append({"start": len(text), "end": len(text) + len(value), "type": "CREDENTIAL"})
-        text += value
-    return text, ents
+    return render(template, lambda slot: (CRED_SLOTS[slot](), "CREDENTIAL"))
 
 
 def main() -> int:
