@@ -34,6 +34,20 @@ def load(artifact: str):
     return _load(artifact)
 
 
+def __getattr__(name: str):
+    """``hone.Classifier`` / ``hone.Generator`` (what ``hone.load`` returns), imported on first use: ``import hone``
+    stays free of torch."""
+    if name == "Classifier":
+        from hone.serve.engine import Classifier
+
+        return Classifier
+    if name == "Generator":
+        from hone.serve.generator import Generator
+
+        return Generator
+    raise AttributeError(f"module 'hone' has no attribute {name!r}")
+
+
 def redact(text: str) -> str:
     """Redact PII from one text with hone's default redactor."""
     from hone.data.pii import redact as _redact
@@ -42,6 +56,7 @@ def redact(text: str) -> str:
 
 
 __all__ = [
-    "ArtifactError", "ConfigError", "DataError", "DataReport", "HoneError", "ModelError", "Record", "RequestError",
+    "ArtifactError", "Classifier", "ConfigError", "DataError", "DataReport", "Generator", "HoneError", "ModelError",
+    "Record", "RequestError",
     "RunConfig", "__version__", "check_data", "load", "load_config", "prepare_data", "redact",
 ]

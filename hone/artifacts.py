@@ -135,7 +135,8 @@ def staged_dir(final: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
     """
     final = Path(final)
     if final.exists() and (not final.is_dir() or any(final.iterdir())) and not overwrite:
-        raise ArtifactError(f"{final} already exists and is not empty; pass --overwrite to replace it")
+        raise ArtifactError(f"{final} already exists and is not empty; pass --overwrite (in Python, "
+                            "overwrite=True) to replace it")
     final.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".staging", dir=final.parent))
     stage.chmod(0o777 & ~_UMASK)  # as a plain mkdir would make it (mkdtemp's 0700 kept the team out)

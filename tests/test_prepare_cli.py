@@ -18,7 +18,8 @@ runner = CliRunner()
 
 def test_public_api_is_pinned():
     assert sorted(hone.__all__) == sorted([
-        "ArtifactError", "ConfigError", "DataError", "DataReport", "HoneError", "ModelError", "Record", "RequestError",
+        "ArtifactError", "Classifier", "ConfigError", "DataError", "DataReport", "Generator", "HoneError", "ModelError",
+        "Record", "RequestError",
         "RunConfig", "__version__", "check_data", "load", "load_config", "prepare_data", "redact"])
     for name in hone.__all__:
         assert hasattr(hone, name)

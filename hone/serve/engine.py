@@ -63,8 +63,11 @@ class Classifier:
             import_peft()
             from peft import PeftModel
 
-            base = classifier_class(config).from_pretrained(manifest["base_model_path"], config=config,
-                                                            use_safetensors=True)
+            from hone.model.load import _quiet_transformers
+
+            with _quiet_transformers():  # its load report calls the head "MISSING": the adapter brings it
+                base = classifier_class(config).from_pretrained(manifest["base_model_path"], config=config,
+                                                                use_safetensors=True)
             model = PeftModel.from_pretrained(base, str(path))
         else:
             model = classifier_class(config).from_pretrained(str(path), config=config, use_safetensors=True)
