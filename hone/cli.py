@@ -261,7 +261,6 @@ def eval_cmd(artifact: Path, data: Annotated[Path, typer.Option(help="Labelled d
              max_examples: Annotated[Optional[int], typer.Option(help="Generators: score at most this many examples (seeded).")] = None,
              overrides: Overrides = None) -> None:
     """Evaluate an artifact on a labelled file (classifier) or a chat / prompt-completion file (generator)."""
-    from hone.config import EvalConfig
     from hone.errors import DataError
     from hone.eval.report import write_reports
     from hone.eval.suite import evaluate_classifier
@@ -285,7 +284,12 @@ def eval_cmd(artifact: Path, data: Annotated[Path, typer.Option(help="Labelled d
                       if lab not in clf.labels})  # (multi-label rows hold lists)
     if unknown:
         raise DataError(f"{data}: label(s) the model does not know: {', '.join(unknown[:10])}")
-    cfg = EvalConfig(baselines=["zero_shot"] if baselines else [], forgetting=False)
+    from hone.config import load_config
+
+    # eval.* overrides apply (they were ignored); without training data zero-shot is the baseline there is
+    cfg = load_config(None, ["eval.forgetting=false", "eval.baselines=[zero_shot]", *(overrides or [])]).eval
+    if not baselines:
+        cfg = cfg.model_copy(update={"baselines": []})
     report = evaluate_classifier(clf, texts, labels, cfg=cfg, seed=0, base_model=clf.manifest["base_model"], log=_log)
     report["title"] = f"{artifact} on {data.name}"
     files = write_reports(out or artifact.parent / f"eval-{data.stem}", report)

@@ -146,6 +146,12 @@ def test_eval_cli_on_a_labelled_file(run_dir, tmp_path):
     bad = write_jsonl(tmp_path / "bad.jsonl", [{"text": "x", "label": "unknown_intent"}])
     r = runner.invoke(app, ["eval", str(run_dir / "artifact"), "--data", str(bad)])
     assert r.exit_code == 2 and "unknown_intent" in r.output
+    r = runner.invoke(app, ["eval", str(run_dir / "artifact"), "--data", str(data), "-o", str(tmp_path / "ev2"),
+                            "--no-baselines", "--set", "eval.bootstrap=0"])  # --set was ignored
+    assert r.exit_code == 0, r.output
+    rep = json.loads((tmp_path / "ev2" / "report.json").read_text())
+    ft = rep["systems"]["fine_tuned"]
+    assert list(rep["systems"]) == ["fine_tuned"] and ft["accuracy_ci"] == [ft["accuracy"], ft["accuracy"]]  # no resampling
 
 
 def test_predict_on_a_non_artifact_is_a_clear_error(tmp_path):
