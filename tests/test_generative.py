@@ -505,6 +505,14 @@ def test_seq2seq_t5_trains_generates_and_reports(tmp_path):
     assert gen.seq2seq and len(gen.generate(["my phone bill"], max_new_tokens=3)) == 1
 
 
+def test_a_classification_metric_for_early_stopping_a_generator_fails_before_training(tiny, tmp_path):
+    from hone.errors import TrainError
+
+    with pytest.raises(TrainError, match="early_stopping.metric=accuracy is not measured by the CausalLMObjective"):
+        _train(tiny, tmp_path, FIX / "chat.jsonl", "method.name=lora", "train.early_stopping={metric: accuracy}")
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()  # it failed at the first evaluation, after training
+
+
 def test_seq2seq_refuses_dpo_and_dapt_and_notes_unused_options(tmp_path):
     from _tiny import build_tiny_t5
 

@@ -161,6 +161,12 @@ def train(model, train_data, val_data, cfg: TrainConfig, *, objective, run_dir: 
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    es_metric = cfg.early_stopping.metric if cfg.early_stopping else None
+    if es_metric is not None and es_metric != "loss" and getattr(objective, "metric", "loss") == "loss":
+        # a language-model objective measures its loss (and perplexity), not accuracy: say so before training, not
+        # at the first evaluation
+        raise TrainError(f"train.early_stopping.metric={es_metric} is not measured by the {type(objective).__name__} "
+                         "objective; use loss (or leave the metric out)")
     _seed_all(seed)
     mixed = resolve_precision(cfg.precision, log)
     shared = AcceleratorState._shared_state  # accelerate keeps one state per process and refuses a second precision;
@@ -375,7 +381,7 @@ def _eval_step(model, val_data, cfg: TrainConfig, st: _State, objective, acc, be
     metric = _metric(cfg, objective)
     if metric not in res:
         raise TrainError(f"train.early_stopping.metric={metric} is not measured by this objective; "
-                         f"choose one of {sorted(k for k, v in res.items() if isinstance(v, float))}")
+                         f"choose one of {sorted(k for k, v in res.items() if isinstance(v, float) and k in _ES_METRICS)}")
     value = res[metric]
     sign = -1 if metric == "loss" else 1
     min_delta = es.min_delta if es else 0.0
@@ -391,6 +397,9 @@ def _eval_step(model, val_data, cfg: TrainConfig, st: _State, objective, acc, be
         log(f"early stopping: no improvement in {es.patience} evaluations")
         return True
     return False
+
+
+_ES_METRICS = ("accuracy", "macro_f1", "loss")  # what train.early_stopping.metric accepts
 
 
 def _best_state(model, unfreezer: ProgressiveUnfreezer | None) -> dict[str, torch.Tensor]:
