@@ -290,6 +290,8 @@ def eval_cmd(artifact: Path, data: Annotated[Path, typer.Option(help="Labelled d
     cfg = load_config(None, ["eval.forgetting=false", "eval.baselines=[zero_shot]", *(overrides or [])]).eval
     if not baselines:
         cfg = cfg.model_copy(update={"baselines": []})
+    if cfg.oos_label is None and clf.threshold is not None and clf.abstain_label in clf.labels:
+        cfg = cfg.model_copy(update={"oos_label": clf.abstain_label})  # score the abstention predict applies
     report = evaluate_classifier(clf, texts, labels, cfg=cfg, seed=0, base_model=clf.manifest["base_model"], log=_log)
     report["title"] = f"{artifact} on {data.name}"
     files = write_reports(out or artifact.parent / f"eval-{data.stem}", report)

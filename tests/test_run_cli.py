@@ -203,3 +203,9 @@ def test_out_of_scope_threshold_is_chosen_on_validation_and_used_by_predict(tmp_
     clf = hone.load(str(tmp_path / "out" / "artifact"))
     clf.threshold = 1.01  # nothing is that confident: every text must be routed to a human
     assert all(p["abstained"] and p["label"] == "oos" for p in clf.predict(["my bill", "roaming"]))
+    # hone eval scores the abstention with the artifact's threshold (it left the out-of-scope section out)
+    r = runner.invoke(app, ["eval", str(tmp_path / "out" / "artifact"), "--data", str(data), "--no-baselines",
+                            "-o", str(tmp_path / "ev")])
+    assert r.exit_code == 0, r.output
+    ev = json.loads((tmp_path / "ev" / "report.json").read_text())
+    assert ev["oos"]["label"] == "oos" and ev["oos"]["threshold"] == man["oos"]["threshold"]

@@ -87,12 +87,16 @@ def evaluate_classifier(clf, test_texts: list[str], test_labels: list[Any], *, c
 
 def _oos(clf, probs: np.ndarray, y: np.ndarray, l2i: dict[str, int], oos_label: str,
          held_out: tuple[list[str], list[Any]] | None) -> dict[str, Any]:
-    """Threshold chosen on validation (or, without one, on train: never on the test split it is scored on)."""
+    """Threshold chosen on validation (or, without one, on train: never on the test split it is scored on); with
+    neither (``hone eval`` on a file), the artifact's own threshold, the one ``predict`` applies."""
     from hone.eval.oos import choose_threshold, oos_report
 
-    if held_out is None or not held_out[0]:
-        raise ConfigError("eval.oos_label: choosing an out-of-scope threshold needs a validation split")
     idx = l2i.get(oos_label)
+    if held_out is None or not held_out[0]:
+        if clf.threshold is None:
+            raise ConfigError("eval.oos_label: choosing an out-of-scope threshold needs a validation split "
+                              "(this artifact has none of its own)")
+        return {"label": oos_label, **oos_report(probs, y, clf.threshold, oos_index=idx)}
     threshold = choose_threshold(clf.scores(held_out[0]).numpy(), _ids(held_out[1], l2i), oos_index=idx)
     return {"label": oos_label, **oos_report(probs, y, threshold, oos_index=idx)}
 
