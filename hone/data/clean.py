@@ -151,15 +151,16 @@ def clean_records(records: list[Record], schema: str, cfg: CleanConfig) -> tuple
     langs: Counter[str] = Counter()
     kept: list[Record] = []
     for rec in records:
-        data = rec.data
+        data, touched = rec.data, False
         for name, fn in steps:
             new = map_texts(schema, data, fn)
             if new != data:
                 changed[name] += 1
+                touched = True
             data = new
         text = joined_text(schema, data)
         reason = _drop_reason(text, cfg, langs)
-        if reason is None and data is not rec.data and any(
+        if reason is None and touched and any(
                 a.strip() and not b.strip() for a, b in zip(texts(schema, rec.data), texts(schema, data), strict=True)):
             reason = "field_empty_after_cleaning"  # e.g. a chat turn of only HTML: hone's own check refuses it
         if reason:

@@ -108,11 +108,12 @@ _PERSONAL_KEY = re.compile(r"(?i)^(?:.*id|user.*|.*name|e-?mail|mail|.*token|aut
 _SECRET = re.compile(r"^(?=.*\d)(?=.*[A-Za-z])[A-Za-z0-9_\-]{16,}$|^[0-9a-f]{20,}$")
 _SCORES = {"EMAIL": 1.0, "URL": 1.0, "CREDIT_CARD": 1.0, "IBAN": 1.0, "IP_ADDRESS": 0.95, "ACCOUNT_NUMBER": 0.9,
            "ADDRESS": 0.8, "PHONE": 0.7, "CUSTOM": 0.95, "DEVICE_ID": 1.05, "CREDENTIAL": 1.1}
-# a secret a customer types into a ticket: the value after its keyword.  Codes (PIN, CVV, one-time codes) are 3-8
-# digits; a password or memorable word is any token after "is", ":" or "=", if it has a digit or a symbol ("my
-# password is not working" keeps its words)
+# what precedes a version number, which the IP recognizer would take for an address ("version 10.2.3.4")
 _VERSION_BEFORE = re.compile(r"(?i:\b(?:version|ver|firmware|fw|build|release|update|os|ios|android|v)\.?[ \t]*:?"
                              r"[ \t]*)\Z")
+# a secret a customer types into a ticket: the value after its keyword.  Codes (PIN, CVV, one-time codes) are 3-8
+# digits; a password or memorable word is any token after ":" or "=", or after "is" if it has a digit or a symbol
+# ("my password is not working" keeps its words)
 _CODE_KW = (r"PIN(?:[ \t]?(?:number|code))?|pass[ \t-]?code|CVV2?|CVC2?|CV2|CSC|card[ \t]security[ \t]code|"
             r"security[ \t](?:code|number)|OTP|one[ \t-]time[ \t](?:pass[ \t]?code|code|password|pin)|"
             r"verification[ \t]code|auth(?:entication|orisation|orization)?[ \t]code|2FA[ \t]code|sms[ \t]code")

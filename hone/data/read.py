@@ -83,37 +83,41 @@ class _Lines:
         self.lineno = 0
 
     def __iter__(self) -> Iterator[str]:
-        enc = self.encoding.lower().replace("_", "-")
-        with open(self.path, "rb") as fh:
+        with open(self.path, "rb") as fh:  # (one open: the byte-order mark is peeked, then read from the start)
             wide = _wide_codec(fh.read(4), self.encoding)
+            if not wide:
+                fh.seek(0)
+                yield from self._narrow(fh)
         if wide:
             yield from self._wide(wide)
-            return
-        with open(self.path, "rb") as fh:
-            for raw in fh:
-                self.lineno += 1
-                if self.lineno == 1:
-                    if b"\x00" in raw and enc in ("utf-8", "utf8"):
-                        self._bad("the file holds NUL bytes: UTF-16 without a byte-order mark? pass --encoding "
-                                  "utf-16-le (or utf-16-be)")
-                        return
-                    if raw.startswith(b"\xef\xbb\xbf") and enc in ("utf-8", "utf8"):
-                        raw = raw[3:]
-                try:
-                    text = raw.decode(self.encoding)
-                except UnicodeDecodeError as e:
-                    bad = raw[e.start:e.start + 1].hex()
-                    hint = "" if enc not in ("utf-8", "utf8") else \
-                        " (if the file is Windows-1252 or Latin-1, pass --encoding cp1252 or --encoding latin-1)"
-                    self._bad(f"not valid {self.encoding}: byte 0x{bad} at column {e.start + 1}{hint}")
-                    continue
-                except LookupError:
-                    raise DataError(f"unknown encoding {self.encoding!r}") from None
-                if not self.keepends:
-                    text = text.rstrip("\r\n")
-                elif text.endswith("\r\n"):
-                    text = text[:-2] + "\n"
-                yield text
+
+    def _narrow(self, fh) -> Iterator[str]:
+        """Lines of a file in a byte-oriented encoding (UTF-8, cp1252, ...), decoded one at a time."""
+        enc = self.encoding.lower().replace("_", "-")
+        for raw in fh:
+            self.lineno += 1
+            if self.lineno == 1:
+                if b"\x00" in raw and enc in ("utf-8", "utf8"):
+                    self._bad("the file holds NUL bytes: UTF-16 without a byte-order mark? pass --encoding "
+                              "utf-16-le (or utf-16-be)")
+                    return
+                if raw.startswith(b"\xef\xbb\xbf") and enc in ("utf-8", "utf8"):
+                    raw = raw[3:]
+            try:
+                text = raw.decode(self.encoding)
+            except UnicodeDecodeError as e:
+                bad = raw[e.start:e.start + 1].hex()
+                hint = "" if enc not in ("utf-8", "utf8") else \
+                    " (if the file is Windows-1252 or Latin-1, pass --encoding cp1252 or --encoding latin-1)"
+                self._bad(f"not valid {self.encoding}: byte 0x{bad} at column {e.start + 1}{hint}")
+                continue
+            except LookupError:
+                raise DataError(f"unknown encoding {self.encoding!r}") from None
+            if not self.keepends:
+                text = text.rstrip("\r\n")
+            elif text.endswith("\r\n"):
+                text = text[:-2] + "\n"
+            yield text
 
     def _wide(self, codec: str) -> Iterator[str]:
         """Lines of a UTF-16 / UTF-32 file, decoded as a stream (its bytes cannot be split at b"\\n")."""

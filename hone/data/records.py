@@ -209,6 +209,11 @@ def _as_list(x: Any, role: str) -> list[dict]:
     return [{"role": role, "content": x}] if isinstance(x, str) else x
 
 
+def _turns(msgs: list[dict]) -> list[tuple[Any, Any]]:
+    """Messages as (role, content) pairs, for comparing conversations whatever other keys they carry."""
+    return [(m["role"], m["content"]) for m in msgs]
+
+
 def _norm_preference(obj: dict, issues: Issues) -> dict[str, Any]:
     """``{prompt, chosen, rejected}`` with the replies alone in ``chosen`` / ``rejected``, from any of the shapes
     preference data comes in:
@@ -246,8 +251,7 @@ def _norm_preference(obj: dict, issues: Issues) -> dict[str, Any]:
         if last >= 0:
             if conversation is None:
                 conversation = msgs[:last + 1]
-            elif [(m["role"], m["content"]) for m in msgs[:last + 1]] != \
-                    [(m["role"], m["content"]) for m in conversation]:
+            elif _turns(msgs[:last + 1]) != _turns(conversation):
                 issues.append((names[key], f"must continue the same conversation as {names['chosen']}: the "
                                            "messages before the replies differ"))
             val = msgs[last + 1:]
@@ -259,7 +263,7 @@ def _norm_preference(obj: dict, issues: Issues) -> dict[str, Any]:
     if conversation is not None:
         if prompt is not None:  # e.g. UltraFeedback's prompt: the conversation's last user turn, or all of it
             same = (prompt == conversation[-1]["content"] if isinstance(prompt, str) else
-                    [(m["role"], m["content"]) for m in prompt] == [(m["role"], m["content"]) for m in conversation])
+                    _turns(prompt) == _turns(conversation))
             if not same:
                 issues.append((names["prompt"], f"differs from the conversation that {names['chosen']} continues"))
         prompt = conversation

@@ -77,7 +77,8 @@ def _estimate(model, tok, texts, n: int, batch_size: int, max_length: int, num_l
     marks = [t0, *times]
     step_s = (marks[-1] - marks[WARMUP_STEPS]) / MEASURED_STEPS  # a mean: the sampled batches' lengths vary
     per_epoch = -(-n // batch_size)
-    precision = {"no": "fp32"}.get(mixed := resolve_precision(cfg.precision, lambda _: None), mixed)
+    mixed = resolve_precision(cfg.precision, lambda _: None)
+    precision = "fp32" if mixed == "no" else mixed
     return {"measured_steps": MEASURED_STEPS, "batch_size": batch_size, "seconds_per_step": round(step_s, 4),
             "steps_per_epoch": per_epoch, "seconds_per_epoch": round(step_s * per_epoch, 1),
             "precision": precision, "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),

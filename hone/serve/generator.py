@@ -148,10 +148,11 @@ class Generator:
         ids = [self.prompt_ids(p) for p in items]
         if max_prompt_tokens:
             ids = [x[-max_prompt_tokens:] for x in ids]  # keep the end: the latest turns matter most
-        out: list[Generation | None] = [None] * len(items)
         if self.stepwise:
             with torch.inference_mode(), _decoding(self.model):
-                return [self._decode(self._stepwise(x, max_new, temperature, top_p), max_new) for x in ids]
+                return [self._decode(list(_stepwise_tokens(self, x, max_new, temperature, top_p)), max_new)
+                        for x in ids]
+        out: list[Generation | None] = [None] * len(items)
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         dev = next(self.model.parameters()).device
         with torch.inference_mode(), _decoding(self.model):
@@ -198,9 +199,6 @@ class Generator:
         thread.join()
         if failed:
             raise failed[0]
-
-    def _stepwise(self, ids: list[int], max_new: int, temperature: float, top_p: float) -> list[int]:
-        return list(_stepwise_tokens(self, ids, max_new, temperature, top_p))
 
     def _stream_stepwise(self, ids: list[int], max_new: int, temperature: float, top_p: float) -> Iterator[str]:
         with torch.inference_mode(), _decoding(self.model):

@@ -72,14 +72,20 @@ def inference_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def to_inference_device(model):
-    """``model`` moved to :func:`inference_device`, where evaluation and serving load it; a quantized model (integer
-    weights) stays where its loader put it, which is the GPU already."""
+def _moved(model, device: torch.device | str):
+    """``model`` on ``device``; a quantized model (integer weights) stays where its loader put it, the GPU already
+    (bitsandbytes models cannot be moved)."""
+    device = torch.device(device)
     params = list(model.parameters())
-    device = inference_device()
-    if params and all(p.is_floating_point() for p in params) and params[0].device.type != device:
+    if params and all(p.is_floating_point() for p in params) and (
+            params[0].device.type != device.type or device.index not in (None, params[0].device.index)):
         model = model.to(device)
     return model
+
+
+def to_inference_device(model):
+    """``model`` moved to :func:`inference_device`, where evaluation and serving load it (see :func:`_moved`)."""
+    return _moved(model, inference_device())
 
 
 def native_bf16(device: str | None = None) -> bool:
@@ -129,17 +135,11 @@ def _seed_all(seed: int) -> None:
 
 def place_frozen_models(objective, device: torch.device) -> None:
     """The objective's frozen models (DPO's reference copy, a logit-distillation teacher) on the training device:
-    they are built on the CPU beside the policy, and accelerate moves only the model it prepares.  A quantized
-    teacher (integer weights) is left where its loader put it, on the GPU: bitsandbytes models cannot be moved."""
-    device = torch.device(device)
+    they are built on the CPU beside the policy, and accelerate moves only the model it prepares."""
     for name in ("reference", "teacher"):
         m = getattr(objective, name, None)
-        params = list(m.parameters()) if isinstance(m, torch.nn.Module) else []
-        if not params or not all(p.is_floating_point() for p in params):
-            continue
-        p = params[0]
-        if p.device.type != device.type or (device.index is not None and p.device.index != device.index):
-            m.to(device)
+        if isinstance(m, torch.nn.Module):
+            _moved(m, device)  # (in place: Module.to moves a module's own parameters)
 
 
 def train(model, train_data, val_data, cfg: TrainConfig, *, objective, run_dir: Path, seed: int,
@@ -161,12 +161,7 @@ def train(model, train_data, val_data, cfg: TrainConfig, *, objective, run_dir: 
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    es_metric = cfg.early_stopping.metric if cfg.early_stopping else None
-    if es_metric is not None and es_metric != "loss" and getattr(objective, "metric", "loss") == "loss":
-        # a language-model objective measures its loss (and perplexity), not accuracy: say so before training, not
-        # at the first evaluation
-        raise TrainError(f"train.early_stopping.metric={es_metric} is not measured by the {type(objective).__name__} "
-                         "objective; use loss (or leave the metric out)")
+    _check_metric(cfg, objective)  # before training, not at the first evaluation
     _seed_all(seed)
     mixed = resolve_precision(cfg.precision, log)
     shared = AcceleratorState._shared_state  # accelerate keeps one state per process and refuses a second precision;
@@ -361,6 +356,15 @@ def _loop(model, train_data, val_data, cfg: TrainConfig, st: _State, c: _Ctx) ->
     return stop
 
 
+def _check_metric(cfg: TrainConfig, objective) -> None:
+    """The early-stopping metric is one the objective measures (``objective.metrics``)."""
+    metric, measured = _metric(cfg, objective), getattr(objective, "metrics", None)
+    if measured is not None and metric not in measured:
+        accepted = [m for m in measured if m in ("accuracy", "macro_f1", "loss")]  # (what the config takes)
+        raise TrainError(f"train.early_stopping.metric={metric} is not measured by the {type(objective).__name__} "
+                         f"objective; choose one of {accepted}")
+
+
 def _metric(cfg: TrainConfig, objective) -> str:
     es = cfg.early_stopping
     return (es.metric if es and es.metric else None) or objective.metric
@@ -379,9 +383,6 @@ def _eval_step(model, val_data, cfg: TrainConfig, st: _State, objective, acc, be
     record(entry)
     es = cfg.early_stopping
     metric = _metric(cfg, objective)
-    if metric not in res:
-        raise TrainError(f"train.early_stopping.metric={metric} is not measured by this objective; "
-                         f"choose one of {sorted(k for k, v in res.items() if isinstance(v, float) and k in _ES_METRICS)}")
     value = res[metric]
     sign = -1 if metric == "loss" else 1
     min_delta = es.min_delta if es else 0.0
@@ -397,9 +398,6 @@ def _eval_step(model, val_data, cfg: TrainConfig, st: _State, objective, acc, be
         log(f"early stopping: no improvement in {es.patience} evaluations")
         return True
     return False
-
-
-_ES_METRICS = ("accuracy", "macro_f1", "loss")  # what train.early_stopping.metric accepts
 
 
 def _best_state(model, unfreezer: ProgressiveUnfreezer | None) -> dict[str, torch.Tensor]:

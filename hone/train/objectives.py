@@ -289,6 +289,7 @@ def classification_loss(logits: torch.Tensor, labels: torch.Tensor, *, class_wei
 
 class ClassificationObjective:
     metric = "macro_f1"
+    metrics = ("loss", "accuracy", "macro_f1")  # what evaluate() measures
 
     def __init__(self, *, class_weights: torch.Tensor | None = None, label_smoothing: float = 0.0,
                  multi_label: bool = False) -> None:
@@ -346,6 +347,7 @@ class CausalLMObjective:
     """Token-level cross entropy on trained positions (SFT with prompt masking, DAPT, seq2seq)."""
 
     metric = "loss"
+    metrics = ("loss", "perplexity")
 
     def loss(self, model, batch: dict[str, Any]) -> torch.Tensor:
         nll, n = trained_nll(model, batch)
@@ -371,6 +373,7 @@ class DPOObjective:
     """
 
     metric = "loss"
+    metrics = ("loss", "reward_accuracy", "reward_margin")
 
     def __init__(self, *, beta: float, reference=None) -> None:
         self.beta, self.reference = beta, reference
