@@ -352,7 +352,16 @@ class RunConfig(_Section):
                              "would be shared by every packed example); set gen.packing=false")
         if self.task == "classify" and self.train.objective not in ("auto", "classification"):
             raise ValueError(f"task classify cannot train with objective {self.train.objective}")
+        es = self.train.early_stopping
+        if es and es.metric in ("accuracy", "macro_f1") and self._generative():
+            raise ValueError(f"train.early_stopping.metric={es.metric} is measured for classification only; a "
+                             "generative run evaluates its validation loss: use metric: loss")
         return self
+
+    def _generative(self) -> bool:
+        """Known from the config alone to train a generator (else classify, or decided by the data)."""
+        return (self.task == "generate" or self.train.objective not in ("auto", "classification")
+                or self.data.schema_ not in ("auto", "classification"))
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True)
@@ -370,11 +379,10 @@ def _format_errors(err: ValidationError, method_tags: set[str]) -> list[str]:
         # drop discriminated-union tags ("method.lora.r" -> "method.r") and validator labels
         loc = [p for i, p in enumerate(loc) if not (i > 0 and loc[i - 1] == "method" and p in method_tags)]
         loc = [p for p in loc if not p.startswith("function-")]
-        key = ".".join(loc) or "(root)"
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
-        lines.append(f"{key}: {msg}")
+        lines.append(f"{'.'.join(loc)}: {msg}" if loc else msg)  # a whole-config check names its keys itself
     return lines
 
 

@@ -92,3 +92,14 @@ def test_run_without_evaluation_data_fails_before_training(tmp_path):
     assert _no_eval_data(load_config({"task": "generate", "data": {"files": {"train": str(train), "test": str(train)},
                                                                     "split": {"train": 1.0, "validation": 0.0,
                                                                               "test": 0.0}}})) is None
+
+
+@pytest.mark.parametrize("known", ["task=generate", "train.objective=sft", "data.schema=chat"])
+def test_a_classification_metric_for_early_stopping_of_a_generator_is_a_config_error(known):
+    # `hone config check` catches it; it used to pass and the run failed only after preparing the data and loading
+    # the model
+    with pytest.raises(ConfigError, match="train.early_stopping.metric=accuracy is measured for classification only"):
+        load_config(None, [known, "train.early_stopping.metric=accuracy"])
+    assert load_config(None, [known, "train.early_stopping.metric=loss"]).train.early_stopping.metric == "loss"
+    # with the schema left to the data, the check comes before training
+    assert load_config(None, ["train.early_stopping.metric=accuracy"]).train.early_stopping.metric == "accuracy"

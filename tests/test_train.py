@@ -107,6 +107,21 @@ def test_early_stopping_and_best_restore(tmp_path, tiny):
     assert run.result.best_step is not None
 
 
+def test_an_early_stopped_run_run_again_does_not_train_on(tmp_path, tiny):
+    # the checkpoint written at the stopping step already counts the patience used up: running the command again
+    # on the run directory used to resume from it and train until the next evaluation, a longer run than the first
+    cfg = _cfg(tmp_path, tiny, **{"train.max_steps": 40, "train.eval_every": 2, "train.save_every": 2,
+                                  "train.lr": 1e-9, "train.early_stopping": {"patience": 2, "metric": "loss"}})
+    first = train_classifier(cfg, tmp_path / "run", progress=False)
+    assert first.result.stopped_early and first.result.steps < 40
+    wa = _weights(first.artifact)
+    again = train_classifier(cfg, tmp_path / "run", progress=False)
+    assert again.result.stopped_early and again.result.steps == first.result.steps
+    assert again.result.best_step == first.result.best_step
+    wb = _weights(again.artifact)
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
 def test_non_finite_loss_fails_clearly_and_leaves_no_artifact(tmp_path, tiny, monkeypatch):
     import hone.train.classify as C
 

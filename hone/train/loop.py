@@ -299,7 +299,10 @@ def _loop(model, train_data, val_data, cfg: TrainConfig, st: _State, c: _Ctx) ->
     lengths, total, steps_per_epoch, seed = c.lengths, c.total, c.steps_per_epoch, c.seed
     ckpt_root, best_path, record, log, bar = c.ckpt_root, c.best_path, c.record, c.log, c.bar
     stop_after, start_step, counters = c.stop_after, c.start_step, c.counters
-    stop = False
+    es = cfg.early_stopping  # a checkpoint written at the stopping step: the run is over, not resumed
+    stop = bool(es and val_data is not None and st.bad_evals >= es.patience)
+    if stop:
+        log(f"early stopping had ended this run at step {st.step}: not training on")
     while st.step < total and not stop:
         batches = epoch_order(len(train_data), cfg.batch_size, seed, st.epoch, lengths)
         while st.micro < len(batches) and st.step < total:
