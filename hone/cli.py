@@ -455,30 +455,39 @@ def data_lint(file: Path, model: Annotated[str, typer.Option(help="Model whose t
 
 @model_app.command("info")
 @guarded
-def model_info_cmd(name: Annotated[str, typer.Argument(help="minilm, a local directory or a hub id.")],
-                   data: Annotated[Optional[Path], typer.Option(help="Estimate time per epoch on this data file.")] = None,
+def model_info_cmd(name: Annotated[str, typer.Argument(help="minilm, smollm2, a local directory or a hub id.")],
+                   data: Annotated[Optional[Path], typer.Option(help="Estimate time per epoch on this data file (a generator trains on its conversations).")] = None,
                    examples: Annotated[Optional[int], typer.Option(help="Estimate for this many examples.")] = None,
-                   batch_size: int = 32, max_length: int = 128,
+                   task: Annotated[str, typer.Option(help="auto (a causal / seq2seq LM: generate, else classify), classify or generate.")] = "auto",
+                   method: Annotated[Optional[str], typer.Option(help="Method the estimate trains with: full, head, freeze, lora, ia3 or prompt_tuning (default: full for a classifier, lora for a generator).")] = None,
+                   batch_size: Annotated[Optional[int], typer.Option(help="Default: 32 for a classifier, 8 for a generator.")] = None,
+                   max_length: Annotated[Optional[int], typer.Option(help="Tokens; default: 128 for a classifier, 512 for a generator.")] = None,
                    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Architecture, parameter counts per method, adapter targets, and a measured time/memory estimate."""
-    from hone.model.info import model_info
+    from hone.model.info import model_info, read_examples, resolve_task
 
-    texts = _read_texts(data, None) if data else None
-    info = model_info(name, n_examples=examples, texts=texts, batch_size=batch_size, max_length=max_length)
+    task = resolve_task(name, task)
+    texts = convs = None
+    if data and task == "classify":
+        texts = _read_texts(data, None)
+    elif data:
+        convs, texts = read_examples(data)
+    info = model_info(name, task=task, n_examples=examples, texts=texts, conversations=convs, batch_size=batch_size,
+                      max_length=max_length, method=method)
     if json_out:
         print(json.dumps(info, indent=2))
         return
     console.print(f"[bold]{info['name']}[/] ({info['architecture']}, {info['layers']} layers, hidden "
-                  f"{info['hidden_size']}, vocab {info['vocab_size']}, max positions {info['max_positions']})",
-                  highlight=False)
+                  f"{info['hidden_size']}, vocab {info['vocab_size']}, max positions {info['max_positions']}; "
+                  f"as a {'generator' if task == 'generate' else 'classifier'})", highlight=False)
     console.print(f"path: {info['path']}\ntokenizer: {info['tokenizer']}", highlight=False)
     for m, pc in info["parameters"].items():
-        console.print(f"  {m:>8}: {pc['trainable']:>12,} trainable of {pc['total']:,} "
+        console.print(f"  {m:>13}: {pc['trainable']:>12,} trainable of {pc['total']:,} "
                       f"({pc['trainable'] / pc['total']:.2%})", highlight=False)
     console.print(f"adapter (LoRA / IA3) target modules: {', '.join(info['adapter_targets'])}", highlight=False)
     if "estimate" in info:
         e = info["estimate"]
-        console.print(f"estimate (full fine-tuning, {e['precision']}, batch {e['batch_size']}): "
+        console.print(f"estimate ({e['method']}, {e['trains']}, {e['precision']}, batch {e['batch_size']}): "
                       f"{e['seconds_per_step']} s/step x "
                       f"{e['steps_per_epoch']} steps = {e['seconds_per_epoch']} s per epoch; peak RSS "
                       f"{e['peak_rss_mb']} MB — {e['note']}", highlight=False)

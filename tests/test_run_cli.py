@@ -185,6 +185,59 @@ def test_model_info_counts_parameters_per_method_and_measures_steps(tmp_path, mo
     assert est["seconds_per_epoch"] == pytest.approx(est["seconds_per_step"] * 80, abs=0.1)
 
 
+def test_model_info_of_a_causal_lm_describes_it_as_a_generator_and_times_sft_steps(tmp_path, monkeypatch):
+    # it described a decoder as a sequence classifier (a 10-label score head, a classification step) and listed
+    # lm_head among the adapter targets
+    from _tiny import build_tiny_llama
+    from hone.train import loop
+
+    tiny = build_tiny_llama(tmp_path / "llama")
+    seen = []
+    real = loop.train
+
+    def train(model, data, *a, **k):
+        seen.append((type(k["objective"]).__name__, k["method"].name, data.batch([0])["labels"]))
+        return real(model, data, *a, **k)
+    monkeypatch.setattr(loop, "train", train)
+    chats = write_jsonl(tmp_path / "c.jsonl", [{"messages": [
+        {"role": "user", "content": "my phone bill is too high"},
+        {"role": "assistant", "content": f"please cancel my contract today {i}"}]} for i in range(12)])
+    r = runner.invoke(app, ["model", "info", str(tiny), "--data", str(chats), "--json"])
+    assert r.exit_code == 0, r.output
+    info = json.loads(r.stdout)
+    assert info["task"] == "generate" and info["architecture"] == "LlamaForCausalLM"
+    assert "lm_head" not in info["adapter_targets"] and {"q_proj", "v_proj"} <= set(info["adapter_targets"])
+    p = info["parameters"]
+    assert "head" not in p and p["full"]["trainable"] == p["full"]["total"]
+    assert 0 < p["prompt_tuning"]["trainable"] < p["lora"]["trainable"] < p["freeze"]["trainable"]
+    est = info["estimate"]
+    assert est["method"] == "lora" and est["batch_size"] == 8 and est["steps_per_epoch"] == 2
+    assert est["trains"].startswith("SFT")
+    objective, method, labels = seen[0]
+    assert objective == "CausalLMObjective" and method == "lora"
+    assert (labels == -100).any() and (labels != -100).any()  # the prompt is masked, the reply trains
+    # a decoder can be a classifier's base model too
+    r = runner.invoke(app, ["model", "info", str(tiny), "--task", "classify", "--examples", "64", "--method", "lora",
+                            "--json"])
+    assert r.exit_code == 0, r.output
+    info = json.loads(r.stdout)
+    assert info["task"] == "classify" and "head" in info["parameters"] and info["estimate"]["method"] == "lora"
+    assert seen[-1][0] == "ClassificationObjective"
+    r = runner.invoke(app, ["model", "info", str(tiny), "--examples", "8", "--method", "dora"])
+    assert r.exit_code == 2 and "--method: expected one of" in r.output
+
+
+def test_model_info_times_a_seq2seq_model_on_source_target_pairs(tmp_path):
+    from _tiny import build_tiny_t5
+
+    t5 = build_tiny_t5(tmp_path / "t5")
+    r = runner.invoke(app, ["model", "info", str(t5), "--examples", "80", "--method", "full", "--json"])
+    assert r.exit_code == 0, r.output
+    info = json.loads(r.stdout)
+    assert info["task"] == "generate" and info["estimate"]["trains"] == "source -> target pairs"
+    assert info["estimate"]["steps_per_epoch"] == 10 and info["estimate"]["seconds_per_step"] > 0
+
+
 def test_out_of_scope_threshold_is_chosen_on_validation_and_used_by_predict(tmp_path):
     tiny = build_tiny_bert(tmp_path / "bert")
     rows = clf_rows(90) + [{"text": f"what is the weather like on planet {i} today", "label": "oos"} for i in range(30)]

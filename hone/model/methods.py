@@ -242,7 +242,9 @@ def is_adapter(model: nn.Module) -> bool:
 
 def lora_targets(model: nn.Module) -> list[str]:
     """Names of the Linear modules an adapter can target (the last name part, deduplicated)."""
-    names = {n.split(".")[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear) and not _is_head(n)}
+    out = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None  # an LM's head
+    names = {n.split(".")[-1] for n, m in model.named_modules()
+             if isinstance(m, nn.Linear) and not _is_head(n) and m is not out}
     return sorted(names)
 
 
