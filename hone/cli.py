@@ -290,7 +290,7 @@ def eval_cmd(artifact: Path, data: Annotated[Path, typer.Option(help="Labelled d
     cfg = load_config(None, ["eval.forgetting=false", "eval.baselines=[zero_shot]", *(overrides or [])]).eval
     if not baselines:
         cfg = cfg.model_copy(update={"baselines": []})
-    if cfg.oos_label is None and clf.threshold is not None and clf.abstain_label in clf.labels:
+    if cfg.oos_label is None and clf.threshold is not None:  # (its abstain label need not be one of the classes)
         cfg = cfg.model_copy(update={"oos_label": clf.abstain_label})  # score the abstention predict applies
     report = evaluate_classifier(clf, texts, labels, cfg=cfg, seed=0, base_model=clf.manifest["base_model"], log=_log)
     report["title"] = f"{artifact} on {data.name}"
@@ -413,11 +413,13 @@ def _read_chats(path: Path) -> list[list[dict]]:
 def export_cmd(artifact: Path, out: Annotated[Path, typer.Option("--out", "-o", help="Export directory (created atomically).")],
                merge: Annotated[bool, typer.Option(help="Merge adapters into the base weights.")] = True,
                format: Annotated[Optional[list[str]], typer.Option("--format", "-f", help="transformers (default), onnx, gguf; repeatable.")] = None,
-               check: Annotated[bool, typer.Option(help="Round-trip check: the export must generate what the artifact does.")] = True) -> None:
+               check: Annotated[bool, typer.Option(help="Round-trip check: the export must generate what the artifact does.")] = True,
+               overwrite: Annotated[bool, typer.Option(help="Replace an existing export directory (only once the new export succeeded).")] = False) -> None:
     """Export a generator artifact (merged transformers checkpoint, ONNX, GGUF) and check the round trip."""
     from hone.export import export
 
-    report = export(artifact, out, merge=merge, formats=tuple(format or ["transformers"]), check=check, log=_log)
+    report = export(artifact, out, merge=merge, formats=tuple(format or ["transformers"]), check=check,
+                    overwrite=overwrite, log=_log)
     for fmt, r in report.items():
         if isinstance(r, dict):
             console.print(f"[green]{fmt}[/] {r.get('path')}  round trip: {r.get('round_trip', 'not checked')}", highlight=False)

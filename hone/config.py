@@ -257,7 +257,8 @@ class TrainConfig(_Section):
     max_grad_norm: float | None = Field(1.0, gt=0)
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 where the hardware has it natively
     label_smoothing: float = Field(0.0, ge=0, lt=1)
-    class_weights: bool = False  # weight the loss with the prepared data's class weights
+    # weight the loss with the prepared data's class weights; None (unset): when data.balance.strategy is class_weights
+    class_weights: bool | None = None
     eval_every: int | None = Field(None, gt=0)  # optimizer steps; None = once per epoch
     early_stopping: EarlyStopping | None = None
     save_every: int | None = Field(None, gt=0)  # checkpoint every N optimizer steps

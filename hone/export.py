@@ -38,7 +38,7 @@ from typing import Any
 from hone.artifacts import (ADAPTER_CONFIG, EXPORT_GGUF, EXPORT_ONNX_DIR, EXPORT_REPORT, MANIFEST,
                             atomic_write_json, staged_dir)
 from hone.errors import ArtifactError
-from hone.model.load import EMBEDDED, _quiet_transformers, resolve_model_path
+from hone.model.load import EMBEDDED, _quiet_transformers, is_hub_id, resolve_model_path
 from hone.model.methods import import_peft
 
 FORMATS = ("transformers", "onnx", "gguf")
@@ -70,8 +70,11 @@ def export(artifact: Path, out: Path, *, merge: bool = True, formats: Sequence[s
     """
     import torch
 
-    artifact, out, formats = Path(artifact), Path(out), list(dict.fromkeys(formats))
+    artifact, out, formats = Path(artifact).resolve(), Path(out).resolve(), list(dict.fromkeys(formats))
     man = _read_json(artifact / MANIFEST)
+    if out == artifact or out.is_relative_to(artifact) or artifact.is_relative_to(out):
+        raise ArtifactError(f"export directory {out} overlaps the artifact {artifact} (replacing it would delete the "
+                            "artifact, or the export would copy itself): choose a directory outside the artifact")
     if man.get("kind") != "generator" or man.get("format") not in ("peft", "transformers"):
         raise ArtifactError(f"{artifact}: only generator artifacts in peft or transformers format can be exported "
                             f"(this one: kind {man.get('kind')!r}, format {man.get('format')!r})")
@@ -97,6 +100,10 @@ def export(artifact: Path, out: Path, *, merge: bool = True, formats: Sequence[s
                 model = model.merge_and_unload()
             except (AttributeError, ValueError, NotImplementedError) as e:
                 raise ArtifactError(f"peft cannot merge this adapter ({e}); export it with --no-merge") from e
+            if (artifact / "generation_config.json").is_file():  # the artifact's, not the base's
+                from transformers import GenerationConfig
+
+                model.generation_config = GenerationConfig.from_pretrained(artifact)
             model.generation_config.eos_token_id = eos if len(eos) != 1 else eos[0]
             new_man.update(format="transformers", merged_from={"artifact": str(artifact), "format": "peft",
                                                                "method": man.get("method")})
@@ -122,6 +129,9 @@ def export(artifact: Path, out: Path, *, merge: bool = True, formats: Sequence[s
                 got = _exported_decodes(fmt, stage, new_man, base_dir, prompts, eos)
                 tol = TIE_TOLERANCE[gguf_dtype if fmt == "gguf" else "f32"]
                 entry["round_trip"], entry["tokens_compared"] = _compare(fmt, ref, got, tok, tol)
+                if man.get("quantized") and merge:
+                    entry["compared_with"] = (f"the adapter on the dequantized float32 base, not the {man['quantized']}"
+                                              " model that hone serves (close to it, not bit-identical)")
                 log(f"{fmt}: round trip {entry['round_trip']} ({entry['tokens_compared']} tokens compared)")
             report[fmt] = {**entry, "seconds": round(time.perf_counter() - t1, 1)}
         shutil.rmtree(stage / _MERGED_TMP, ignore_errors=True)
@@ -141,13 +151,17 @@ def _read_json(path: Path) -> dict:
 
 def _base_dir(man: dict, artifact: Path, log: Callable[[str], Any]) -> Path:
     """The local, unquantized base checkpoint an adapter is merged into (or loaded on)."""
-    p = Path(str(man.get("base_model_path") or "")).expanduser()
+    recorded = str(man.get("base_model_path") or "")
+    p = Path(recorded).expanduser()
     if not (p / "config.json").is_file():
-        if str(man.get("base_model", "")).lower() not in EMBEDDED:
+        if recorded and is_hub_id(recorded):  # the hub's copy, at the revision trained on (cached or downloaded)
+            p = _hub_snapshot(recorded, man.get("revision"), artifact)
+        elif str(man.get("base_model", "")).lower() not in EMBEDDED:
             why = " (the unquantized base is needed to dequantize)" if man.get("quantized") else ""
             raise ArtifactError(f"{artifact}: the base model is not available at base_model_path {str(p)!r}{why}: "
                                 "restore it there or fix base_model_path in manifest.json")
-        p = Path(resolve_model_path(man["base_model"]))
+        else:
+            p = Path(resolve_model_path(man["base_model"]))
     if man.get("quantized"):
         if _read_json(p / "config.json").get("quantization_config"):
             raise ArtifactError(f"{artifact}: the adapter was trained on a {man['quantized']} base and {p} is itself "
@@ -155,6 +169,18 @@ def _base_dir(man: dict, artifact: Path, log: Callable[[str], Any]) -> Path:
         log(f"dequantizing: the adapter was trained on a {man['quantized']} quantized base; merging it into the "
             f"unquantized float32 base from {p} (close to, not bit-identical with, the 4-bit model)")
     return p
+
+
+def _hub_snapshot(repo: str, revision: str | None, artifact: Path) -> Path:
+    """A local copy of a hub base model: the files ``from_pretrained`` reads, from the cache or downloaded."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo, revision=revision, allow_patterns=[
+            "*.json", "*.safetensors", "*.jinja", "*.model", "*.txt", "*.tiktoken", "*.py"]))
+    except Exception as e:  # offline without a cached copy, unknown repo or revision
+        raise ArtifactError(f"{artifact}: the base model {repo}" + (f" at revision {revision}" if revision else "")
+                            + f" cannot be loaded from the hub or its cache: {e}") from None
 
 
 def _preflight(formats: list[str], man: dict, artifact: Path, base_dir: Path | None, merge: bool) -> None:

@@ -503,6 +503,25 @@ def test_seq2seq_t5_trains_generates_and_reports(tmp_path):
     assert rep["systems"]["fine_tuned"]["stats"]["mean_tokens"] <= 4
     gen = Generator.load(tmp_path / "run" / "artifact")
     assert gen.seq2seq and len(gen.generate(["my phone bill"], max_new_tokens=3)) == 1
+    # saved as a seq2seq adapter (it said CAUSAL_LM, so AutoPeftModelForSeq2SeqLM refused it)
+    adapter = json.loads((tmp_path / "run" / "artifact" / "adapter_config.json").read_text())
+    assert adapter["task_type"] == "SEQ_2_SEQ_LM"
+    from peft import AutoPeftModelForSeq2SeqLM
+
+    assert AutoPeftModelForSeq2SeqLM.from_pretrained(str(tmp_path / "run" / "artifact")) is not None
+
+
+def test_prompt_tuning_of_a_seq2seq_model_trains_and_generates(tmp_path):
+    # peft prepended the virtual tokens as for a causal LM and training failed on a mask shape
+    from _tiny import build_tiny_t5
+    from hone.train.generative import train_generator
+
+    t5 = build_tiny_t5(tmp_path / "t5")
+    run = train_generator(_cfg(t5, FIX / "prompt_completion.jsonl", "method.name=prompt_tuning",
+                               "method.num_virtual_tokens=4", "train.max_steps=2"), tmp_path / "run", progress=False)
+    assert run.result.steps == 2
+    gen = Generator.load(run.artifact)
+    assert gen.seq2seq and len(gen.generate(["my phone bill"], max_new_tokens=3)) == 1
 
 
 def test_a_classification_metric_for_early_stopping_a_generator_fails_before_training(tiny, tmp_path):
@@ -592,6 +611,26 @@ def test_eval_cli_on_a_generator_artifact(tiny, tmp_path):
         rep = evaluate_artifact(run.artifact, FIX / "prompt_completion.jsonl", max_examples=3,
                                 overrides=[f"gen.precision={precision}"])
         assert rep["decoding"]["dtype"] == dtype and rep["test_examples"] == 3
+
+
+def test_generator_eval_without_zero_shot_or_without_bootstrap(tiny, tmp_path):
+    """Without the zero_shot baseline the evaluation crashed (KeyError 'zero_shot', after training in `hone run`);
+    eval.bootstrap=0 ran one resample and called its score a 95% CI."""
+    from hone.eval.gen_suite import evaluate_artifact
+    from hone.eval.report import write_reports
+    from hone.pipeline import headline
+
+    run = _train(tiny, tmp_path, FIX / "chat.jsonl", "method.name=lora", "gen.max_new_tokens=4")
+    rep = evaluate_artifact(run.artifact, FIX / "prompt_completion.jsonl", max_examples=3, baselines=False)
+    assert list(rep["systems"]) == ["fine_tuned"] and rep["systems"]["fine_tuned"]["perplexity"] > 1
+    qa = Path(__file__).parents[1] / "hone" / "eval" / "data" / "general_qa.jsonl"
+    rep = evaluate_artifact(run.artifact, FIX / "prompt_completion.jsonl", max_examples=3,
+                            overrides=["eval.bootstrap=0", f"eval.choice_file={qa}", "eval.choice_items=4"])
+    assert rep["gains"] == {} and set(rep["systems"]) == {"fine_tuned", "zero_shot"}
+    assert all(v["low"] is None and v["high"] is None for s in rep["systems"].values() for v in s["scores"].values())
+    assert rep["choice"]["gain"]["low"] is None and rep["choice"]["tuned"]["high"] is None
+    lines = headline(write_reports(tmp_path / "ev", rep)["json"])
+    assert any(x.startswith("multiple choice (4 items)") for x in lines) and not any("[" in x for x in lines)
 
 
 def test_inference_dtype(monkeypatch):

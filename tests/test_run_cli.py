@@ -151,7 +151,79 @@ def test_eval_cli_on_a_labelled_file(run_dir, tmp_path):
     assert r.exit_code == 0, r.output
     rep = json.loads((tmp_path / "ev2" / "report.json").read_text())
     ft = rep["systems"]["fine_tuned"]
-    assert list(rep["systems"]) == ["fine_tuned"] and ft["accuracy_ci"] == [ft["accuracy"], ft["accuracy"]]  # no resampling
+    assert list(rep["systems"]) == ["fine_tuned"] and ft["accuracy_ci"] is None  # no resampling: no interval
+
+
+def test_eval_without_bootstrap_against_baselines_gives_point_differences(run_dir, tmp_path):
+    """eval.bootstrap=0 (allowed by the config) crashed with baselines: 'n_boot must be positive'."""
+    data = write_jsonl(tmp_path / "more.jsonl", clf_rows(15))
+    r = runner.invoke(app, ["eval", str(run_dir / "artifact"), "--data", str(data), "-o", str(tmp_path / "ev"),
+                            "--set", "eval.bootstrap=0"])
+    assert r.exit_code == 0, r.output
+    rep = json.loads((tmp_path / "ev" / "report.json").read_text())
+    assert set(rep["systems"]) == {"fine_tuned", "zero_shot"} and rep["gains"] == {}
+    assert rep["systems"]["zero_shot"]["accuracy_ci"] is None
+    assert "unpaired; no bootstrap CI supplied" in (tmp_path / "ev" / "report.md").read_text()
+
+
+def test_without_a_test_split_the_validation_split_is_scored_and_named_and_oos_tuned_on_train(tmp_path):
+    """With data.split.test=0 the out-of-scope threshold was tuned on the validation split it was scored on, and
+    the report called that split the test set."""
+    from hone import artifacts
+    from hone.eval.oos import choose_threshold
+    from hone.eval.suite import _ids
+    from hone.train.classify import read_split
+
+    tiny = build_tiny_bert(tmp_path / "bert")
+    rows = clf_rows(60) + [{"text": f"what is the weather like on planet {i} today", "label": "oos"} for i in range(20)]
+    data = write_jsonl(tmp_path / "t.jsonl", rows)
+    cfg = {"seed": 2, "data": {"path": str(data), "pii": {"enabled": False},
+                               "split": {"train": 0.8, "validation": 0.2, "test": 0.0}},
+           "model": {"name": str(tiny), "max_length": 32}, "train": {"max_steps": 6, "batch_size": 8, "lr": 3e-3},
+           "eval": {"baselines": [], "forgetting": False, "oos_label": "oos", "bootstrap": 20}}
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
+    r = runner.invoke(app, ["run", str(tmp_path / "run.yaml"), "-o", str(tmp_path / "out")])
+    assert r.exit_code == 0, r.output
+    rep = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert rep["scored_split"] == "validation" and rep["oos"]["threshold_chosen_on"] == "train"
+    assert rep["systems"]["fine_tuned"]["n"] == rep["data"]["validation"]
+    clf = hone.load(str(tmp_path / "out" / "artifact"))
+    split_dir = next(p.parent for p in (tmp_path / "out").rglob(artifacts.SPLIT_FILES["train"]))
+    train = read_split(split_dir / artifacts.SPLIT_FILES["train"])
+    l2i = {lab: i for i, lab in enumerate(clf.labels)}
+    assert rep["oos"]["threshold"] == choose_threshold(clf.scores(train.texts).numpy(), _ids(train.labels, l2i),
+                                                       oos_index=l2i["oos"])
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "## Systems on the validation set" in md and "validation examples" in md and "optimistic" in md
+    assert "| threshold chosen on | train |" in md
+
+
+def test_multi_label_run_headline_report_manifest_and_gains_use_every_label(tmp_path):
+    """A multi-label model's headline, report tables, manifest metrics and gains scored only each example's first
+    label; micro-F1 / subset accuracy reached report.json alone."""
+    import random
+
+    tiny = build_tiny_bert(tmp_path / "bert")
+    labels, rng = ["billing", "outage", "roaming"], random.Random(0)
+    rows = [{"text": f"ticket {i} about " + " and ".join(ls) + f" case {i * 7}", "label": ls}
+            for i in range(60) for ls in [sorted(rng.sample(labels, rng.choice([1, 2])))]]
+    data = write_jsonl(tmp_path / "ml.jsonl", rows)
+    cfg = {"seed": 1, "data": {"path": str(data), "pii": {"enabled": False}},
+           "model": {"name": str(tiny), "max_length": 32}, "train": {"max_steps": 6, "batch_size": 8, "lr": 3e-3},
+           "eval": {"baselines": ["zero_shot"], "forgetting": False, "bootstrap": 30}}
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
+    r = runner.invoke(app, ["run", str(tmp_path / "run.yaml"), "-o", str(tmp_path / "out")])
+    assert r.exit_code == 0, r.output
+    rep = json.loads((tmp_path / "out" / "report.json").read_text())
+    ml = rep["systems"]["fine_tuned"]["multi_label"]
+    assert ml == {k: v for k, v in rep["multi_label"].items() if k != "threshold"}
+    assert "multi_label" in rep["systems"]["zero_shot"] and rep["gains"]["zero_shot"]["metric"] == "micro_f1"
+    assert rep["gains"]["zero_shot"]["b"] == pytest.approx(ml["micro_f1"])
+    assert f"fine_tuned: micro-F1 {ml['micro_f1']:.3f}" in r.output and "pts micro-f1" in r.output
+    man = json.loads((tmp_path / "out" / "artifact" / "manifest.json").read_text())
+    assert man["metrics"]["micro_f1"] == ml["micro_f1"] and "accuracy" not in man["metrics"]
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "## Multi-label scores on the test set" in md and "(micro-f1): fine_tuned" in md
 
 
 def test_predict_on_a_non_artifact_is_a_clear_error(tmp_path):
@@ -262,3 +334,19 @@ def test_out_of_scope_threshold_is_chosen_on_validation_and_used_by_predict(tmp_
     assert r.exit_code == 0, r.output
     ev = json.loads((tmp_path / "ev" / "report.json").read_text())
     assert ev["oos"]["label"] == "oos" and ev["oos"]["threshold"] == man["oos"]["threshold"]
+    # a score exactly at the threshold is kept, as the evaluation keeps it (predict compared the rounded score)
+    texts = [r["text"] for r in rows[:40]]
+    tops = [float(p.max()) for p in clf.scores(texts)]
+    k = next(i for i, t in enumerate(tops) if round(t, 5) < t)  # a score that rounds down
+    clf.threshold = tops[k]
+    assert not clf.predict([texts[k]])[0].get("abstained")
+    # an abstain label that is not one of the classes: hone eval still scores the abstention predict applies
+    plain = [r for r in rows if r["label"] != "oos"]
+    data2 = write_jsonl(tmp_path / "t2.jsonl", plain)
+    man_path = tmp_path / "out" / "artifact" / "manifest.json"
+    man_path.write_text(json.dumps({**man, "oos": {**man["oos"], "label": "route_to_human"}}))
+    r = runner.invoke(app, ["eval", str(tmp_path / "out" / "artifact"), "--data", str(data2), "--no-baselines",
+                            "-o", str(tmp_path / "ev2")])
+    assert r.exit_code == 0, r.output
+    ev2 = json.loads((tmp_path / "ev2" / "report.json").read_text())
+    assert ev2["oos"]["label"] == "route_to_human" and ev2["oos"]["threshold"] == man["oos"]["threshold"]

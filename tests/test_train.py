@@ -346,3 +346,32 @@ def test_restoring_the_best_under_progressive_unfreezing_puts_back_layers_opened
     loop._restore(model, path)
     later = [n for n, p in model.named_parameters() if any(p is q for q in unfreezer.groups[1])]
     assert later and all(torch.equal(p, at_best[n]) for n, p in model.named_parameters() if n in later)
+
+
+def test_the_class_weights_strategy_weights_the_loss_unless_switched_off(tmp_path, tiny, monkeypatch):
+    # the strategy computed weights that the loss used only with a second switch (train.class_weights: true), so
+    # the bundled quickstart, which asks for class_weights, trained unweighted
+    import hone.train.classify as C
+
+    seen = []
+    real = C.ClassificationObjective
+
+    def objective(**kw):
+        seen.append(kw["class_weights"])
+        return real(**kw)
+    monkeypatch.setattr(C, "ClassificationObjective", objective)
+    rows = clf_rows(72)
+    rows = [r for i, r in enumerate(rows) if r["label"] != "roaming" or i % 4 == 0]  # imbalanced
+    data = write_jsonl(tmp_path / "imb.jsonl", rows)
+    for i, over in enumerate(({}, {"train.class_weights": False}, {"data.balance": {"strategy": "none"}},
+                              {"data.balance": {"strategy": "none"}, "train.class_weights": True})):
+        cfg = _cfg(tmp_path, tiny, **{"data.balance": {"strategy": "class_weights"}, "train.max_steps": 1,
+                                      "train.warmup_steps": 0,
+                                      "train.save_every": None, **over})
+        cfg.data.path = str(data)
+        train_classifier(cfg, tmp_path / f"r{i}", progress=False)
+    weighted, off, none, on = seen
+    assert off is None and none is None
+    labels = ["billing", "outage", "roaming"]
+    assert weighted is not None and weighted[labels.index("roaming")] > weighted[labels.index("billing")]
+    assert torch.allclose(weighted, on)  # (from metadata.json, or computed from the split)

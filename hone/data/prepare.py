@@ -271,4 +271,31 @@ def prepare_once(cfg: RunConfig, run_dir: Path, *, log: Log = lambda _: None) ->
     data_dir = Path(run_dir) / artifacts.RUN_DATA
     if not (data_dir / artifacts.MANIFEST).exists():
         prepare(cfg, data_dir, log=log)
+    else:
+        _same_preparation(cfg, data_dir)
     return data_dir, json.loads((data_dir / artifacts.DATA_METADATA).read_text())
+
+
+def _same_preparation(cfg: RunConfig, data_dir: Path) -> None:
+    """A run directory's prepared data is reused (a resumed or repeated run) only when it was prepared from the
+    same data section, seed and input files: another config used to train silently on the first one's data."""
+    import yaml
+
+    old = yaml.safe_load((data_dir / artifacts.RESOLVED_CONFIG).read_text()) or {}
+    new = cfg.to_dict()
+    changed = _diff({"data": old.get("data"), "seed": old.get("seed")}, {"data": new["data"], "seed": new["seed"]})
+    if not changed:
+        manifest = json.loads((data_dir / artifacts.MANIFEST).read_text())
+        changed = [f"input file {i['path']} (its contents)" for i in manifest.get("inputs", [])
+                   if i.get("sha256") and Path(i["path"]).is_file() and artifacts.sha256_file(i["path"]) != i["sha256"]]
+    if changed:
+        raise DataError(f"{data_dir} was prepared from another data configuration (changed: {', '.join(changed[:5])}"
+                        f"{', ...' if len(changed) > 5 else ''}); train in a new run directory (-o), or delete "
+                        f"{data_dir} to prepare this configuration's data there")
+
+
+def _diff(a: Any, b: Any, key: str = "") -> list[str]:
+    """Dotted keys whose values differ between two config trees."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for k in sorted(set(a) | set(b)) for d in _diff(a.get(k), b.get(k), f"{key}.{k}" if key else k)]
+    return [] if a == b else [key]

@@ -165,6 +165,16 @@ def resolve_model_path(name: str, *, revision: str | None = None) -> str:
     return name
 
 
+def adapter_base(manifest: dict) -> str:
+    """Where an adapter artifact's base model loads from (pass ``revision=manifest["revision"]`` too): the
+    recorded ``base_model_path`` while that directory exists (or when it is a hub id), else ``base_model`` resolved
+    again, as on another machine, where the embedded defaults live in its own site-packages / ``HONE_HOME``."""
+    path = str(manifest.get("base_model_path") or "")
+    if path and (Path(path).expanduser().is_dir() or is_hub_id(path)):
+        return path
+    return resolve_model_path(manifest["base_model"], revision=manifest.get("revision"))
+
+
 # --------------------------------------------------------------------------------------------
 # SmolLM2: one-time GGUF -> safetensors conversion
 # --------------------------------------------------------------------------------------------

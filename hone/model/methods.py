@@ -143,7 +143,7 @@ def _peft_task(model: nn.Module) -> str:
     arch = (getattr(model.config, "architectures", None) or [type(model).__name__])[0]
     if "SequenceClassification" in type(model).__name__ or "SequenceClassification" in arch:
         return TaskType.SEQ_CLS
-    if "Seq2Seq" in type(model).__name__:
+    if getattr(model.config, "is_encoder_decoder", False):  # T5 / BART: *ForConditionalGeneration
         return TaskType.SEQ_2_SEQ_LM
     return TaskType.CAUSAL_LM
 

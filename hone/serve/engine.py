@@ -63,11 +63,15 @@ class Classifier:
             import_peft()
             from peft import PeftModel
 
-            from hone.model.load import _quiet_transformers
+            from hone.model.load import _quiet_transformers, adapter_base
 
-            with _quiet_transformers():  # its load report calls the head "MISSING": the adapter brings it
-                base = classifier_class(config).from_pretrained(manifest["base_model_path"], config=config,
-                                                                use_safetensors=True)
+            base_path = adapter_base(manifest)
+            try:
+                with _quiet_transformers():  # its load report calls the head "MISSING": the adapter brings it
+                    base = classifier_class(config).from_pretrained(base_path, config=config, use_safetensors=True,
+                                                                    revision=manifest.get("revision"))
+            except OSError as e:
+                raise ArtifactError(f"{path}: cannot load the base model {base_path}: {e}") from None
             model = PeftModel.from_pretrained(base, str(path))
         else:
             model = classifier_class(config).from_pretrained(str(path), config=config, use_safetensors=True)
@@ -122,7 +126,7 @@ class Classifier:
             res: dict[str, Any] = {"text": text, "label": top[0]["label"], "score": top[0]["score"], "top_k": top}
             if self.multi_label:
                 res["labels"] = [self.labels[i] for i in range(len(self.labels)) if p[i] >= 0.5]
-            if self.threshold is not None and top[0]["score"] < self.threshold:
+            if self.threshold is not None and float(vals[0]) < self.threshold:  # unrounded, as evaluation compares
                 res["label"], res["abstained"] = self.abstain_label, True
             results.append(res)
         return results

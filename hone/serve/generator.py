@@ -287,11 +287,9 @@ def _load_artifact_model(path: Path, manifest: dict[str, Any], dtype: Any):
             import_peft()
             from peft import PeftModel
 
-            base_path = manifest.get("base_model_path")
-            if not base_path or not Path(base_path).exists():
-                from hone.model.load import resolve_model_path
+            from hone.model.load import adapter_base
 
-                base_path = resolve_model_path(manifest["base_model"], revision=manifest.get("revision"))
+            base_path = adapter_base(manifest)
             if manifest.get("quantized"):  # serve on the same 4-bit base the adapter was trained on
                 from hone.model.quant import load_quantized_causal_lm
 
@@ -299,7 +297,7 @@ def _load_artifact_model(path: Path, manifest: dict[str, Any], dtype: Any):
                 base = load_quantized_causal_lm(base_path, bits=int(bits.removesuffix("bit")), backend=backend,
                                                 gradient_checkpointing=False)
             else:
-                base = auto.from_pretrained(base_path, **kw)
+                base = auto.from_pretrained(base_path, revision=manifest.get("revision"), **kw)
             model = PeftModel.from_pretrained(base, path)
             if dtype is not None and not manifest.get("quantized"):
                 model = model.to(dtype)  # peft loads adapters in fp32 onto any base: one dtype for every layer

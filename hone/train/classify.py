@@ -166,10 +166,12 @@ def train_classifier(cfg: RunConfig, run_dir: Path, *, log=lambda _: None, stop_
         s: encode(tok, sp.texts, targets(sp.labels, label2id, multi), cfg.model.max_length)
         for s, sp in splits.items() if sp.texts}
     weights = None
-    if cfg.data.balance.strategy == "class_weights" and not cfg.train.class_weights:
-        log("note: data.balance.strategy=class_weights computed the weights (metadata.json); the loss uses them "
-            "only with train.class_weights=true")
-    if cfg.train.class_weights and not multi:
+    weighted = cfg.train.class_weights
+    if weighted is None:  # unset: choosing the class_weights strategy is asking for a weighted loss
+        weighted = cfg.data.balance.strategy == "class_weights"
+    if weighted and multi:
+        log("note: class weights apply to single-label classification; this multi-label run trains unweighted")
+    if weighted and not multi:
         cw = meta.get("class_weights") or _balanced(splits["train"].labels, labels)
         weights = torch.tensor([cw.get(lab, 1.0) for lab in labels], dtype=torch.float)
     objective = ClassificationObjective(class_weights=weights, label_smoothing=cfg.train.label_smoothing,
@@ -203,6 +205,7 @@ def save_artifact(model, tok, out: Path, *, cfg: RunConfig, base_path: str, labe
 
                 custom_object_save(base, stage, config=base.config)
             base.config.save_pretrained(stage)
+        tok.model_max_length = cfg.model.max_length  # where hone truncates: a plain pipeline(truncation=True) too
         tok.save_pretrained(stage)
         artifacts.atomic_write_text(stage / artifacts.RESOLVED_CONFIG, cfg.to_yaml())
         artifacts.atomic_write_json(stage / artifacts.MANIFEST, {

@@ -264,7 +264,8 @@ def save_generator(model, tok, out: Path, *, cfg: RunConfig, base_path: str, obj
         model.save_pretrained(stage, safe_serialization=True)
         tok.save_pretrained(stage)
         GenerationConfig(eos_token_id=eos, pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
-                         max_new_tokens=cfg.gen.max_new_tokens, do_sample=False).save_pretrained(stage)
+                         max_new_tokens=cfg.gen.max_new_tokens, do_sample=False,
+                         repetition_penalty=cfg.gen.repetition_penalty).save_pretrained(stage)  # plain generate() too
         artifacts.atomic_write_text(stage / artifacts.RESOLVED_CONFIG, cfg.to_yaml())
         artifacts.atomic_write_json(stage / artifacts.MANIFEST, {
             "kind": "generator", "task": "generation", "format": "peft" if is_adapter(model) else "transformers",
