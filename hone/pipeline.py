@@ -97,14 +97,17 @@ def run_classifier(cfg: RunConfig, run_dir: Path, *, log=lambda _: None, progres
 
     crun = train_classifier(cfg, run_dir, log=log, progress=progress)
     clf = Classifier.load(crun.artifact)
-    test = crun.splits["test"] if crun.splits["test"].texts else crun.splits["validation"]
-    val = crun.splits["validation"]
-    log(f"evaluating on {len(test.texts)} test examples (with baselines: {', '.join(cfg.eval.baselines) or 'none'})")
+    # without a test split the validation split is scored; it then must not also tune the out-of-scope threshold
+    scored = "test" if crun.splits["test"].texts else "validation"
+    test, val = crun.splits[scored], crun.splits["validation"]
+    log(f"evaluating on {len(test.texts)} {scored} examples "
+        f"(with baselines: {', '.join(cfg.eval.baselines) or 'none'})")
     report = evaluate_classifier(clf, test.texts, test.labels, cfg=cfg.eval, seed=cfg.seed, base_model=cfg.model.name,
                                  train=(crun.splits["train"].texts, crun.splits["train"].labels),
-                                 val=(val.texts, val.labels) if val.texts else None, log=log)
+                                 val=(val.texts, val.labels) if val.texts and scored == "test" else None, log=log)
     res = crun.result
     report.update({
+        "scored_split": scored,
         "title": f"{cfg.model.name} + {cfg.method.name} on {Path(cfg.data.path or 'data').name}",
         "history": res.history,
         "training": {"method": cfg.method.name, "steps": res.steps, "epochs": res.epochs,
@@ -116,8 +119,10 @@ def run_classifier(cfg: RunConfig, run_dir: Path, *, log=lambda _: None, progres
     if "oos" in report:  # the artifact abstains below the threshold chosen on validation
         _add_to_manifest(crun.artifact, {"oos": {"label": report["oos"]["label"],
                                                  "threshold": report["oos"]["threshold"]}})
-    _add_to_manifest(crun.artifact, {"metrics": {k: report["systems"]["fine_tuned"][k]
-                                                 for k in ("accuracy", "macro_f1", "accuracy_ci", "macro_f1_ci")}})
+    tuned = report["systems"]["fine_tuned"]
+    keys = ("micro_f1", "micro_f1_ci", "macro_f1", "subset_accuracy") if "multi_label" in tuned else (
+        "accuracy", "accuracy_ci", "macro_f1", "macro_f1_ci")  # multi-label: scored on every label
+    _add_to_manifest(crun.artifact, {"metrics": {k: tuned.get("multi_label", tuned)[k] for k in keys}})
     return write_reports(run_dir, report)
 
 
@@ -134,12 +139,18 @@ def headline(report_json: Path) -> list[str]:
     lines = []
     primary = rep.get("primary", "fine_tuned")
     for name, m in sorted(rep["systems"].items(), key=lambda kv: (kv[0] != primary, kv[0])):
-        lo, hi = m["accuracy_ci"]
-        lines.append(f"{name:>14}: accuracy {m['accuracy']:.3f} [{lo:.3f}, {hi:.3f}]  macro-F1 {m['macro_f1']:.3f}")
+        if "multi_label" in m:  # a multi-label model: scored on every label, not on each example's first one
+            ml = m["multi_label"]
+            lines.append(f"{name:>14}: micro-F1 {ml['micro_f1']:.3f}{_ci3(ml.get('micro_f1_ci'))}  "
+                         f"macro-F1 {ml['macro_f1']:.3f}  subset accuracy {ml['subset_accuracy']:.3f}")
+        else:
+            lines.append(f"{name:>14}: accuracy {m['accuracy']:.3f}{_ci3(m.get('accuracy_ci'))}  "
+                         f"macro-F1 {m['macro_f1']:.3f}")
     for name, g in rep.get("gains", {}).items():
         g = g.get("accuracy", g)
-        lines.append(f"fine-tuned vs {name}: {g['gain'] * 100:+.1f} pts accuracy "
-                     f"(95% CI {g['gain_ci'][0] * 100:+.1f} to {g['gain_ci'][1] * 100:+.1f})")
+        ci = _gain_ci(*(g.get("gain_ci") or (None, None)), scale=100)
+        lines.append(f"fine-tuned vs {name}: {g['gain'] * 100:+.1f} pts {g.get('metric', 'accuracy').replace('_', '-')}"
+                     + (f" ({ci})" if ci else ""))
     if "forgetting" in rep:
         f = rep["forgetting"]
         lines.append(f"forgetting ({f['proxy'][:40]}…): base {f['base']:.3f} -> tuned {f['tuned']:.3f}"
@@ -147,10 +158,25 @@ def headline(report_json: Path) -> list[str]:
     return lines
 
 
+def _ci3(ci: list[float] | None) -> str:
+    """' [0.812, 0.871]', or '' when no interval was measured (eval.bootstrap=0)."""
+    return f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
+
+
+def _ci1(lo: float | None, hi: float | None) -> str:
+    """' [61.2, 64.0]', or '' when no interval was measured (eval.bootstrap=0)."""
+    return "" if lo is None or hi is None else f" [{lo:.1f}, {hi:.1f}]"
+
+
+def _gain_ci(lo: float | None, hi: float | None, scale: float = 1.0) -> str:
+    """'95% CI +1.0 to +3.2', or '' when no interval was measured (eval.bootstrap=0)."""
+    return "" if lo is None or hi is None else f"95% CI {lo * scale:+.1f} to {hi * scale:+.1f}"
+
+
 def _gen_headline(rep: dict[str, Any]) -> list[str]:
     lines, main = [], rep.get("main_metric")
     for name, m in rep.get("systems", {}).items():
-        parts = [f"{k} {v['value']:.1f} [{v['low']:.1f}, {v['high']:.1f}]" for k, v in m.get("scores", {}).items()
+        parts = [f"{k} {v['value']:.1f}{_ci1(v.get('low'), v.get('high'))}" for k, v in m.get("scores", {}).items()
                  if k in (main, "bleu", "chrf")]
         if "stats" in m:
             parts.append(f"stop rate {m['stats']['stop_rate']:.0%}")
@@ -160,12 +186,13 @@ def _gen_headline(rep: dict[str, Any]) -> list[str]:
     for name, g in rep.get("gains", {}).items():
         if main in g:
             x = g[main]
-            lines.append(f"fine-tuned vs {name}: {x['gain']:+.1f} {main} (95% CI {x['low']:+.1f} to {x['high']:+.1f})")
+            ci = _gain_ci(x.get("low"), x.get("high"))
+            lines.append(f"fine-tuned vs {name}: {x['gain']:+.1f} {main}" + (f" ({ci})" if ci else ""))
     if "choice" in rep:
-        c = rep["choice"]
+        c, g = rep["choice"], rep["choice"]["gain"]
         lines.append(f"multiple choice ({c['items']} items): base {c['base']['accuracy']:.1%} -> tuned "
-                     f"{c['tuned']['accuracy']:.1%} ({c['gain']['gain'] * 100:+.1f} pts, 95% CI "
-                     f"{c['gain']['low'] * 100:+.1f} to {c['gain']['high'] * 100:+.1f})")
+                     f"{c['tuned']['accuracy']:.1%} ({g['gain'] * 100:+.1f} pts"
+                     + (f", {ci})" if (ci := _gain_ci(g.get("low"), g.get("high"), 100)) else ")"))
     if "preference" in rep:
         p = rep["preference"]
         lines.append(f"prefers the chosen reply: base {p['base']:.0%} -> tuned {p['tuned']:.0%} of {p['pairs']} pairs")

@@ -18,8 +18,10 @@ from sklearn.metrics import (
 from hone.eval.metrics import (
     _resample_chunks,
     classification_metrics,
+    multilabel_ci,
     multilabel_metrics,
     paired_bootstrap_gain,
+    paired_multilabel_gain,
 )
 
 LABELS = [f"c{i}" for i in range(7)]
@@ -62,11 +64,11 @@ def test_point_metrics_equal_sklearn(sample) -> None:
 def test_missing_classes_are_zero_and_excluded_from_macro(sample) -> None:
     y, p = sample
     m = classification_metrics(y, p, LABELS, n_boot=0)
-    assert m["per_class"]["c5"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
-    assert m["per_class"]["c6"]["support"] == 0
+    assert m["per_class"]["c5"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0, "predicted": 9}
+    assert m["per_class"]["c6"]["support"] == m["per_class"]["c6"]["predicted"] == 0
     # c6 (absent everywhere) does not drag the macro average down; c5 (wrongly predicted) does
     assert m["macro_f1"] == pytest.approx(np.mean([m["per_class"][f"c{i}"]["f1"] for i in range(6)]))
-    assert m["accuracy_ci"] == [m["accuracy"]] * 2
+    assert m["accuracy_ci"] is None and m["macro_f1_ci"] is None  # n_boot=0: no interval (was [score, score])
 
 
 def test_confusion_orientation_rows_true_cols_predicted() -> None:
@@ -190,3 +192,25 @@ def test_multilabel_equals_sklearn() -> None:
     assert m["per_class"]["a"]["f1"] == pytest.approx(f1_score(t[:, 0], p[:, 0]))
     with pytest.raises(ValueError, match="expected two"):
         multilabel_metrics(t, p[:, :3], ["a", "b", "c", "d"])
+
+
+def test_paired_multilabel_gain_and_ci_equal_sklearn_on_the_same_resamples() -> None:
+    """Multi-label gains (against baselines) are on micro-F1 / subset accuracy of every label, not the first one."""
+    rng = np.random.default_rng(5)
+    t = (rng.random((40, 4)) < 0.4).astype(int)
+    a = (rng.random((40, 4)) < 0.4).astype(int)
+    b = np.where(rng.random((40, 4)) < 0.85, t, 1 - t)
+    idx = _resample_chunks(40, 30, 2)[0]
+    for metric, score in (("micro_f1", lambda x, y: f1_score(x, y, average="micro", zero_division=0)),
+                          ("subset_accuracy", accuracy_score)):
+        g = paired_multilabel_gain(t, a, b, metric=metric, n_boot=30, seed=2)
+        assert g["a"] == pytest.approx(score(t, a)) and g["b"] == pytest.approx(score(t, b))
+        assert g["gain"] == pytest.approx(g["b"] - g["a"]) and g["n"] == 40 and g["metric"] == metric
+        diff = np.array([score(t[i], b[i]) - score(t[i], a[i]) for i in idx])
+        assert g["gain_ci"] == pytest.approx(list(np.quantile(diff, [0.025, 0.975])))
+        assert g["p_b_not_better"] == pytest.approx(np.mean(diff <= 0))
+        boots = [score(t[i], b[i]) for i in idx]
+        assert multilabel_ci(t, b, metric=metric, n_boot=30, seed=2) == pytest.approx(
+            list(np.quantile(boots, [0.025, 0.975])))
+    assert multilabel_ci(t, b, n_boot=0) is None
+    assert multilabel_metrics(t, b, list("abcd"))["per_class"]["a"]["predicted"] == int(b[:, 0].sum())

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from _report_fixture import synthetic_report
 
-from hone.eval.metrics import classification_metrics
+from hone.eval.metrics import classification_metrics, multilabel_metrics, paired_multilabel_gain
 from hone.eval.report import REPORT_FILES, to_jsonable, write_reports
 
 HOSTILE = "<script>alert('x')</script> & co"
@@ -91,7 +91,7 @@ def test_minimal_report_only_systems_and_labels(tmp_path: Path) -> None:
     files = write_reports(tmp_path, {"labels": labels, "systems": {"tuned": m, "bare": {"accuracy": 0.5}}})
     md, page = files["md"].read_text(encoding="utf-8"), files["html"].read_text(encoding="utf-8")
     assert md.startswith("# Evaluation report")
-    assert "tuned vs bare (accuracy): 50.0% → 75.0%, difference +25.0 pts (unpaired" in md
+    assert "tuned vs bare (accuracy): tuned 75.0% vs bare 50.0%, difference +25.0 pts (unpaired" in md
     assert "## Training" not in md and "Out-of-scope" not in md
     assert len(_svgs(page)) == 3  # systems, per-class, confusion; no history
     assert json.loads(files["json"].read_text(encoding="utf-8"))["systems"]["bare"] == {"accuracy": 0.5}
@@ -124,3 +124,86 @@ def test_missing_systems_is_an_error(tmp_path: Path) -> None:
         write_reports(tmp_path, {"labels": ["a"]})
     with pytest.raises(ValueError, match="systems"):
         write_reports(tmp_path, {"labels": ["a"], "systems": {}})
+
+
+def test_per_class_leaves_out_classes_without_examples_and_predictions(tmp_path: Path) -> None:
+    """A class absent from the test set and never predicted was listed first, as the worst, with F1 0.0%."""
+    labels = ["billing", "outage", "roaming", "refund"]
+    m = classification_metrics([0, 0, 1, 1, 2, 2], [0, 0, 1, 1, 2, 0], labels, n_boot=20)
+    md = write_reports(tmp_path, {"labels": labels, "systems": {"fine_tuned": m}})["md"].read_text(encoding="utf-8")
+    per_class = md.split("## Per-class")[1].split("## ")[0]
+    assert "| refund" not in per_class and "| roaming | 66.7%" in per_class
+    assert "1 class(es) with no test examples and no predictions left out" in per_class and "refund." in per_class
+    m = classification_metrics([0, 0, 1, 1, 2, 2], [0, 3, 1, 1, 2, 2], labels, n_boot=20)  # refund predicted once
+    md = write_reports(tmp_path, {"labels": labels, "systems": {"fine_tuned": m}})["md"].read_text(encoding="utf-8")
+    assert "| refund | 0.0%" in md.split("## Per-class")[1] and "left out" not in md
+
+
+def _multi_label_report(n_boot: int = 30) -> dict:
+    """What evaluate_classifier returns for a multi-label model with a zero-shot baseline."""
+    from hone.eval.metrics import multilabel_ci
+
+    rng = np.random.default_rng(1)
+    labels = ["billing", "outage", "roaming"]
+    truth = (rng.random((30, 3)) < 0.45).astype(int)
+    truth[truth.sum(1) == 0, 0] = 1
+    tuned = np.where(rng.random((30, 3)) < 0.9, truth, 1 - truth)
+    base = np.eye(3, dtype=int)[rng.integers(0, 3, 30)]
+    first = truth.argmax(1)
+    systems = {}
+    for name, pred in (("fine_tuned", tuned), ("zero_shot", base)):
+        ml = {**multilabel_metrics(truth, pred, labels), "micro_f1_ci": multilabel_ci(truth, pred, n_boot=n_boot)}
+        systems[name] = {**classification_metrics(first, pred.argmax(1), labels, n_boot=n_boot), "multi_label": ml,
+                         "kind": "baseline" if name != "fine_tuned" else "fine-tuned"}
+    gains = {"zero_shot": paired_multilabel_gain(truth, base, tuned, n_boot=n_boot)} if n_boot else {}
+    return {"task": "classification", "labels": labels, "primary": "fine_tuned", "systems": systems, "gains": gains,
+            "multi_label": {"threshold": 0.5, **systems["fine_tuned"]["multi_label"]}}
+
+
+def test_multi_label_report_shows_every_label_scores_and_gains_on_micro_f1(tmp_path: Path) -> None:
+    """A multi-label model's report had only first-label accuracy; micro-F1 / subset accuracy were in report.json."""
+    from hone.pipeline import headline
+
+    report = _multi_label_report()
+    files = write_reports(tmp_path, report)
+    md, page = files["md"].read_text(encoding="utf-8"), files["html"].read_text(encoding="utf-8")
+    ml = report["systems"]["fine_tuned"]["multi_label"]
+    assert md.index("## Multi-label scores on the test set") < md.index("## Single-label view")
+    row = next(x for x in md.splitlines() if x.startswith("| fine_tuned (primary) | 30 |"))
+    assert f"| {ml['micro_f1']:.1%} |" in row and f"| {ml['subset_accuracy']:.1%} |" in row
+    assert "subset accuracy" in md and "multi-label" in md.split("\n")[2]
+    g = report["gains"]["zero_shot"]
+    assert f"- fine_tuned vs zero_shot (micro-f1): fine_tuned {g['b']:.1%} vs zero_shot {g['a']:.1%}" in md
+    assert "Multi-label scores" in page and "micro-F1 and macro-F1" in page
+    lines = headline(files["json"])
+    assert lines[0].strip().startswith(f"fine_tuned: micro-F1 {ml['micro_f1']:.3f} [")
+    assert any(x.startswith("fine-tuned vs zero_shot:") and "pts micro-f1" in x for x in lines)
+    no_boot = write_reports(tmp_path / "b0", _multi_label_report(n_boot=0))["md"].read_text(encoding="utf-8")
+    assert "(micro-f1): fine_tuned" in no_boot and "unpaired; no bootstrap CI supplied" in no_boot
+
+
+def test_gain_lines_give_values_in_the_names_order_and_name_the_p_value(full) -> None:
+    """'fine_tuned vs few_shot: 77.8% → 33.3%' printed the baseline's value first."""
+    report, files = full
+    md = files["md"].read_text(encoding="utf-8")
+    g = report["gains"]["few_shot"]
+    assert g["b"] != g["a"]
+    line = next(x for x in md.splitlines() if x.startswith("- fine_tuned vs few_shot (accuracy)"))
+    assert line.startswith(f"- fine_tuned vs few_shot (accuracy): fine_tuned {g['b']:.1%} vs few_shot {g['a']:.1%},")
+    assert "one-sided p" in line
+    assert "| baseline | metric | baseline score | fine_tuned score | gain | 95% CI | p-value (not better) |" in md
+
+
+def test_without_bootstrap_no_intervals_and_the_headline_still_prints(tmp_path: Path) -> None:
+    """eval.bootstrap=0 gave [score, score] 'intervals' (and crashed with baselines)."""
+    from hone.pipeline import headline
+
+    labels = ["a", "b", "c"]
+    systems = {n: {**classification_metrics([0, 1, 2, 2], p, labels, n_boot=0), "kind": "k"}
+               for n, p in (("fine_tuned", [0, 1, 2, 2]), ("zero_shot", [0, 1, 1, 1]))}
+    assert systems["fine_tuned"]["accuracy_ci"] is None
+    files = write_reports(tmp_path, {"labels": labels, "systems": systems, "primary": "fine_tuned"})
+    md = files["md"].read_text(encoding="utf-8")
+    assert "| fine_tuned (primary) | k |  | 4 | 100.0% | — | 100.0% | — |" in md
+    assert "difference +50.0 pts (unpaired; no bootstrap CI supplied)" in md
+    assert headline(files["json"])[0].strip() == "fine_tuned: accuracy 1.000  macro-F1 1.000"

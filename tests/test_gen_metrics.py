@@ -155,3 +155,27 @@ def test_generation_stats_and_perplexity() -> None:
     assert gm.perplexity(0.0, 4) == 1.0 and gm.perplexity(1e6, 1) == math.inf
     with pytest.raises(ValueError):
         gm.perplexity(1.0, 0)
+
+
+def test_rouge_tokenizer_equals_rouge_scores_on_ascii_and_keeps_other_scripts() -> None:
+    """rouge-score's tokenizer keeps only [a-z0-9]: Russian or Chinese text scored ROUGE 0 even against itself."""
+    from rouge_score.tokenizers import DefaultTokenizer
+
+    ascii_texts = ["The cats were running_quickly to the station, weren't they? 42 TIMES!",
+                   "Hello-World: 3.14 e-mail A_B ... generalization's", _TEXT, "  ", "x"]
+    ours, theirs = gm.UnicodeTokenizer(), DefaultTokenizer(use_stemmer=True)
+    for t in ascii_texts:
+        assert ours.tokenize(t) == theirs.tokenize(t), t
+    preds, refs = _corpus(30, seed=4)
+    default = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
+    got = gm.per_example_scores(preds, refs, ["rouge1", "rouge2", "rougeL"])
+    for i, (p, r) in enumerate(zip(preds, refs, strict=True)):
+        want = default.score(r, p)
+        assert [got[m][i] for m in ("rouge1", "rouge2", "rougeL")] == pytest.approx(
+            [100 * want[m].fmeasure for m in ("rouge1", "rouge2", "rougeL")])
+    same = ["Ваш счёт оплачен", "您的账单已支付", "お支払いを確認しました"]
+    scores = gm.per_example_scores(same, same, ["rouge1", "rouge2", "rougeL"])
+    assert all(list(v) == [100.0] * 3 for v in scores.values())
+    assert ours.tokenize("您的账单 Ваш") == ["您", "的", "账", "单", "ваш"]
+    g = gm.paired_gain(same, ["Привет мир", "今天天气", "こんばんは"], same, "rougeL", n=50)
+    assert g["gain"] == pytest.approx(100.0) and g["low"] > 0

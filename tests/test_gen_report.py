@@ -218,3 +218,29 @@ def test_markdown_brackets_bare_only_where_no_link_can_form() -> None:
                                                "[evil](http://x.test)": {"scores": {"rougeL": 20.0}}}}
     md = gr.render_markdown(report)
     assert "](http" not in md.replace("\\](http", "") and "\\[evil\\](http://x.test)" in md
+
+
+def test_gains_column_says_share_better_not_p_value(written) -> None:
+    """The generator's 'p(better)' (share of resamples better) read like the classifier's p-value, the opposite way."""
+    md = written[1]["md"].read_text(encoding="utf-8")
+    assert "| baseline | metric | gain | 95% CI | share of resamples better | verdict |" in md
+    assert "p(better)" not in md and "not a p-value" in md
+
+
+def test_without_bootstrap_no_intervals_and_the_headline_still_prints(tmp_path: Path) -> None:
+    """eval.bootstrap=0: scores and the multiple-choice gain have low/high None; the headline crashed on them."""
+    from hone.pipeline import headline
+
+    report = gen_report()
+    for s in report["systems"].values():
+        s["scores"] = {m: {**v, "low": None, "high": None} for m, v in s["scores"].items()}
+    report["gains"] = {}
+    report["choice"] = {"items": 12, "base": {"accuracy": 0.25, "low": None, "high": None},
+                        "tuned": {"accuracy": 0.5, "low": None, "high": None},
+                        "gain": {"gain": 0.25, "low": None, "high": None}}
+    files = write_reports(tmp_path, report)
+    lines = headline(files["json"])
+    assert "    fine_tuned: bleu 14.9  chrf 45.0  rougeL 31.2  stop rate 97%  perplexity 6.10" in lines
+    assert "multiple choice (12 items): base 25.0% -> tuned 50.0% (+25.0 pts)" in lines
+    md = files["md"].read_text(encoding="utf-8")
+    assert "| fine-tuned | 31.2 | 14.9 | 45.0 |" in md and "unpaired; no bootstrap CI supplied" in md

@@ -103,6 +103,19 @@ def test_retrieval_scores_on_a_hand_made_matrix():
     assert acc == 0.5 and mrr == pytest.approx((0.5 + 1) / 2)
 
 
+def test_retrieval_scores_nan_or_collapsed_embeddings_are_not_perfect():
+    """NaN similarities (a diverged model) compared False with everything, and ties counted for the partner,
+    so NaN or collapsed (all-equal) embeddings scored acc@1 = 1.0."""
+    nan_acc, nan_mrr = retrieval_scores(np.full((6, 6), np.nan), 3)
+    tie_acc, tie_mrr = retrieval_scores(np.ones((6, 6)), 3)
+    assert nan_acc == tie_acc == 0.0 and nan_mrr == pytest.approx(0.2) and tie_mrr == pytest.approx(0.2)
+    sims = np.eye(6) + 0.5 * np.kron(np.eye(3), [[0, 1], [1, 0]])  # each sentence nearest its partner
+    assert retrieval_scores(sims, 3) == (1.0, 1.0)
+    sims[0, 4] = np.nan  # one NaN candidate outranks the partner of sentence 0 only
+    acc, _ = retrieval_scores(sims, 3)
+    assert acc == pytest.approx(5 / 6)
+
+
 @pytest.fixture(scope="module")
 def minilm():
     from hone.model.load import load_encoder

@@ -232,6 +232,8 @@ def test_predict_on_a_non_artifact_is_a_clear_error(tmp_path):
 
 
 def test_model_info_counts_parameters_per_method_and_measures_steps(tmp_path, monkeypatch):
+    import hone.train.classify  # noqa: F401  (imported before loop.train is patched: it binds train at import)
+    import hone.train.generative  # noqa: F401
     from hone.model import info as model_info
     from hone.train import loop
 
@@ -260,6 +262,8 @@ def test_model_info_counts_parameters_per_method_and_measures_steps(tmp_path, mo
 def test_model_info_of_a_causal_lm_describes_it_as_a_generator_and_times_sft_steps(tmp_path, monkeypatch):
     # it described a decoder as a sequence classifier (a 10-label score head, a classification step) and listed
     # lm_head among the adapter targets
+    import hone.train.classify  # noqa: F401  (imported before loop.train is patched: it binds train at import)
+    import hone.train.generative  # noqa: F401
     from _tiny import build_tiny_llama
     from hone.train import loop
 

@@ -79,12 +79,19 @@ def _similarities(model: Any, tok: Any, probe: Probe) -> np.ndarray:
 
 def retrieval_scores(sims: np.ndarray, n_pairs: int) -> tuple[float, float]:
     """``(acc@1, mrr)``: for each of the ``2 * n_pairs`` pair sentences, the rank of its partner
-    (row ``i ^ 1``) among every other sentence, distractors included."""
+    (row ``i ^ 1``) among every other sentence, distractors included.
+
+    Pessimistic ranking: a candidate as similar as the partner (a tie) or not comparable (NaN, from
+    a diverged model) ranks above it, so collapsed or NaN embeddings score near 0, not 1.
+    """
     n = 2 * n_pairs
+    rows = np.arange(n)
     s = np.array(sims[:n], dtype=np.float64)  # (2P, M): queries are the pair sentences only
-    s[np.arange(n), np.arange(n)] = -np.inf  # a sentence is not its own neighbour
-    partner_sim = s[np.arange(n), np.arange(n) ^ 1]
-    rank = 1 + (s > partner_sim[:, None]).sum(axis=1)  # ties count in the partner's favour
+    partner_sim = s[rows, rows ^ 1]  # (2P,)
+    beaten = s < partner_sim[:, None]  # (2P, M): False for ties and for NaN on either side
+    others = np.ones_like(beaten)
+    others[rows, rows] = others[rows, rows ^ 1] = False  # a sentence is not its own neighbour nor its partner
+    rank = 1 + (others & ~beaten).sum(axis=1)
     return float((rank == 1).mean()), float((1.0 / rank).mean())
 
 

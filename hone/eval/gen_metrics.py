@@ -9,8 +9,10 @@ Metrics (``METRICS``):
 * ``bleu`` / ``chrf``: sacrebleu defaults (13a tokenisation, exp smoothing; chrF char
   order 6, beta 2). Per example they equal ``sacrebleu.sentence_bleu`` (effective order) and
   ``sacrebleu.sentence_chrf``; for a corpus, ``sacrebleu.corpus_bleu`` / ``corpus_chrf``.
-* ``rouge1`` / ``rouge2`` / ``rougeL``: rouge-score F-measure with the Porter stemmer (its
-  tokenizer keeps only ``[a-z0-9]`` runs, so non-Latin text scores 0); corpus = mean.
+* ``rouge1`` / ``rouge2`` / ``rougeL``: rouge-score F-measure with the Porter stemmer; corpus =
+  mean. rouge-score's own tokenizer keeps only ``[a-z0-9]`` runs, so Russian or Chinese text
+  scored 0 even against itself: :class:`UnicodeTokenizer` gives the same tokens on ASCII text
+  and keeps the letters of every script (CJK ideographs and kana one character a token).
 * ``exact_match``: SQuAD normalisation (lowercase, drop punctuation and a/an/the, squash
   whitespace), 100 or 0 per example; corpus = mean.
 
@@ -135,11 +137,39 @@ def chrf_from_stats(stats: np.ndarray, *, beta: float = 2.0) -> np.ndarray:
 # ----------------------------------------------------------------------------- per-example scores
 
 
+# Scripts written without spaces between words: each character is a token (a letter's combining marks stay with it).
+_NO_SPACE = r"\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}"
+_TOKEN = rf"[{_NO_SPACE}]\p{{M}}*|(?:(?![{_NO_SPACE}])[\p{{L}}\p{{N}}])(?:(?![{_NO_SPACE}])[\p{{L}}\p{{M}}\p{{N}}])*"
+
+
+class UnicodeTokenizer:
+    """rouge-score's default tokenizer for every script.
+
+    On ASCII text the tokens are rouge-score's (lowercase ``[a-z0-9]+`` runs, words over 3
+    characters Porter-stemmed); letters, digits and combining marks of other scripts are kept
+    too, and scripts without spaces (CJK ideographs, kana, Thai, ...) give one token per
+    character. Only ASCII words are stemmed: the Porter stemmer is for English.
+    """
+
+    def __init__(self, use_stemmer: bool = True) -> None:
+        import regex
+        from rouge_score.tokenizers import porter
+
+        self._token = regex.compile(_TOKEN)
+        self._stemmer = porter.PorterStemmer() if use_stemmer else None
+
+    def tokenize(self, text: str) -> list[str]:
+        tokens = self._token.findall(text.lower())
+        if self._stemmer is None:
+            return tokens
+        return [self._stemmer.stem(t) if len(t) > 3 and t.isascii() else t for t in tokens]
+
+
 @functools.lru_cache(maxsize=4)
 def _rouge_scorer(names: tuple[str, ...]) -> Any:
     from rouge_score import rouge_scorer
 
-    return rouge_scorer.RougeScorer(list(names), use_stemmer=True)
+    return rouge_scorer.RougeScorer(list(names), tokenizer=UnicodeTokenizer(use_stemmer=True))
 
 
 def _rouge(predictions: Sequence[str], refs: list[list[str]], names: Sequence[str]) -> dict[str, np.ndarray]:

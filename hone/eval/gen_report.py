@@ -161,8 +161,10 @@ def gains_table(report: Mapping[str, Any]) -> Table | None:
                 rows.append([system_name(baseline, systems.get(baseline)), metric_name(m), _fmt(g["gain"], "+.1f"),
                              _ci(*ci), _fmt(g.get("p_better"), ".3f"), verdict(ci)])
     return Table("gains", "Gain of the fine-tuned model over each baseline",
-                 ["baseline", "metric", "gain", "95% CI", "p(better)", "verdict"], rows,
-                 "Paired bootstrap: both systems scored on the same resamples of the test set.") if rows else None
+                 ["baseline", "metric", "gain", "95% CI", "share of resamples better", "verdict"], rows,
+                 "Paired bootstrap: both systems scored on the same resamples of the test set. Share of resamples "
+                 "better: how often the fine-tuned model scored higher than the baseline (near 1 = a clear gain; "
+                 "this is not a p-value).") if rows else None
 
 
 def training_table(tr: Mapping[str, Any]) -> Table | None:

@@ -2,9 +2,10 @@
 
 On the same test pairs (prompt -> reference reply), with greedy decoding: the tuned model,
 the base model zero-shot and the base model few-shot (k training pairs as earlier turns).
-Scores carry bootstrap CIs, gains are paired bootstraps.  Perplexity of the references, stop
-rate, lengths, generation time.  Forgetting: perplexity of base vs tuned on general text and a
-small general multiple-choice probe; a regression above ``eval.forgetting_threshold`` is flagged.
+Scores carry bootstrap CIs, gains are paired bootstraps (neither with ``eval.bootstrap: 0``).
+Perplexity of the references, stop rate, lengths, generation time.  Forgetting: perplexity of
+base vs tuned on general text and a small general multiple-choice probe; a regression above
+``eval.forgetting_threshold`` is flagged.
 """
 
 from __future__ import annotations
@@ -76,7 +77,10 @@ def _system_scores(gens, refs, metrics, cfg: RunConfig, seconds: float) -> dict[
     texts = [g.text for g in gens]
     scores = {}
     for m in metrics:
-        v, lo, hi = gm.bootstrap_ci(texts, refs, m, n=max(cfg.eval.bootstrap, 1), seed=cfg.seed)
+        if cfg.eval.bootstrap > 0:
+            v, lo, hi = gm.bootstrap_ci(texts, refs, m, n=cfg.eval.bootstrap, seed=cfg.seed)
+        else:  # eval.bootstrap=0: no interval (one resample's score is no interval around the point)
+            v, lo, hi = gm.corpus_scores(texts, refs, [m])[m], None, None
         scores[m] = {"value": v, "low": lo, "high": hi}
     return {"scores": scores, "stats": gm.generation_stats(texts, [g.stopped for g in gens], [g.tokens for g in gens]),
             "seconds": round(seconds, 2)}
@@ -191,17 +195,21 @@ def multiple_choice(base: Generator, tuned: Generator, cfg: RunConfig, log) -> d
     log(f"multiple choice: {len(items)} items from {cfg.eval.choice_file}, base vs tuned")
     out: dict[str, Any] = {"items": len(items)}
     rng = np.random.default_rng(cfg.seed)
-    idx = rng.integers(0, len(items), size=(max(cfg.eval.bootstrap, 1), len(items)))
+    idx = rng.integers(0, len(items), size=(cfg.eval.bootstrap, len(items)))  # (B, N); B=0: no intervals
+
+    def interval(samples: np.ndarray) -> dict[str, float | None]:
+        if not len(samples):
+            return {"low": None, "high": None}
+        return {"low": float(np.percentile(samples, 2.5)), "high": float(np.percentile(samples, 97.5))}
+
     correct = {}
     for name, g in (("base", base), ("tuned", tuned)):
         t0 = time.perf_counter()
         correct[name] = np.array([r["correct"] for r in score_choices(g.model, g.tokenizer, items, batch_size=16)], float)
-        boots = correct[name][idx].mean(1)
-        out[name] = {"accuracy": float(correct[name].mean()), "low": float(np.percentile(boots, 2.5)),
-                     "high": float(np.percentile(boots, 97.5)), "seconds": round(time.perf_counter() - t0, 1)}
-    diff = (correct["tuned"] - correct["base"])[idx].mean(1)
+        out[name] = {"accuracy": float(correct[name].mean()), **interval(correct[name][idx].mean(1)),
+                     "seconds": round(time.perf_counter() - t0, 1)}
     out["gain"] = {"gain": float(correct["tuned"].mean() - correct["base"].mean()),
-                   "low": float(np.percentile(diff, 2.5)), "high": float(np.percentile(diff, 97.5))}
+                   **interval((correct["tuned"] - correct["base"])[idx].mean(1))}
     return out
 
 
@@ -250,7 +258,8 @@ def evaluate_generator(run, cfg: RunConfig, *, log=lambda _: None) -> dict[str, 
         report["systems"] = {"fine_tuned": {"scores": {}}, "zero_shot": {"scores": {}}}
     if test_data is not None:
         report["systems"]["fine_tuned"]["perplexity"] = _perplexity(tuned, test_data)
-        report["systems"]["zero_shot"]["perplexity"] = _perplexity(base, test_data)
+        if "zero_shot" in report["systems"]:  # not without the zero_shot baseline (--no-baselines)
+            report["systems"]["zero_shot"]["perplexity"] = _perplexity(base, test_data)
     if run.metadata["schema"] == "preference":
         report["preference"] = {"base": preference_accuracy(base, run, cfg),
                                 "tuned": preference_accuracy(tuned, run, cfg), "pairs": len(run.splits["test"])}
@@ -286,8 +295,8 @@ def _compare(run, cfg: RunConfig, pairs, tuned: Generator, base: Generator, log)
     if "few_shot" in systems:
         systems["few_shot"]["k"] = k
     gains = {name: {m: gm.paired_gain([x.text for x in gens["fine_tuned"][0]], [x.text for x in g], refs, m,
-                                      n=max(cfg.eval.bootstrap, 1), seed=cfg.seed) for m in metrics}
-             for name, (g, _) in gens.items() if name != "fine_tuned"}
+                                      n=cfg.eval.bootstrap, seed=cfg.seed) for m in metrics}
+             for name, (g, _) in gens.items() if name != "fine_tuned" and cfg.eval.bootstrap > 0}
     per = gm.per_example_scores([g.text for g in gens["fine_tuned"][0]], refs, [metrics[0]])[metrics[0]]
     return {"test_examples": len(pairs), "metrics": metrics, "main_metric": metrics[0], "systems": systems,
             "gains": gains, "examples": _examples(pairs, {n: g for n, (g, _) in gens.items()}, list(per), cfg.seed),

@@ -167,7 +167,9 @@ def classification_metrics(
 
     The CIs resample examples with replacement (``n_boot`` times), so they express how
     much the score would move on another test set of the same size and distribution.
-    ``n_boot=0`` skips them (CIs become ``[score, score]``).
+    ``n_boot=0`` skips them (the CIs are ``None``: no interval was measured). ``per_class`` also
+    holds ``predicted`` (how often the class was predicted), so a class with neither test examples
+    nor predictions can be told apart from one scored 0.
     """
     k = len(labels)
     if k == 0:
@@ -186,13 +188,12 @@ def classification_metrics(
         out["accuracy_ci"] = _percentile_ci(boot["accuracy"][0], ci)
         out["macro_f1_ci"] = _percentile_ci(boot["macro_f1"][0], ci)
     else:
-        out["accuracy_ci"] = [out["accuracy"]] * 2
-        out["macro_f1_ci"] = [out["macro_f1"]] * 2
+        out["accuracy_ci"] = out["macro_f1_ci"] = None
     out["n_boot"], out["ci"] = int(n_boot), float(ci)
     precision, recall, f1 = _prf(tp, support, predicted)
     out["per_class"] = {
         str(lab): {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
-                   "support": int(support[i])}
+                   "support": int(support[i]), "predicted": int(predicted[i])}
         for i, lab in enumerate(labels)
     }
     out["confusion"] = {"labels": [str(x) for x in labels], "matrix": confusion.tolist()}
@@ -262,7 +263,65 @@ def multilabel_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[
     precision, recall, f1 = _prf(tp, t.sum(0), p.sum(0))
     out["per_class"] = {
         str(lab): {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
-                   "support": int(t[:, i].sum())}
+                   "support": int(t[:, i].sum()), "predicted": int(p[:, i].sum())}
         for i, lab in enumerate(labels)
     }
     return out
+
+
+# Multi-label metrics that can be bootstrapped: name -> (per-example statistics (N, D), reduce(summed (B, D)) -> (B,)).
+# Summing per-example statistics over a resample gives its corpus-level score (micro-F1 pools the counts).
+def _micro_f1_stats(t: np.ndarray, p: np.ndarray) -> np.ndarray:
+    return np.stack([(t & p).sum(1), t.sum(1) + p.sum(1)], axis=1)  # (N, 2): true positives, true + predicted
+
+
+def _subset_accuracy_stats(t: np.ndarray, p: np.ndarray) -> np.ndarray:
+    return np.stack([(t == p).all(1), np.ones(len(t))], axis=1)  # (N, 2): every label right, 1
+
+
+MULTILABEL_RESAMPLE_METRICS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    "micro_f1": _micro_f1_stats, "subset_accuracy": _subset_accuracy_stats}
+
+
+def _multilabel_boot(y_true: np.ndarray, preds: Sequence[np.ndarray], metric: str, n_boot: int,
+                     seed: int) -> tuple[list[float], list[np.ndarray]]:
+    """Point scores and the ``(n_boot,)`` resampled scores of each ``(N, C)`` prediction matrix, same resamples."""
+    if metric not in MULTILABEL_RESAMPLE_METRICS:
+        raise ValueError(f"metric: unknown {metric!r}; choose one of {sorted(MULTILABEL_RESAMPLE_METRICS)}")
+    t = np.asarray(y_true).astype(np.int64)
+    stats = [MULTILABEL_RESAMPLE_METRICS[metric](t, np.asarray(p).astype(np.int64)).astype(np.float64)
+             for p in preds]
+
+    def reduce(sums: np.ndarray) -> np.ndarray:  # (B, 2) -> (B,); 2*tp / (true + predicted) or right / n
+        scale = 2.0 if metric == "micro_f1" else 1.0
+        return _safe_div(scale * sums[:, 0], sums[:, 1])
+
+    points = [float(reduce(x.sum(0, keepdims=True))[0]) for x in stats]
+    boots: list[list[np.ndarray]] = [[] for _ in preds]
+    for idx in _resample_chunks(len(t), n_boot, seed):  # (b, N)
+        b, n = idx.shape
+        weights = np.bincount((idx + (np.arange(b) * n)[:, None]).ravel(), minlength=b * n).reshape(b, n)
+        for j, x in enumerate(stats):
+            boots[j].append(reduce(weights @ x))
+    return points, [np.concatenate(parts) for parts in boots]
+
+
+def multilabel_ci(y_true: np.ndarray, y_pred: np.ndarray, *, metric: str = "micro_f1", n_boot: int = 1000,
+                  seed: int = 0, ci: float = 0.95) -> list[float] | None:
+    """Percentile-bootstrap interval of a multi-label metric (``None`` with ``n_boot=0``)."""
+    if n_boot <= 0:
+        return None
+    return _percentile_ci(_multilabel_boot(y_true, [y_pred], metric, n_boot, seed)[1][0], ci)
+
+
+def paired_multilabel_gain(y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, *, metric: str = "micro_f1",
+                           n_boot: int = 1000, seed: int = 0, ci: float = 0.95) -> dict[str, Any]:
+    """:func:`paired_bootstrap_gain` for ``(N, C)`` 0/1 matrices on ``micro_f1`` or ``subset_accuracy``;
+    the same keys (gain of b over a, ``p_b_not_better``)."""
+    if n_boot <= 0:
+        raise ValueError("n_boot must be positive for a paired bootstrap")
+    (score_a, score_b), (boot_a, boot_b) = _multilabel_boot(y_true, [pred_a, pred_b], metric, n_boot, seed)
+    diff = boot_b - boot_a
+    return {"metric": metric, "a": score_a, "b": score_b, "gain": score_b - score_a,
+            "gain_ci": _percentile_ci(diff, ci), "p_b_not_better": float(np.mean(diff <= 0.0)),
+            "n": int(np.asarray(y_true).shape[0]), "n_boot": int(n_boot), "ci": float(ci)}

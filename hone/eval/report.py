@@ -20,7 +20,8 @@ from typing import Any
 from hone.artifacts import REPORT_FILES, atomic_write_json, atomic_write_text
 from hone.eval import plots
 from hone.eval.plots import Series
-from hone.eval.tables import Table, build_tables, gain_lines, numeric_columns, ordered_systems, primary_name
+from hone.eval.tables import (Table, build_tables, gain_lines, headline_scores, is_multi_label, measured_classes,
+                              numeric_columns, ordered_systems, primary_name, scored_split)
 
 
 
@@ -61,11 +62,22 @@ def write_reports(out_dir: str | Path, report: Mapping[str, Any]) -> dict[str, P
     out = Path(out_dir)
     files = {kind: out / name for kind, name in REPORT_FILES.items()}
     clean = to_jsonable(report)
-    tables = build_tables(clean, files)
+    view = _multi_label_on_primary(clean)
+    tables = build_tables(view, files)
     atomic_write_json(files["json"], clean)
-    atomic_write_text(files["md"], render_markdown(clean, tables))
-    atomic_write_text(files["html"], render_html(clean, tables))
+    atomic_write_text(files["md"], render_markdown(view, tables))
+    atomic_write_text(files["html"], render_html(view, tables))
     return files
+
+
+def _multi_label_on_primary(report: dict[str, Any]) -> dict[str, Any]:
+    """The report to render: a top-level ``multi_label`` section (all a report held before systems carried their own)
+    becomes the primary system's multi-label scores."""
+    p = primary_name(report)
+    ml = report.get("multi_label")
+    if not isinstance(ml, Mapping) or not p or "multi_label" in report["systems"][p]:
+        return report
+    return {**report, "systems": {**report["systems"], p: {**report["systems"][p], "multi_label": ml}}}
 
 
 # ----------------------------------------------------------------------------- markdown
@@ -106,8 +118,10 @@ def _subtitle(report: Mapping[str, Any]) -> str:
     n = (report["systems"].get(p) or {}).get("n")
     parts = [f"task: {report.get('task', 'classification')}", f"primary system: {p}",
              f"{len(report.get('labels') or [])} classes"]
+    if is_multi_label(report):
+        parts.insert(1, "multi-label")
     if n is not None:
-        parts.append(f"{n} test examples")
+        parts.append(f"{n} {scored_split(report)} examples")
     return " · ".join(parts)
 
 
@@ -141,8 +155,8 @@ def _history_figures(report: Mapping[str, Any]) -> list[str]:
 
 
 def _systems_figure(report: Mapping[str, Any]) -> str:
-    """(d) accuracy and macro-F1 of every system with CI whiskers."""
-    systems = ordered_systems(report)
+    """(d) accuracy and macro-F1 of every system with CI whiskers (multi-label: micro- and macro-F1 on every label)."""
+    systems = [(n, headline_scores(report, m)) for n, m in ordered_systems(report)]
 
     def value(x: Any) -> float:  # missing → NaN, which the chart draws as "not measured"
         return float(x) if isinstance(x, int | float) and not isinstance(x, bool) else math.nan
@@ -153,15 +167,19 @@ def _systems_figure(report: Mapping[str, Any]) -> str:
         return Series(name, [value(m.get(metric)) for _, m in systems],
                       lo=[value(c[0]) for c in cis], hi=[value(c[-1]) for c in cis])
 
+    if is_multi_label(report):
+        return plots.bar_chart([n for n, _ in systems],
+                               [series("micro_f1", "micro-F1"), series("macro_f1", "macro-F1")],
+                               title="Systems: multi-label micro-F1 and macro-F1 (95% CI)", bar_h=16)
     return plots.bar_chart([n for n, _ in systems], [series("accuracy", "accuracy"), series("macro_f1", "macro-F1")],
                            title="Systems: accuracy and macro-F1 (95% CI)", bar_h=16)
 
 
 def _per_class_figure(report: Mapping[str, Any]) -> str:
-    """(c) per-class F1 of the primary system, worst first."""
+    """(c) per-class F1 of the primary system, worst first; classes without examples and predictions left out."""
     name, m = ordered_systems(report)[0]
-    per = m.get("per_class") or {}
-    order = sorted(per, key=lambda lab: (per[lab].get("f1") or 0.0, lab))
+    per = headline_scores(report, m).get("per_class") or {}
+    order = measured_classes(per)[0]
     f1 = [float(per[lab].get("f1") or 0.0) for lab in order]
     return plots.bar_chart(order, [Series("F1", f1)], title=f"Per-class F1 of {name} (worst first)",
                            bar_h=13 if len(order) <= 40 else 10)
@@ -170,8 +188,8 @@ def _per_class_figure(report: Mapping[str, Any]) -> str:
 def _figures(report: Mapping[str, Any]) -> dict[str, list[str]]:
     """Charts keyed by the table they are shown above."""
     name, m = ordered_systems(report)[0]
-    figs: dict[str, list[str]] = {"systems": [_systems_figure(report)]}
-    if m.get("per_class"):
+    figs: dict[str, list[str]] = {"multi_label" if is_multi_label(report) else "systems": [_systems_figure(report)]}
+    if headline_scores(report, m).get("per_class"):
         figs["per_class"] = [_per_class_figure(report)]
     conf = m.get("confusion")
     if isinstance(conf, Mapping) and conf.get("matrix"):

@@ -153,23 +153,35 @@ def _p_phrase(g: Mapping[str, Any]) -> str:
     return text if text.startswith("<") else f"= {text}"
 
 
+def is_multi_label(report: Mapping[str, Any]) -> bool:
+    """A multi-label model's report: its systems carry scores on every label (``multi_label``)."""
+    return isinstance((report.get("systems") or {}).get(primary_name(report), {}).get("multi_label"), Mapping)
+
+
+def headline_scores(report: Mapping[str, Any], system: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The scores a system is judged by: its multi-label scores for a multi-label model, else its own."""
+    ml = system.get("multi_label")
+    return ml if is_multi_label(report) and isinstance(ml, Mapping) else system
+
+
 def gain_lines(report: Mapping[str, Any]) -> list[str]:
-    """One plain sentence per comparison of the primary system against a baseline."""
+    """One plain sentence per comparison of the primary system against a baseline (values in the names' order)."""
     p = primary_name(report)
     lines = []
     for baseline, g in gain_entries(report):
         metric = str(g.get("metric", "accuracy")).replace("_", "-")
         ci = g.get("gain_ci") or [None, None]
-        lines.append(f"{p} vs {baseline} ({metric}): {pct(g.get('a'))} → {pct(g.get('b'))}, "
+        lines.append(f"{p} vs {baseline} ({metric}): {p} {pct(g.get('b'))} vs {baseline} {pct(g.get('a'))}, "
                      f"gain {pts(g.get('gain'))} (95% CI {pts(ci[0])} to {pts(ci[1])}, "
-                     f"p(not better) {_p_phrase(g)}): {verdict(ci)}")
+                     f"one-sided p {_p_phrase(g)}): {verdict(ci)}")
     if not lines:  # no paired bootstrap supplied: fall back to point differences, said so plainly
         systems = report.get("systems") or {}
+        metrics = ("micro_f1", "subset_accuracy") if is_multi_label(report) else ("accuracy", "macro_f1")
         for name, m in ordered_systems(report)[1:]:
-            for metric in ("accuracy", "macro_f1"):
-                a, b = m.get(metric), systems[p].get(metric)
+            for metric in metrics:
+                a, b = headline_scores(report, m).get(metric), headline_scores(report, systems[p]).get(metric)
                 if _is_num(a) and _is_num(b):
-                    lines.append(f"{p} vs {name} ({metric.replace('_', '-')}): {pct(a)} → {pct(b)}, "
+                    lines.append(f"{p} vs {name} ({metric.replace('_', '-')}): {p} {pct(b)} vs {name} {pct(a)}, "
                                  f"difference {pts(b - a)} (unpaired; no bootstrap CI supplied)")
     return lines
 
@@ -180,9 +192,38 @@ def systems_table(report: Mapping[str, Any]) -> Table:
              num(m.get("n")), pct(m.get("accuracy")), ci_text(m.get("accuracy_ci")),
              pct(m.get("macro_f1")), ci_text(m.get("macro_f1_ci"))]
             for name, m in ordered_systems(report)]
-    return Table("systems", "Systems on the test set",
-                 ["system", "kind", "description", "n", "accuracy", "95% CI", "macro-F1", "95% CI"], rows,
-                 "CIs: percentile bootstrap over test examples.")
+    split = scored_split(report)
+    note = f"CIs: percentile bootstrap over {split} examples." + (
+        " No test split: these are validation scores, and training chose its best checkpoint on the same split, "
+        "so they are optimistic." if split == "validation" else "")
+    if is_multi_label(report):
+        return Table("systems", f"Single-label view on the {split} set: top label vs each example's first label",
+                     ["system", "kind", "description", "n", "accuracy", "95% CI", "macro-F1", "95% CI"], rows,
+                     note + " Multi-label data: an example labelled [a, b] and predicted b counts as wrong here; "
+                     "read the multi-label scores above.")
+    return Table("systems", f"Systems on the {split} set",
+                 ["system", "kind", "description", "n", "accuracy", "95% CI", "macro-F1", "95% CI"], rows, note)
+
+
+def scored_split(report: Mapping[str, Any]) -> str:
+    """'test', or 'validation' when a run without a test split scored its validation split."""
+    return str(report.get("scored_split") or "test")
+
+
+def multi_label_table(report: Mapping[str, Any]) -> Table | None:
+    """Every system scored on every label (fine-tuned: each label at its threshold; a baseline: its one label)."""
+    if not is_multi_label(report):
+        return None
+    rows = [[name + (" (primary)" if name == primary_name(report) else ""), num(ml.get("n")), pct(ml.get("micro_f1")),
+             ci_text(ml.get("micro_f1_ci")), pct(ml.get("macro_f1")), pct(ml.get("subset_accuracy")),
+             pct(ml.get("hamming_loss"))]
+            for name, m in ordered_systems(report) if isinstance(ml := m.get("multi_label"), Mapping)]
+    threshold = (report.get("multi_label") or {}).get("threshold", 0.5)
+    return Table("multi_label", f"Multi-label scores on the {scored_split(report)} set (every label)",
+                 ["system", "n", "micro-F1", "95% CI", "macro-F1", "subset accuracy", "hamming loss"], rows,
+                 f"The fine-tuned model predicts every label scoring at least {num(threshold)}; a baseline predicts "
+                 "one label per example. Subset accuracy: every label of an example right. Hamming loss: share of "
+                 "wrong (example, label) cells (lower is better).")
 
 
 def gains_table(report: Mapping[str, Any]) -> Table:
@@ -191,28 +232,43 @@ def gains_table(report: Mapping[str, Any]) -> Table:
              p_value(g.get("p_b_not_better"), g.get("n_boot")), verdict(g.get("gain_ci"))]
             for baseline, g in gain_entries(report)]
     return Table("gains", f"Gain of {primary_name(report)} over each baseline",
-                 ["baseline", "metric", "baseline", primary_name(report), "gain", "95% CI", "p(not better)",
-                  "verdict"], rows, "Paired bootstrap: both systems scored on the same resamples.")
+                 ["baseline", "metric", "baseline score", f"{primary_name(report)} score", "gain", "95% CI",
+                  "p-value (not better)", "verdict"], rows,
+                 "Paired bootstrap: both systems scored on the same resamples. p-value (not better): share of "
+                 f"resamples in which {primary_name(report)} does not beat the baseline (one-sided; small = a real "
+                 "gain).")
 
 
 # ----------------------------------------------------------------------------- per class
 
 
+def measured_classes(per: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """(classes worst F1 first, classes left out): a class with no examples and no predictions has no score
+    (its F1 0 is not a measurement; macro-F1 leaves it out too, as scikit-learn does)."""
+    absent = [lab for lab, c in per.items() if c.get("support") == 0 and c.get("predicted") == 0]
+    order = sorted((lab for lab in per if lab not in absent), key=lambda lab: (per[lab].get("f1") or 0.0, lab))
+    return order, absent
+
+
 def per_class_table(report: Mapping[str, Any]) -> Table | None:
     """Per-class scores of the primary system, worst F1 first, with other systems' F1 beside them."""
-    systems = ordered_systems(report)
+    systems = [(n, headline_scores(report, m)) for n, m in ordered_systems(report)]
     if not systems or not isinstance(systems[0][1].get("per_class"), Mapping):
         return None
     p, per = systems[0][0], systems[0][1]["per_class"]
     others = [(n, m["per_class"]) for n, m in systems[1:4] if isinstance(m.get("per_class"), Mapping)]
-    order = sorted(per, key=lambda lab: (per[lab].get("f1", 0.0), lab))
+    order, absent = measured_classes(per)
     rows = [[lab, pct(per[lab].get("f1")), pct(per[lab].get("precision")), pct(per[lab].get("recall")),
              num(per[lab].get("support"))] + [pct((o.get(lab) or {}).get("f1")) for _, o in others]
             for lab in order]
     more = f"Worst 15 of {len(rows)} classes shown; all in report.html and report.json." if len(rows) > 15 else ""
-    return Table("per_class", f"Per-class scores of {p} (worst F1 first)",
+    kind = ", every label" if is_multi_label(report) else ""
+    note = (f"{len(absent)} class(es) with no {scored_split(report)} examples and no predictions left out (not "
+            f"measured{'' if kind else '; macro-F1 leaves them out too'}): "
+            f"{', '.join(absent[:10])}{' …' * (len(absent) > 10)}." if absent else "")
+    return Table("per_class", f"Per-class scores of {p}{kind} (worst F1 first)",
                  ["class", "F1", "precision", "recall", "support"] + [f"F1 {n}" for n, _ in others],
-                 rows, md_rows=15, md_note=more)
+                 rows, note, md_rows=15, md_note=more)
 
 
 def top_confusions(confusion: Mapping[str, Any], limit: int = 15) -> list[tuple[str, str, int, float]]:
@@ -231,7 +287,8 @@ def confusions_table(report: Mapping[str, Any]) -> Table | None:
     if not isinstance(conf, Mapping):
         return None
     rows = [[t, p, num(c), pct(s)] for t, p, c, s in top_confusions(conf)]
-    return Table("confusions", f"Most frequent confusions of {systems[0][0]}",
+    view = " (top label vs first label)" if is_multi_label(report) else ""
+    return Table("confusions", f"Most frequent confusions of {systems[0][0]}{view}",
                  ["true", "predicted", "count", "share of true class"], rows,
                  "" if rows else "No confusions: every test example was classified correctly.")
 
@@ -242,7 +299,8 @@ def confusions_table(report: Mapping[str, Any]) -> Table | None:
 def oos_table(oos: Mapping[str, Any]) -> Table:
     known = {"label": ("out-of-scope label", str), "threshold": ("abstain below score", num),
              "in_scope_accuracy": ("in-scope accuracy", pct), "oos_recall": ("out-of-scope recall", pct),
-             "oos_precision": ("out-of-scope precision", pct), "abstain_rate": ("abstain rate", pct)}
+             "oos_precision": ("out-of-scope precision", pct), "abstain_rate": ("abstain rate", pct),
+             "threshold_chosen_on": ("threshold chosen on", str)}
     return Table("oos", "Out-of-scope detection", ["measure", "value"], _kv_rows(oos, known))
 
 
@@ -280,7 +338,7 @@ def paths_table(report: Mapping[str, Any], files: Mapping[str, Path]) -> Table:
 
 def build_tables(report: Mapping[str, Any], files: Mapping[str, Path]) -> list[Table]:
     """All sections in reading order, skipping the ones whose input is missing."""
-    tables: list[Table | None] = [systems_table(report)]
+    tables: list[Table | None] = [multi_label_table(report), systems_table(report)]
     if gain_entries(report):
         tables.append(gains_table(report))
     for key, make in (("oos", oos_table), ("forgetting", forgetting_table), ("training", training_table)):
