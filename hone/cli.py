@@ -292,7 +292,8 @@ def eval_cmd(artifact: Path, data: Annotated[Path, typer.Option(help="Labelled d
         cfg = cfg.model_copy(update={"baselines": []})
     if cfg.oos_label is None and clf.threshold is not None:  # (its abstain label need not be one of the classes)
         cfg = cfg.model_copy(update={"oos_label": clf.abstain_label})  # score the abstention predict applies
-    report = evaluate_classifier(clf, texts, labels, cfg=cfg, seed=0, base_model=clf.manifest["base_model"], log=_log)
+    report = evaluate_classifier(clf, texts, labels, cfg=cfg, seed=0, base_model=clf.manifest["base_model"],
+                                 revision=clf.manifest.get("revision"), log=_log)
     report["title"] = f"{artifact} on {data.name}"
     files = write_reports(out or artifact.parent / f"eval-{data.stem}", report)
     for line in headline(files["json"]):

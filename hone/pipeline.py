@@ -103,6 +103,7 @@ def run_classifier(cfg: RunConfig, run_dir: Path, *, log=lambda _: None, progres
     log(f"evaluating on {len(test.texts)} {scored} examples "
         f"(with baselines: {', '.join(cfg.eval.baselines) or 'none'})")
     report = evaluate_classifier(clf, test.texts, test.labels, cfg=cfg.eval, seed=cfg.seed, base_model=cfg.model.name,
+                                 revision=cfg.model.revision,
                                  train=(crun.splits["train"].texts, crun.splits["train"].labels),
                                  val=(val.texts, val.labels) if val.texts and scored == "test" else None, log=log)
     res = crun.result

@@ -195,3 +195,20 @@ def test_a_run_directory_run_again_with_other_data_is_refused(tmp_path):
     with pytest.raises(DataError, match=re.escape(f"input file {a} (its contents)")):
         train_classifier(cfg, tmp_path / "run", progress=False)
     assert isinstance(DataError("x"), HoneError)
+
+
+def test_baselines_of_hone_eval_use_the_artifacts_base_revision(tmp_path, monkeypatch):
+    # the zero-shot / few-shot baselines and the forgetting probe loaded the base encoder's default branch
+    import hone.model.load as L
+    from hone.train.classify import train_classifier
+
+    tiny = build_tiny_bert(tmp_path / "bert")
+    data = write_jsonl(tmp_path / "d.jsonl", clf_rows(48))
+    run = train_classifier(_clf_cfg(tiny, data), tmp_path / "run", progress=False)
+    man_path = run.artifact / "manifest.json"
+    man_path.write_text(json.dumps({**json.loads(man_path.read_text()), "revision": "v1"}))  # (a local base: unused)
+    seen, real = [], L.load_encoder
+    monkeypatch.setattr(L, "load_encoder", lambda name, **kw: (seen.append(kw.get("revision")), real(name, **kw))[1])
+    r = runner.invoke(app, ["eval", str(run.artifact), "--data", str(data), "-o", str(tmp_path / "ev")])
+    assert r.exit_code == 0, r.output
+    assert seen == ["v1"]

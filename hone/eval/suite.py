@@ -24,7 +24,7 @@ def _ids(labels: Sequence[Any], label2id: dict[str, int]) -> np.ndarray:
 
 
 def evaluate_classifier(clf, test_texts: list[str], test_labels: list[Any], *, cfg: EvalConfig, seed: int,
-                        base_model: str, train: tuple[list[str], list[Any]] | None = None,
+                        base_model: str, revision: str | None = None, train: tuple[list[str], list[Any]] | None = None,
                         val: tuple[list[str], list[Any]] | None = None, log=lambda _: None) -> dict[str, Any]:
     """The report dict (see hone.eval.report) for ``clf`` on the test texts."""
     from hone.eval import baselines as B
@@ -57,7 +57,7 @@ def evaluate_classifier(clf, test_texts: list[str], test_labels: list[Any], *, c
 
         from hone.model.embed import embed
 
-        enc, tok = load_encoder(base_model)
+        enc, tok = load_encoder(base_model, revision=revision)  # the base the model was trained from
         test_emb = embed(enc, tok, test_texts) if cfg.baselines else None  # shared by every baseline
         preds: dict[str, Any] = {}
         if "zero_shot" in cfg.baselines:
