@@ -750,7 +750,9 @@ def build_plan(args, recipe: dict, peak_json: str | None, stamp: str) -> tuple[l
                         {"name": "lora", "r": 16, "alpha": 32, "dropout": 0.1, "target_modules": ["query", "value"]})
         config = {"seed": seed, "task": "classify",
                   "data": {"files": files, "text_column": "text", "label_column": "category", **off},
-                  "model": {"name": "minilm", "max_length": max_len}, "method": method_block, "train": train_block}
+                  # the [CLS] head, as the baseline's AutoModelForSequenceClassification (the default is auto: mean)
+                  "model": {"name": "minilm", "max_length": max_len, "pooling": "cls"}, "method": method_block,
+                  "train": train_block}
         base_cmd = [args.baseline_python, str(SHARED_BENCH / recipe["script"]), *common_b, *data_b,
                     "--warmup-ratio", repr(recipe["warmup_ratio"]), "--weight-decay", repr(recipe["weight_decay"])]
         if not args.eval:

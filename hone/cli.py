@@ -212,7 +212,7 @@ def train_cmd(config: Annotated[Path, typer.Argument(help="Run config (YAML).")]
     run_dir = out or default_run_dir(config.stem)
     trainer = train_generator if resolve_task(cfg, run_dir, _log) == "generate" else train_classifier
     res = trainer(cfg, run_dir, log=_log).result
-    console.print(f"[green]trained[/] {res.steps} steps in {res.wall_time_s:.0f} s ({res.samples_per_s:.0f} samples/s); "
+    console.print(f"[green]trained[/] {res.steps} steps in {res.wall_time_s:.0f} s ({res.samples_per_s:.3g} samples/s); "
                   f"artifact: {run_dir / 'artifact'}")
 
 
@@ -336,6 +336,8 @@ def predict_cmd(artifact: Path, texts: Annotated[Optional[list[str]], typer.Argu
         items += _read_texts(file, text_column)
     if not items:
         raise HoneError("give texts as arguments or --file")
+    if _is_generator(artifact):
+        raise HoneError(f"{artifact}: a generator artifact, not a classifier: use hone generate")
     for res in load(artifact).predict(items, top_k=top_k):
         print(json.dumps(res, ensure_ascii=False))
 

@@ -178,7 +178,7 @@ def _gen_headline(rep: dict[str, Any]) -> list[str]:
     lines, main = [], rep.get("main_metric")
     for name, m in rep.get("systems", {}).items():
         parts = [f"{k} {v['value']:.1f}{_ci1(v.get('low'), v.get('high'))}" for k, v in m.get("scores", {}).items()
-                 if k in (main, "bleu", "chrf")]
+                 if k in (main, "rougeL", "bleu", "chrf")]
         if "stats" in m:
             parts.append(f"stop rate {m['stats']['stop_rate']:.0%}")
         if m.get("perplexity") is not None:

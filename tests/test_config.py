@@ -103,3 +103,16 @@ def test_a_classification_metric_for_early_stopping_of_a_generator_is_a_config_e
     assert load_config(None, [known, "train.early_stopping.metric=loss"]).train.early_stopping.metric == "loss"
     # with the schema left to the data, the check comes before training
     assert load_config(None, ["train.early_stopping.metric=accuracy"]).train.early_stopping.metric == "accuracy"
+
+
+def test_switching_method_with_set_drops_the_files_method_options(tmp_path):
+    # --set method.name=head on a LoRA config failed with "method.r: unknown key"
+    (tmp_path / "c.yaml").write_text("method: {name: lora, r: 16, alpha: 32}\n")
+    cfg = load_config(tmp_path / "c.yaml", ["method.name=head"])
+    assert cfg.method.name == "head"
+    cfg = load_config(tmp_path / "c.yaml", ["method.name=lora", "method.r=4"])  # the same method: options kept
+    assert cfg.method.r == 4 and cfg.method.alpha == 32
+    cfg = load_config(tmp_path / "c.yaml", ["method.name=ia3"])
+    assert cfg.method.name == "ia3"
+    with pytest.raises(ConfigError, match="method.r: unknown key"):  # options given for the new method still count
+        load_config(tmp_path / "c.yaml", ["method.name=head", "method.r=8"])

@@ -785,3 +785,21 @@ def test_fused_head_cross_entropy_under_autocast(monkeypatch, chunk):
     for got, st, want in zip(fused_g, stock_g, ref_g, strict=True):
         err = ((got - want).norm() / want.norm()).item()
         assert 0 < err <= max(1.5 * ((st - want).norm() / want.norm()).item(), 0.01)
+
+
+def test_short_answers_are_headlined_by_exact_match(tiny, tmp_path):
+    # a Q&A model was judged "better" on ROUGE-L (it learned the answer's format) while exact match stayed low
+    from _util import write_jsonl
+    from hone.eval.gen_suite import evaluate_artifact
+
+    run = _train(tiny, tmp_path, FIX / "chat.jsonl", "method.name=lora", "gen.max_new_tokens=4")
+    qa = write_jsonl(tmp_path / "qa.jsonl", [{"prompt": f"question {i}: which option?", "completion": f"option {i % 4}"}
+                                             for i in range(12)])
+    rep = evaluate_artifact(run.artifact, qa, max_examples=6, baselines=False, overrides=["eval.bootstrap=20"])
+    assert rep["main_metric"] == "exact_match" and rep["metrics"][0] == "exact_match" and "rougeL" in rep["metrics"]
+    rep = evaluate_artifact(run.artifact, qa, max_examples=6, baselines=False,
+                            overrides=["eval.bootstrap=20", "eval.main_metric=chrf"])
+    assert rep["main_metric"] == "chrf" and "exact_match" in rep["metrics"]
+    rep = evaluate_artifact(run.artifact, FIX / "chat.jsonl", max_examples=4, baselines=False,
+                            overrides=["eval.bootstrap=20"])  # long replies: ROUGE-L, no exact match
+    assert rep["main_metric"] == "rougeL" and "exact_match" not in rep["metrics"]

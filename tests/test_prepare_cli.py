@@ -131,6 +131,35 @@ def test_a_chat_turn_emptied_by_cleaning_drops_its_row(tmp_path):
     assert "" not in kept and len(kept) == 24  # it was written with an empty turn, which check then refused
 
 
+def test_a_header_only_file_in_data_files_says_it_has_no_rows(tmp_path):
+    # it was reported as a schema mismatch ("text rows, where ... holds classification rows; set data.schema")
+    tr = write_jsonl(tmp_path / "tr.jsonl", clf_rows(40))
+    (tmp_path / "te.csv").write_text("text,label\n")
+    cfg = load_config({"data": {"files": {"train": str(tr), "test": str(tmp_path / "te.csv")},
+                                "pii": {"enabled": False}}})
+    with pytest.raises(DataError, match=r"te.csv: no rows \(an empty file, or a header without rows\)"):
+        prepare(cfg, tmp_path / "o")
+
+
+def test_data_check_of_json_rows_without_known_fields_names_their_keys(tmp_path):
+    # 500 lines of "text: missing", with no word on the fields the file has or how to map them
+    f = write_jsonl(tmp_path / "d.jsonl", [{"dialogue": f"#P1#: hi {i}", "summary": "s"} for i in range(30)])
+    r = runner.invoke(app, ["data", "check", str(f)])
+    assert r.exit_code == 2
+    assert "d.jsonl:1: text: missing (this row's keys: 'dialogue', 'summary'); name the text field with --text-column" in r.output
+    assert r.output.count("this row's keys") == 1 and "d.jsonl:2: text: missing" in r.output
+    assert "--json FILE" in r.output  # the "see the JSON report" that did not exist
+    r = runner.invoke(app, ["data", "check", str(f), "--text-column", "dialogue"])
+    assert r.exit_code == 0, r.output
+
+
+def test_predict_on_a_generator_artifact_is_one_clear_error(tmp_path):
+    (tmp_path / "art").mkdir()
+    (tmp_path / "art" / "manifest.json").write_text(json.dumps({"kind": "generator", "task": "generation"}))
+    r = runner.invoke(app, ["predict", str(tmp_path / "art"), "hello"])
+    assert r.exit_code == 2 and "a generator artifact, not a classifier: use hone generate" in r.output
+
+
 def test_cli_data_check_ok_and_errors(tmp_path):
     good = write_jsonl(tmp_path / "good.jsonl", clf_rows(12))
     r = runner.invoke(app, ["data", "check", str(good), "--json", str(tmp_path / "rep.json")])

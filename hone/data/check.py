@@ -142,6 +142,12 @@ def validate(rows: Iterator[RawRow], report: DataReport, *, schema: str = "auto"
                     report.add(Problem("error", raw.source, 1, fld, f"no {fld!r} column in the header (columns: "
                                        f"{cols}); map one with --{'label' if fld == 'label' else 'text'}-column"))
                 continue
+            if msg == "missing" and isinstance(raw.obj, dict) and fld not in missing_columns:  # JSON: say what is
+                missing_columns.add(fld)  # there, once (the first row), and how to map it
+                keys = ", ".join(repr(k) for k in raw.obj if k != META_KEY) or "none"
+                msg = (f"missing (this row's keys: {keys}); name the text field with --text-column / data.text_column"
+                       f" and the label with --label-column, or set --schema (chat, prompt_completion, ...) and "
+                       f"convert the rows to its fields")
             report.add(Problem("error", raw.source, raw.line, fld, msg))
         if data is None:
             continue
@@ -163,7 +169,8 @@ def validate(rows: Iterator[RawRow], report: DataReport, *, schema: str = "auto"
     _duplicate_warnings(row_hashes, row_lines, report.files[0] if len(report.files) == 1 else "", report)
     if report.valid < min_examples:
         report.add(Problem("error", ", ".join(report.files), None, "(dataset)",
-                           f"only {report.valid} valid example(s); at least {min_examples} are needed"))
+                           f"only {report.valid} valid example(s); at least {min_examples} "
+                           f"{'is' if min_examples == 1 else 'are'} needed"))
     report.labels = dict(label_counts)
     report.multi_label = multi
     if label_counts:

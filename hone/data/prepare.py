@@ -66,6 +66,8 @@ def read_and_validate(data: DataConfig, tokenizer: Any = None) -> tuple[dict[str
         recs = validate(_with_groups(rows, group, problems, group_ids), sub, schema=data.schema_,
                         read_problems=problems, min_examples=data.min_examples if part in ("all", "train") else 1,
                         tokenizer=tokenizer, max_length=data.max_length)
+        if not sub.rows and all(p.line is None for p in sub.errors):  # (not a missing column: reported below)
+            raise DataError(f"{path}: no rows (an empty file, or a header without rows)")
         if sub.schema and first and output_schema(sub.schema) != output_schema(first[1]):
             raise DataError(f"{path}: {sub.schema} rows, where {first[0]} holds {first[1]} rows; the files of "
                             "data.files must hold one kind of data (set data.schema to say which)")

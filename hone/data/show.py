@@ -57,7 +57,8 @@ def render(report: DataReport, console: Console, *, max_problems: int = 30) -> N
             console.print(f"[{style}]{kind}[/] {p}", highlight=False, soft_wrap=True)
         total = report.error_count if kind == "error" else report.warning_count
         if total > max_problems:
-            console.print(f"[{style}]… {total - max_problems} more {kind}s (see the JSON report)[/]")
+            console.print(f"[{style}]… {total - max_problems} more {kind}s (all of them are in the JSON report: "
+                          "--json FILE for hone data check, report.json of a prepared folder)[/]")
 
 
 def _dist(d: dict[str, Any]) -> str:

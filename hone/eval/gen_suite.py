@@ -274,8 +274,13 @@ def evaluate_generator(run, cfg: RunConfig, *, log=lambda _: None) -> dict[str, 
 def _compare(run, cfg: RunConfig, pairs, tuned: Generator, base: Generator, log) -> dict[str, Any]:
     metrics = METRICS.get(run.objective, METRICS["sft"])
     prompts, refs = [p for p, _ in pairs], [r for _, r in pairs]
-    if sorted(len(r.split()) for r in refs)[len(refs) // 2] > SHORT_ANSWER_WORDS:
+    short = sorted(len(r.split()) for r in refs)[len(refs) // 2] <= SHORT_ANSWER_WORDS
+    main = cfg.eval.main_metric
+    if main == "auto":  # short answers (Q&A): whether the answer is right, not how many of its words overlap
+        main = "exact_match" if short and "exact_match" in metrics else metrics[0]
+    if not short and main != "exact_match":
         metrics = [m for m in metrics if m != "exact_match"]  # exact match only means something for short answers
+    metrics = [main, *(m for m in metrics if m != main)]
     log(f"generating {len(pairs)} test replies with the fine-tuned model")
     gens = {"fine_tuned": _generate(tuned, prompts, cfg)}
     if "zero_shot" in cfg.eval.baselines:
