@@ -31,7 +31,9 @@ lakshmi lars lea leila liam linh luca lucia lukas magnus malik manon mariam mate
 mei ming mohammed nadia neha niamh nikhil nils noor nour oisin olumide omar oskar pablo piotr pooja
 priya rahul raj rajesh ramesh rania ravi rohan sakura sanjay santiago saoirse sara seo sergei shreya
 siobhan sneha sofia soren stefan sunil suresh svetlana takeshi tariq thabo tomasz tunde vikram wei
-xin yara yasmin yuki yusuf zainab zanele zara zeynep zoltan aiden jayden harper poppy evie alfie"""
+xin yara yasmin yuki yusuf zainab zanele zara zeynep zoltan aiden jayden harper poppy evie alfie
+amir ali ahmed ahmad hassan hussein reza mohammad muhammad mustafa youssef yousef fatemeh maryam zahra leyla
+layla farhan imran ayesha bilal hamid nasser samir salma"""
 
 _INTL_LAST = """patel singh kumar sharma gupta khan raman iyer nair reddy rao mehta shah chowdhury mukherjee
 banerjee chatterjee desai joshi kapoor malhotra verma agarwal chen wang zhang liu yang huang zhao wu zhou
@@ -58,7 +60,8 @@ ma mi bo al ed jo an ina ira ora ola ola van long short price cash green brown w
 hunter archer carter cooper mason parker porter fisher baker taylor marshall sherman bishop dean
 deacon elder angel angelica ebony tiffany chanel alexa cortana siri echo genie nova ace jack jackie
 jean jeans jewell sol dee kay bee colt cruz lupe mac sal dick rod nick rob will art wiley les bert
-carol herb clay cliff roman german ty tad vance""".split())
+carol herb clay cliff roman german ty tad vance stanford berkeley princeton raleigh camden kingston
+memphis nashville tulsa tampa reno irvine""".split())
 
 # Words that are never names in a support message even when capitalised after a cue.
 COMMON = frozenset("""a about above account accounts actually add address after again agent all also
@@ -81,7 +84,7 @@ fibre roaming unable trying writing waiting still happy angry upset frustrated c
 british american canadian french german indian irish spanish italian dutch european mastercard
 pet smart mart money pound pounds dollar dollars ruble rubles yen franc francs rupee store market
 express master speed good-bye goodbye ma'am los las san santa fort mount port amex western union
-revolut monzo vodafone verizon sprint orange mr mrs ms mx dr prof madam""".split())
+revolut monzo vodafone verizon sprint orange mr mrs ms mx dr prof madam vs versus bye""".split())
 
 # A capitalised phrase ending in (or containing) one of these is a place, venue or product, not a person.
 PLACE_HEADS = frozenset("""street st road rd avenue ave lane drive boulevard court place square terrace way close
@@ -90,7 +93,11 @@ state bay beach falls lake river island islands mountain mountains valley bridge
 centre center plaza airport station university college school academy hospital clinic church cathedral museum
 gallery theatre theater cinema stadium arena restaurant cafe bar pub club store shop market supermarket bank
 company inc ltd llc corp corporation group foundation institute hall house building office music light gold steak
-shock christmas day week festival award airlines airways express""".split())
+shock christmas day week festival award airlines airways express field fields creek hills heights springs
+condos condo condominiums apartments apartment estates ranch manor villas dome coliseum ballpark pavilion
+amphitheatre amphitheater auditorium bowl speedway""".split())
+# A name right after one of these is a place: "San Francisco", "Santa Rosa", "Los Angeles", "Fort Worth".
+PLACE_PREFIXES = frozenset("san santa santo sao são los las fort mount mt port saint st palo".split())
 
 GENERIC_ADDRESSEES = frozenset("team support there all everyone guys folks friends sir madam sirs "
                                "colleagues customer customers service billing admin".split())
@@ -222,6 +229,8 @@ def find_person_spans(text: str) -> list[tuple[int, int, float]]:
 
     def emit(i: int, j: int, score: float) -> None:
         if j < len(toks) and joined(j) and toks[j].key in PLACE_HEADS:  # "Lincoln Street", "Mabel Hotel"
+            return
+        if i > 0 and joined(i) and toks[i - 1].cap and toks[i - 1].key in PLACE_PREFIXES:  # "San Jose"
             return
         if not any(toks[k].key in PLACE_HEADS for k in range(i, j)):
             spans.append((toks[i].start, toks[j - 1].end, score))
