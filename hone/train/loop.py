@@ -304,8 +304,10 @@ def _loop(model, train_data, val_data, cfg: TrainConfig, st: _State, c: _Ctx) ->
     if stop:
         log(f"early stopping had ended this run at step {st.step}: not training on")
     while st.step < total and not stop:
-        batches = epoch_order(len(train_data), cfg.batch_size, seed, st.epoch, lengths)
-        while st.micro < len(batches) and st.step < total:
+        epoch, batches = st.epoch, epoch_order(len(train_data), cfg.batch_size, seed, st.epoch, lengths)
+        # this epoch's batches only: the next epoch draws its own order, as a run resumed in it does (the loop went
+        # on through the first epoch's order again, which a resumed run did not: it ended with other weights)
+        while st.epoch == epoch and st.step < total:
             group = batches[st.micro:st.micro + cfg.grad_accum]
             loss_value = 0.0
             for idx in group:
