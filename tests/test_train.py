@@ -54,6 +54,28 @@ def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(tmp_path, tin
     assert any("eval_accuracy" in h for h in hist) and any("train_loss" in h for h in hist)
 
 
+def test_a_run_resumed_after_an_epoch_boundary_ends_with_the_same_weights(tmp_path, tiny, monkeypatch):
+    """The reviewer's set-up (mean pooling, LoRA r=8, the CPU kernels and precision left at their defaults) resumed
+    in its second epoch: the uninterrupted run went on through the first epoch's batch order again, the resumed one
+    drew the second epoch's own, and they ended with other weights."""
+    from hone.train import loop
+
+    drawn = []
+    order = loop.epoch_order
+    monkeypatch.setattr(loop, "epoch_order", lambda n, bs, seed, epoch, lengths: drawn.append(epoch) or order(
+        n, bs, seed, epoch, lengths))
+    cfg = _cfg(tmp_path, tiny, method={"name": "lora", "r": 8, "alpha": 16},
+               **{"model.pooling": "mean", "train.max_steps": 20, "train.save_every": 5, "train.eval_every": 20})
+    a = train_classifier(cfg, tmp_path / "a", progress=False)  # 8 steps an epoch: epochs 0, 1 and 2
+    assert drawn == [0, 1, 2]  # each epoch in its own order
+    train_classifier(cfg, tmp_path / "b", stop_after=12, progress=False)  # "crash" after step 12, in epoch 1
+    b = train_classifier(cfg, tmp_path / "b", progress=False)  # resumes from step 10
+    assert a.result.steps == b.result.steps == 20
+    wa, wb = _weights(a.artifact), _weights(b.artifact)
+    assert wa.keys() == wb.keys() and [k for k in wa if not torch.equal(wa[k], wb[k])] == []
+    assert (tmp_path / "a" / "metrics.jsonl").read_text() == (tmp_path / "b" / "metrics.jsonl").read_text()
+
+
 def test_seeded_losses_are_reproducible_and_seed_sensitive(tmp_path, tiny):
     r1 = train_classifier(_cfg(tmp_path, tiny, **{"train.save_every": None}), tmp_path / "r1", progress=False)
     r2 = train_classifier(_cfg(tmp_path, tiny, **{"train.save_every": None}), tmp_path / "r2", progress=False)
