@@ -80,7 +80,7 @@ def run_generator(cfg: RunConfig, run_dir: Path, *, log=lambda _: None, progress
 
         raise DataError(f"the test split has no usable rows, so nothing was evaluated; the trained artifact is "
                         f"saved in {grun.artifact}")
-    report["title"] = f"{cfg.model.name} + {cfg.method.name} ({grun.objective}) on {Path(cfg.data.path or 'data').name}"
+    report["title"] = f"{cfg.model.name} + {cfg.method.name} ({grun.objective}) on {_data_name(cfg)}"
     report["artifact"] = str(grun.artifact)
     main = report.get("main_metric")
     if main:
@@ -109,7 +109,7 @@ def run_classifier(cfg: RunConfig, run_dir: Path, *, log=lambda _: None, progres
     res = crun.result
     report.update({
         "scored_split": scored,
-        "title": f"{cfg.model.name} + {cfg.method.name} on {Path(cfg.data.path or 'data').name}",
+        "title": f"{cfg.model.name} + {cfg.method.name} on {_data_name(cfg)}",
         "history": res.history,
         "training": {"method": cfg.method.name, "steps": res.steps, "epochs": res.epochs,
                      "wall_time_s": res.wall_time_s, "best_step": res.best_step, "best_metric": res.best_metric,
@@ -132,6 +132,11 @@ def _add_to_manifest(art: Path, extra: dict[str, Any]) -> None:
     artifacts.atomic_write_json(art / artifacts.MANIFEST, {**man, **extra})
 
 
+def _data_name(cfg: RunConfig) -> str:
+    """The input's file name for titles: data.path, else the train file of data.files."""
+    return Path(cfg.data.path or (cfg.data.files or {}).get("train") or "data").name
+
+
 def headline(report_json: Path) -> list[str]:
     """A few lines for the terminal: each system's accuracy and the fine-tuned model's gains."""
     rep = json.loads(report_json.read_text())
@@ -152,6 +157,13 @@ def headline(report_json: Path) -> list[str]:
         ci = _gain_ci(*(g.get("gain_ci") or (None, None)), scale=100)
         lines.append(f"fine-tuned vs {name}: {g['gain'] * 100:+.1f} pts {g.get('metric', 'accuracy').replace('_', '-')}"
                      + (f" ({ci})" if ci else ""))
+    if "oos" in rep:  # what predict will do: route the texts below the threshold to a human
+        o = rep["oos"]
+        parts = [f"abstains on {o['abstain_rate']:.1%} of {o['n']}"]
+        parts += [f"{k.replace('oos_', 'out-of-scope ').replace('_', ' ')} {o[k]:.1%}"
+                  for k in ("oos_recall", "oos_precision", "in_scope_accuracy") if o.get(k) is not None]
+        lines.append(f"out-of-scope ({o['label']}): threshold {o['threshold']:.3f} chosen on "
+                     f"{o.get('threshold_chosen_on', 'validation')}; " + ", ".join(parts))
     if "forgetting" in rep:
         f = rep["forgetting"]
         lines.append(f"forgetting ({f['proxy'][:40]}…): base {f['base']:.3f} -> tuned {f['tuned']:.3f}"

@@ -327,6 +327,9 @@ def test_out_of_scope_threshold_is_chosen_on_validation_and_used_by_predict(tmp_
     rep = json.loads((tmp_path / "out" / "report.json").read_text())
     oos = rep["oos"]
     assert oos["label"] == "oos" and 0 <= oos["threshold"] <= 1 and "oos_recall" in oos and "in_scope_accuracy" in oos
+    # the terminal says what predict will do (the figures were only in the report files)
+    assert f"out-of-scope (oos): threshold {oos['threshold']:.3f} chosen on validation; abstains on" in " ".join(
+        r.output.split()) and "out-of-scope recall" in r.output
     man = json.loads((tmp_path / "out" / "artifact" / "manifest.json").read_text())
     assert man["oos"]["threshold"] == oos["threshold"]
     clf = hone.load(str(tmp_path / "out" / "artifact"))
@@ -354,3 +357,12 @@ def test_out_of_scope_threshold_is_chosen_on_validation_and_used_by_predict(tmp_
     assert r.exit_code == 0, r.output
     ev2 = json.loads((tmp_path / "ev2" / "report.json").read_text())
     assert ev2["oos"]["label"] == "route_to_human" and ev2["oos"]["threshold"] == man["oos"]["threshold"]
+
+
+def test_report_titles_name_the_train_file_of_data_files():
+    # "minilm + head on data" when the data came as data.files
+    from hone.config import load_config
+    from hone.pipeline import _data_name
+
+    assert _data_name(load_config({"data": {"files": {"train": "/x/b77_train.csv"}}})) == "b77_train.csv"
+    assert _data_name(load_config({"data": {"path": "/x/a.jsonl"}})) == "a.jsonl"
