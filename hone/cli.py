@@ -56,6 +56,8 @@ Schema = Annotated[Optional[str], typer.Option(help="classification | chat | sha
 Fmt = Annotated[Optional[str], typer.Option("--format", help="jsonl | json | csv | tsv | parquet | txt (default: from the extension).")]
 TextCol = Annotated[Optional[str], typer.Option(help="Column holding the text (CSV/TSV/Parquet/JSONL).")]
 LabelCol = Annotated[Optional[str], typer.Option(help="Column holding the label.")]
+PromptCol = Annotated[Optional[str], typer.Option(help="Column holding a generator's input (read as prompt; e.g. a ticket or a question).")]
+CompletionCol = Annotated[Optional[str], typer.Option(help="Column holding a generator's target (read as completion; e.g. a summary or an answer).")]
 Encoding = Annotated[Optional[str], typer.Option(help="Input encoding (default utf-8; e.g. cp1252, latin-1 only when you know).")]
 TxtMode = Annotated[Optional[str], typer.Option(help="txt input: 'line' (one example per line) or 'document' (one per file).")]
 LabelSep = Annotated[Optional[str], typer.Option(help="Split the label column on this separator (multi-label CSV).")]
@@ -65,8 +67,8 @@ MaxLen = Annotated[Optional[int], typer.Option(help="Max length in tokens to com
 
 
 def _data_flags(**flags: Any) -> dict[str, Any]:
-    names = ("schema", "format", "text_column", "label_column", "encoding", "txt_mode", "multi_label_sep",
-             "tokenizer", "max_length")  # CLI flag = data.* key
+    names = ("schema", "format", "text_column", "label_column", "prompt_column", "completion_column", "encoding",
+             "txt_mode", "multi_label_sep", "tokenizer", "max_length")  # CLI flag = data.* key
     out = {k: v for k, v in flags.items() if k in names and v is not None}
     if flags.get("group_column"):
         out["split"] = {"group_column": flags["group_column"]}
@@ -120,7 +122,8 @@ def config_check(file: Path, overrides: Overrides = None,
 @data_app.command("check")
 @guarded
 def data_check(file: Path, schema: Schema = None, format: Fmt = None, text_column: TextCol = None,
-               label_column: LabelCol = None, encoding: Encoding = None, txt_mode: TxtMode = None,
+               label_column: LabelCol = None, prompt_column: PromptCol = None, completion_column: CompletionCol = None,
+               encoding: Encoding = None, txt_mode: TxtMode = None,
                multi_label_sep: LabelSep = None, tokenizer: Tokenizer = None, max_length: MaxLen = None,
                json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the report as JSON here.")] = None,
                ) -> None:
@@ -145,7 +148,8 @@ def data_check(file: Path, schema: Schema = None, format: Fmt = None, text_colum
 def data_prepare(source: Annotated[Path, typer.Argument(help="A run config (YAML) or a data file.")],
                  out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output directory, created atomically (default: $HONE_HOME/data/NAME).")] = None,
                  schema: Schema = None, format: Fmt = None, text_column: TextCol = None,
-                 label_column: LabelCol = None, encoding: Encoding = None, txt_mode: TxtMode = None,
+                 label_column: LabelCol = None, prompt_column: PromptCol = None,
+                 completion_column: CompletionCol = None, encoding: Encoding = None, txt_mode: TxtMode = None,
                  multi_label_sep: LabelSep = None, group_column: GroupCol = None,
                  tokenizer: Tokenizer = None, max_length: MaxLen = None,
                  no_pii: Annotated[bool, typer.Option("--no-pii", help="Do not redact PII (on by default).")] = False,

@@ -119,6 +119,9 @@ class DataConfig(_Section):
                      "preference", "text"] = Field("auto", alias="schema")
     text_column: str | None = None
     label_column: str | None = None
+    # a generator's input and target under other names (a ticket and its summary): read as prompt / completion
+    prompt_column: str | None = None
+    completion_column: str | None = None
     encoding: str = "utf-8"  # cp1252 / latin-1 only when asked
     txt_mode: Literal["line", "document"] = "line"
     multi_label_sep: str | None = None  # CSV: split the label column on this separator

@@ -803,3 +803,17 @@ def test_short_answers_are_headlined_by_exact_match(tiny, tmp_path):
     rep = evaluate_artifact(run.artifact, FIX / "chat.jsonl", max_examples=4, baselines=False,
                             overrides=["eval.bootstrap=20"])  # long replies: ROUGE-L, no exact match
     assert rep["main_metric"] == "rougeL" and "exact_match" not in rep["metrics"]
+
+
+def test_a_summarizer_trains_and_evaluates_on_its_own_column_names(tiny, tmp_path):
+    from _util import write_jsonl
+    from hone.eval.gen_suite import evaluate_artifact
+
+    rows = [{"dialogue": f"Customer: my phone bill is too high this month {i}\nAgent: let me check",
+             "summary": "bill too high"} for i in range(20)]
+    data = write_jsonl(tmp_path / "ds.jsonl", rows)
+    run = _train(tiny, tmp_path, data, "method.name=lora", "data.prompt_column=dialogue",
+                 "data.completion_column=summary", "train.max_steps=2", "gen.max_new_tokens=4")
+    assert run.metadata["schema"] == "prompt_completion"
+    rep = evaluate_artifact(run.artifact, data, max_examples=4, baselines=False, overrides=["eval.bootstrap=10"])
+    assert rep["test_examples"] == 4 and rep["main_metric"] == "exact_match"  # (three-word summaries)

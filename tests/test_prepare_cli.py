@@ -241,3 +241,21 @@ def test_prepared_folders_get_the_usual_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert (tmp_path / "o").stat().st_mode & 0o777 == 0o777 & ~umask  # mkdtemp's 0700 kept the team out
+
+
+def test_a_generators_input_and_target_columns_are_mapped(tmp_path):
+    # a summarizer's data ({dialogue, summary}, DialogSum's fields) had to be converted by hand
+    rows = [{"id": i, "dialogue": f"#Person1#: my bill {i} is wrong\n#Person2#: let me check", "summary": f"billing {i}"}
+            for i in range(30)]
+    f = write_jsonl(tmp_path / "ds.jsonl", rows)
+    r = runner.invoke(app, ["data", "check", str(f), "--prompt-column", "dialogue", "--completion-column", "summary"])
+    assert r.exit_code == 0, r.output
+    assert "prompt_completion" in r.output
+    r = runner.invoke(app, ["data", "prepare", str(f), "--prompt-column", "dialogue", "--completion-column", "summary",
+                            "--no-pii", "-o", str(tmp_path / "out")])
+    assert r.exit_code == 0, r.output
+    got = read_jsonl(tmp_path / "out" / "train.jsonl")
+    assert got and set(got[0]) >= {"prompt", "completion"} and got[0]["prompt"].startswith("#Person1#: my bill")
+    assert "dialogue" not in got[0] and "summary" not in got[0]
+    r = runner.invoke(app, ["data", "check", str(f), "--prompt-column", "conversation"])
+    assert r.exit_code == 2 and "column 'conversation' not found; columns are: id, dialogue, summary" in r.output

@@ -146,8 +146,8 @@ def validate(rows: Iterator[RawRow], report: DataReport, *, schema: str = "auto"
                 missing_columns.add(fld)  # there, once (the first row), and how to map it
                 keys = ", ".join(repr(k) for k in raw.obj if k != META_KEY) or "none"
                 msg = (f"missing (this row's keys: {keys}); name the text field with --text-column / data.text_column"
-                       f" and the label with --label-column, or set --schema (chat, prompt_completion, ...) and "
-                       f"convert the rows to its fields")
+                       f" and the label with --label-column (a classifier), or a generator's input and target with "
+                       f"--prompt-column and --completion-column; chat rows need a messages list")
             report.add(Problem("error", raw.source, raw.line, fld, msg))
         if data is None:
             continue
@@ -237,7 +237,8 @@ def check_file(path: str, data: Any, *, tokenizer: Any = None) -> DataReport:
     report = DataReport(files=[str(path)])
     rows = read_rows(path, problems, fmt=data.format, encoding=data.encoding, txt_mode=data.txt_mode,
                      text_column=data.text_column, label_column=data.label_column,
-                     multi_label_sep=data.multi_label_sep)
+                     multi_label_sep=data.multi_label_sep, prompt_column=data.prompt_column,
+                     completion_column=data.completion_column)
     validate(rows, report, schema=data.schema_, read_problems=problems, keep=False, min_examples=data.min_examples,
              tokenizer=tokenizer, max_length=data.max_length)
     return report

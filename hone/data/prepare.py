@@ -60,7 +60,8 @@ def read_and_validate(data: DataConfig, tokenizer: Any = None) -> tuple[dict[str
         problems: list = []
         rows = read_rows(path, problems, fmt=data.format, encoding=data.encoding, txt_mode=data.txt_mode,
                          text_column=data.text_column, label_column=data.label_column,
-                         multi_label_sep=data.multi_label_sep)
+                         multi_label_sep=data.multi_label_sep, prompt_column=data.prompt_column,
+                         completion_column=data.completion_column)
         group = data.split.group_column
         sub = DataReport(files=[path])
         recs = validate(_with_groups(rows, group, problems, group_ids), sub, schema=data.schema_,

@@ -315,29 +315,29 @@ def _txt(path: Path, encoding: str, problems: list[Problem], mode: str) -> Itera
             yield RawRow({"text": text}, str(path), lines.lineno)
 
 
-def _map_columns(rows: Iterator[RawRow], problems: list[Problem], text_column: str | None,
-                 label_column: str | None, multi_label_sep: str | None) -> Iterator[RawRow]:
-    """Rename user columns to hone's field names (``text``, ``label``); split multi-labels."""
+def _map_columns(rows: Iterator[RawRow], problems: list[Problem], columns: dict[str, str],
+                 multi_label_sep: str | None) -> Iterator[RawRow]:
+    """Rename user columns to hone's field names (``columns``: field -> user column); split multi-labels."""
     checked = False
     for r in rows:
         if isinstance(r.obj, dict):
             if not checked:
                 checked = True
-                for col in (text_column, label_column):
-                    if col is not None and col not in r.obj:
+                for col in columns.values():
+                    if col not in r.obj:
                         problems.append(Problem("error", r.source, 1, col,
                                                 f"column {col!r} not found; columns are: {', '.join(map(str, r.obj))}"))
                         return
-            absent = [c for c in (text_column, label_column) if c is not None and c not in r.obj]
+            absent = [c for c in columns.values() if c not in r.obj]
             if absent:  # (the first row had it: a JSON row without it)
                 problems.append(Problem("error", r.source, r.line, absent[0], f"column {absent[0]!r} missing in this "
                                         f"row; its keys are: {', '.join(map(str, r.obj))}"))
                 continue
             obj = dict(r.obj)
-            if text_column and text_column != "text":
-                obj["text"] = obj.pop(text_column)
-            if label_column and label_column != "label":
-                obj["label"] = obj.pop(label_column)
+            picked = {name: obj[col] for name, col in columns.items()}
+            for col in columns.values():
+                obj.pop(col, None)
+            obj.update(picked)
             if multi_label_sep and isinstance(obj.get("label"), str):
                 obj["label"] = [x.strip() for x in obj["label"].split(multi_label_sep)]
             r = RawRow(obj, r.source, r.line, r.tabular)
@@ -346,8 +346,11 @@ def _map_columns(rows: Iterator[RawRow], problems: list[Problem], text_column: s
 
 def read_rows(path: str | Path, problems: list[Problem], *, fmt: str = "auto", encoding: str = "utf-8",
               txt_mode: str = "line", text_column: str | None = None, label_column: str | None = None,
-              multi_label_sep: str | None = None) -> Iterator[RawRow]:
-    """Stream the raw rows of one file (or a folder of .txt documents)."""
+              multi_label_sep: str | None = None, prompt_column: str | None = None,
+              completion_column: str | None = None) -> Iterator[RawRow]:
+    """Stream the raw rows of one file (or a folder of .txt documents).  The ``*_column`` arguments name the
+    user's columns (fields) that hold hone's ``text`` / ``label`` (classification) or ``prompt`` / ``completion``
+    (a ticket and its summary, a question and its answer)."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: file not found")
@@ -364,4 +367,5 @@ def read_rows(path: str | Path, problems: list[Problem], *, fmt: str = "auto", e
         rows = _txt(path, encoding, problems, txt_mode)
     else:
         raise DataError(f"{path}: unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
-    return _map_columns(rows, problems, text_column, label_column, multi_label_sep)
+    columns = {"text": text_column, "label": label_column, "prompt": prompt_column, "completion": completion_column}
+    return _map_columns(rows, problems, {k: v for k, v in columns.items() if v}, multi_label_sep)

@@ -326,7 +326,9 @@ def evaluate_artifact(artifact, data_file, *, max_examples: int | None = None, b
     cfg.eval.forgetting = False
     problems: list = []
     rep = DataReport(files=[str(data_file)])
-    recs = validate(read_rows(data_file, problems), rep, schema="auto", read_problems=problems, min_examples=1)
+    rows = read_rows(data_file, problems, prompt_column=cfg.data.prompt_column,  # the training data's columns
+                     completion_column=cfg.data.completion_column)
+    recs = validate(rows, rep, schema="auto", read_problems=problems, min_examples=1)
     if not rep.ok:
         raise DataError(f"{rep.error_count} error(s) in {data_file}\n  " + "\n  ".join(str(p) for p in rep.errors[:20]))
     if rep.schema not in ("chat", "prompt_completion", "instruction"):
