@@ -170,3 +170,18 @@ def test_a_table_without_a_label_column_is_read_as_text_with_a_warning():
     validate(iter(rows), report)
     assert report.schema == "text"
     assert [(p.line, p.field) for p in report.warnings] == [(1, "(schema)")] and "'priority'" in report.warnings[0].message
+
+
+def test_check_warns_about_the_duplicates_prepare_removes():
+    # check compared whitespace and case only, prepare's exact de-duplication also drops punctuation: a row with
+    # "!!" added passed check and was removed by prepare
+    from hone.config import DedupeConfig
+    from hone.data.dedupe import dedupe_records
+
+    objs = [chat(("user", "My internet is down"), ("assistant", "Let me check.")),
+            chat(("user", "MY INTERNET IS DOWN!!"), ("assistant", "Let me check")),
+            chat(("user", "My router is fine"), ("assistant", "Good."))]
+    recs, report = run(objs)
+    assert [(p.line, p.message) for p in report.warnings] == [(2, "duplicate of line 1 (removed by dedupe in prepare)")]
+    kept, _ = dedupe_records(recs, "chat", DedupeConfig(near=False))
+    assert len(kept) == 2

@@ -19,7 +19,8 @@ import numpy as np
 
 from hone.data.read import RawRow
 from hone.data.records import (
-    INPUT_SCHEMAS, META_KEY, Problem, Record, detect_schema, joined_text, labels_of, normalize, output_schema,
+    INPUT_SCHEMAS, META_KEY, Problem, Record, detect_schema, joined_text, labels_of, norm_text, normalize,
+    output_schema,
 )
 
 MAX_LISTED = 200  # problems listed in the report; the totals are always exact
@@ -160,7 +161,7 @@ def validate(rows: Iterator[RawRow], report: DataReport, *, schema: str = "auto"
             token_lengths.append(len(tokenizer(text, add_special_tokens=True)["input_ids"]))
         label_counts.update(labels_of(data))
         multi = multi or isinstance(data.get("label"), list)
-        row_hashes.append(hash(" ".join(text.split()).casefold()))
+        row_hashes.append(hash(norm_text(text)))  # as prepare's exact de-duplication compares
         row_lines.append(raw.line)
         _row_warnings(rec, report)
         if keep:

@@ -9,21 +9,15 @@ suit short support messages, where word n-grams are too few to be stable.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Sequence
 from typing import Any
 
 from datasketch import MinHash, MinHashLSH
 
 from hone.config import DedupeConfig
-from hone.data.records import Record, joined_text, labels_of
+from hone.data.records import Record, joined_text, labels_of, norm_text
 
-_PUNCT = re.compile(r"[^\w\s<>]+")
 MAX_CLUSTERS_LISTED = 50
-
-
-def norm_text(text: str) -> str:
-    return " ".join(_PUNCT.sub(" ", text.casefold()).split())
 
 
 def _shingles(text: str, k: int) -> list[bytes]:
