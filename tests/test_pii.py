@@ -257,3 +257,15 @@ def test_people_beside_places_are_still_found(red):
     assert red.redact("Transfer 500 dollars to Amir from my checking account") == (
         "Transfer 500 dollars to <PERSON_1> from my checking account")
     assert red.redact("Please send it to Maria Lopez in San Diego") == "Please send it to <PERSON_1> in San Diego"
+
+
+@pytest.mark.parametrize("text, want", [
+    # the city, state name, ZIP and country stayed: "<ADDRESS_1> Southwest, Washington, District of Columbia 20024, ..."
+    ("740 Water Street Southwest, Washington, District of Columbia 20024, United States", "<ADDRESS_1>"),
+    ("The address is 55 Oak Road South, Springfield, Illinois 62704, USA", "The address is <ADDRESS_1>"),
+    ("Ship to 9 Oak Road, St. Louis, MO 63101 today", "Ship to <ADDRESS_1> today"),
+    # the sentence after the city was swallowed with it: "I live at <ADDRESS_1>" with ". Thanks" gone
+    ("I live at 12 Baker Street, London. Thanks for that", "I live at <ADDRESS_1>. Thanks for that"),
+])
+def test_whole_addresses_are_redacted_and_nothing_after_them(red, text, want):
+    assert red.redact(text) == want

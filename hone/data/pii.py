@@ -41,10 +41,18 @@ _UK_PC = r"(?:GIR ?0AA|[A-PR-UWYZ][A-HK-Y]?\d[A-Z\d]? ?\d[ABD-HJLNP-UW-Z]{2})"
 _US_STATE = (r"(?:AL|AK|AZ|AR|CA|CO|CT|DE|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|MA|MI|MN|MS|MO|MT|NE|NV|NH|"
              r"NJ|NM|NY|NC|ND|OH|OK|OR|PA|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY|DC)")
 _ZIP = r"\d{5}(?:-\d{4})?"
+_US_STATE_NAME = (r"(?:Alabama|Alaska|Arizona|Arkansas|California|Colorado|Connecticut|Delaware|Florida|Georgia|"
+                  r"Hawaii|Idaho|Illinois|Indiana|Iowa|Kansas|Kentucky|Louisiana|Maine|Maryland|Massachusetts|"
+                  r"Michigan|Minnesota|Mississippi|Missouri|Montana|Nebraska|Nevada|New[ \t]Hampshire|New[ \t]Jersey|"
+                  r"New[ \t]Mexico|New[ \t]York|North[ \t]Carolina|North[ \t]Dakota|Ohio|Oklahoma|Oregon|"
+                  r"Pennsylvania|Rhode[ \t]Island|South[ \t]Carolina|South[ \t]Dakota|Tennessee|Texas|Utah|Vermont|"
+                  r"Virginia|Washington|West[ \t]Virginia|Wisconsin|Wyoming|District[ \t]of[ \t]Columbia)")
+_COUNTRY = r"(?:,[ \t]*(?:United[ \t]States(?:[ \t]of[ \t]America)?|USA|U\.S\.A\.|United[ \t]Kingdom|UK|Canada))?"
 _CITY = r"[A-Z][a-zà-ÿ'’.-]+(?:[ -][A-Z][a-zà-ÿ'’.-]+){0,2}"
 _SUFFIX = (r"(?:Street|St|Road|Rd|Avenue|Ave|Lane|Ln|Drive|Dr|Boulevard|Blvd|Court|Ct|Place|Pl|Square|"
            r"Sq|Terrace|Way|Close|Crescent|Cres|Gardens|Grove|Hill|Parkway|Pkwy|Highway|Hwy|Row|Mews|"
-           r"Walk|Circle|Cir|Trail|Green|Parade|Embankment|Park|Quay)\b(?:[ \t]+(?:N|S|E|W|NE|NW|SE|SW)\b)?")
+           r"Walk|Circle|Cir|Trail|Green|Parade|Embankment|Park|Quay)\b(?:[ \t]+(?:N|S|E|W|NE|NW|SE|SW|North|South|East|"
+           r"West|Northeast|Northwest|Southeast|Southwest)\b)?")
 _UNIT = r"(?:Flat|Apartment|Apt|Unit|Suite|Ste|Room|Floor)\.?[ \t]*#?[ \t]*[A-Za-z0-9-]{1,6}\b"
 _NUM = r"(?<![\d,.$£€])\d{1,5}[A-Za-z]?(?:[-/]\d{1,5}[A-Za-z]?)?"
 _WORD = r"(?:[A-Z][a-zA-Z'’.-]*|\d{1,3}(?:st|nd|rd|th))"
@@ -64,10 +72,10 @@ _ES_STREET = (r"(?:Calle|C/|Avenida|Avda\.?|Paseo|Plaza|Via|Viale|Piazza|Corso|L
 _STREET_RE = re.compile(rf"\b(?:{_EN_STREET}|{_DE_STREET}|{_FR_STREET}|{_ES_STREET})")
 _STREET_LOWER_RE = re.compile(_EN_STREET, re.IGNORECASE)  # only tried right after an address cue
 _EIRCODE = r"(?:[AC-FHKNPRTV-Y]\d{2}|D6W) ?[0-9AC-FHKNPRTV-Y]{4}"
-_POST = rf"(?:{_US_STATE}[ \t]+{_ZIP}|(?:NSW|VIC|QLD|WA|SA|TAS|ACT|NT)[ \t]+\d{{4}}|{_UK_PC}|{_EIRCODE}|\d{{4,5}})"
+_POST = rf"(?:(?:{_US_STATE}|{_US_STATE_NAME})[ \t]+{_ZIP}|(?:NSW|VIC|QLD|WA|SA|TAS|ACT|NT)[ \t]+\d{{4}}|{_UK_PC}|{_EIRCODE}|\d{{4,5}})"
 _TAIL_RE = re.compile(
     rf",?[ \t]+(?:{_UK_PC}|{_US_STATE}[ \t]+{_ZIP}|\d{{4}}[ \t]?[A-Z]{{2}}[ \t]+{_CITY}|\d{{4,5}}[ \t]+{_CITY})\b"
-    rf"|,[ \t]*(?P<city>{_CITY})(?:,?[ \t]+{_POST})?\b")
+    rf"|,[ \t]*(?P<city>{_CITY})(?:,?[ \t]+{_POST}{_COUNTRY})?\b")
 _CITY_STOP = frozenset("thanks thank please cheers regards best kind and but or so i we my the it this that is can "
                        "could would will hi hello ok yes no which who where when then since because".split())
 _ADDRESS_CUE = re.compile(r"(?i:\baddress\b[^.\n]{0,12}?\b(?:is|to)\b:?|\baddress\s*:|\b(?:live|living|lives|"
@@ -375,6 +383,11 @@ class Redactor:
                 tail = _TAIL_RE.match(text, e)
                 if tail and _city_ok(tail.group("city")):
                     e = tail.end()
+                    city = tail.group("city") or ""
+                    end = next((m.start() for m in re.finditer(r"\.[ -]([^\W\d_]+)", city)
+                                if m.group(1).casefold() in _CITY_STOP), None)
+                    if end is not None:  # "..., London. Thanks": the sentence ended after the city
+                        e = tail.start("city") + end
                 out.append((s, e, score))
         for m in _STANDALONE_ADDRESS.finditer(text):
             if m.group("pc"):
