@@ -283,6 +283,11 @@ def eval_cmd(artifact: Path, data: Annotated[Path, typer.Option(help="Labelled d
         console.print(f"[green]report[/] {files['html']}")
         return
     clf = Classifier.load(artifact)
+    trained = _artifact_config(artifact)
+    if trained is not None:  # the columns it was trained on, where the file has them (else hone's text / label)
+        keys = _first_keys(data)
+        text_column = text_column or (trained.data.text_column if trained.data.text_column in keys else None)
+        label_column = label_column or (trained.data.label_column if trained.data.label_column in keys else None)
     texts, labels = _read_labelled(data, text_column, label_column)
     unknown = sorted({lab for row in labels for lab in (row if isinstance(row, list) else [row])
                       if lab not in clf.labels})  # (multi-label rows hold lists)
@@ -296,7 +301,8 @@ def eval_cmd(artifact: Path, data: Annotated[Path, typer.Option(help="Labelled d
         cfg = cfg.model_copy(update={"baselines": []})
     if cfg.oos_label is None and clf.threshold is not None:  # (its abstain label need not be one of the classes)
         cfg = cfg.model_copy(update={"oos_label": clf.abstain_label})  # score the abstention predict applies
-    report = evaluate_classifier(clf, texts, labels, cfg=cfg, seed=0, base_model=clf.manifest["base_model"],
+    seed = trained.seed if trained is not None else 0  # the run's seed: its bootstrap, as hone run drew it
+    report = evaluate_classifier(clf, texts, labels, cfg=cfg, seed=seed, base_model=clf.manifest["base_model"],
                                  revision=clf.manifest.get("revision"), log=_log)
     report["title"] = f"{artifact} on {data.name}"
     files = write_reports(out or artifact.parent / f"eval-{data.stem}", report)
@@ -310,6 +316,26 @@ def _is_generator(artifact: Path) -> bool:
 
     man = artifact / artifacts.MANIFEST
     return man.is_file() and json.loads(man.read_text()).get("kind") == "generator"
+
+
+def _artifact_config(artifact: Path):
+    """The run config an artifact was trained with (``config.yaml`` beside its manifest), or None."""
+    from hone import artifacts
+    from hone.config import load_config
+
+    path = artifact / artifacts.RESOLVED_CONFIG
+    try:
+        return load_config(path) if path.is_file() else None
+    except HoneError:  # written by another version of hone: the flags and defaults apply
+        return None
+
+
+def _first_keys(path: Path) -> set[str]:
+    """The fields (columns) of a data file's first row."""
+    from hone.data.read import read_rows
+
+    first = next(iter(read_rows(path, [])), None)
+    return set(first.obj) if first is not None and isinstance(first.obj, dict) else set()
 
 
 def _read_labelled(path: Path, text_column, label_column) -> tuple[list[str], list[str]]:
@@ -337,6 +363,9 @@ def predict_cmd(artifact: Path, texts: Annotated[Optional[list[str]], typer.Argu
 
     items = list(texts or [])
     if file is not None:
+        trained = _artifact_config(artifact) if text_column is None and file.suffix.lower() not in (".txt", "") else None
+        if trained is not None and trained.data.text_column in _first_keys(file):
+            text_column = trained.data.text_column  # the column it was trained on
         items += _read_texts(file, text_column)
     if not items:
         raise HoneError("give texts as arguments or --file")

@@ -366,3 +366,33 @@ def test_report_titles_name_the_train_file_of_data_files():
 
     assert _data_name(load_config({"data": {"files": {"train": "/x/b77_train.csv"}}})) == "b77_train.csv"
     assert _data_name(load_config({"data": {"path": "/x/a.jsonl"}})) == "a.jsonl"
+
+
+def test_hone_eval_of_a_classifier_reads_the_columns_it_was_trained_on(tmp_path):
+    # --label-column had to be given again; the bootstrap used seed 0 where hone run used the config's seed
+    import csv
+
+    tiny = build_tiny_bert(tmp_path / "bert")
+    rows = clf_rows(48)
+    with open(tmp_path / "t.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["body", "intent"])
+        w.writerows([[r["text"], r["label"]] for r in rows])
+    cfg = {"seed": 4, "data": {"path": str(tmp_path / "t.csv"), "text_column": "body", "label_column": "intent",
+                               "pii": {"enabled": False}},
+           "model": {"name": str(tiny), "max_length": 32}, "train": {"max_steps": 4, "batch_size": 8},
+           "eval": {"baselines": [], "forgetting": False, "bootstrap": 20}}
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
+    r = runner.invoke(app, ["run", str(tmp_path / "run.yaml"), "-o", str(tmp_path / "out")])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["eval", str(tmp_path / "out" / "artifact"), "--data", str(tmp_path / "t.csv"),
+                            "--no-baselines", "-o", str(tmp_path / "ev")])
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "ev" / "report.json").read_text())["systems"]["fine_tuned"]["n"] == 48
+    r = runner.invoke(app, ["predict", str(tmp_path / "out" / "artifact"), "--file", str(tmp_path / "t.csv")])
+    assert r.exit_code == 0, r.output
+    assert len(r.stdout.strip().splitlines()) == 48
+    plain = write_jsonl(tmp_path / "plain.jsonl", rows[:12])  # hone's own names still work
+    r = runner.invoke(app, ["eval", str(tmp_path / "out" / "artifact"), "--data", str(plain), "--no-baselines",
+                            "-o", str(tmp_path / "ev2")])
+    assert r.exit_code == 0, r.output

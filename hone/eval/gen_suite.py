@@ -293,6 +293,7 @@ def _compare(run, cfg: RunConfig, pairs, tuned: Generator, base: Generator, log)
         pool = eval_pairs(run.splits["train"], run.metadata["schema"]) if run.metadata["schema"] != "preference" else []
         if pool:
             shots = random.Random(cfg.seed).sample(pool, min(k, len(pool)))
+            k = len(shots)  # (the report gives the shots the prompts had: fewer when the train split is small)
             log(f"... and with the base model few-shot (k={len(shots)})")
             gens["few_shot"] = _generate(base, [few_shot_prompt(shots, p) for p in prompts], cfg,
                                          max_prompt_tokens=4 * cfg.model.max_length)
