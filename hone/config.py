@@ -380,16 +380,57 @@ class RunConfig(_Section):
 
 # ---------------------------------------------------------------- loading
 
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models an annotation holds (``X | None``, a discriminated union, ``Annotated[...]``)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in getattr(annotation, "__args__", ()) or () for m in _models_in(arg)]
+
+
+# the names Hugging Face's TrainingArguments / peft's configs give hone's keys
+_HF_NAMES = {"learning_rate": "train.lr", "num_train_epochs": "train.epochs", "per_device_train_batch_size":
+             "train.batch_size", "gradient_accumulation_steps": "train.grad_accum", "lr_scheduler_type":
+             "train.schedule", "eval_steps": "train.eval_every", "save_steps": "train.save_every", "logging_steps":
+             "train.log_every", "bf16": "train.precision", "fp16": "train.precision", "seed": "seed",
+             "max_seq_length": "model.max_length", "model_name_or_path": "model.name", "lora_r": "method.r",
+             "lora_alpha": "method.alpha", "lora_dropout": "method.dropout", "num_virtual_tokens":
+             "method.num_virtual_tokens", "early_stopping_patience": "train.early_stopping.patience"}
+
+
+def _did_you_mean(loc: tuple[Any, ...]) -> str:
+    """' (did you mean data.label_column?)' for an unknown key close to a real one, else ''."""
+    import difflib
+
+    if str(loc[-1]) in _HF_NAMES:
+        return f" (hone calls it {_HF_NAMES[str(loc[-1])]})"
+
+    models: list[type[BaseModel]] = [RunConfig]
+    path = [str(p) for p in loc]
+    for part in path[:-1]:
+        named = [m for m in models if part in m.model_fields]
+        if named:
+            models = _models_in(named[0].model_fields[part].annotation)
+        else:  # a discriminated union's tag (method.lora): the member whose name it is
+            models = [m for m in models if getattr(m.model_fields.get("name"), "default", None) == part] or models
+    known = {a for m in models for n, f in m.model_fields.items() for a in (n, f.alias) if a}
+    close = difflib.get_close_matches(path[-1], sorted(known), n=1, cutoff=0.7)
+    if not close:
+        return ""
+    shown = [p for i, p in enumerate(path[:-1]) if not (i > 0 and path[i - 1] == "method")]
+    return f" (did you mean {'.'.join([*shown, close[0]])}?)"
+
+
 def _format_errors(err: ValidationError, method_tags: set[str]) -> list[str]:
     lines = []
     for e in err.errors():
+        raw = tuple(p for p in e["loc"] if not str(p).startswith("function-"))
         loc = [str(p) for p in e["loc"]]
         # drop discriminated-union tags ("method.lora.r" -> "method.r") and validator labels
         loc = [p for i, p in enumerate(loc) if not (i > 0 and loc[i - 1] == "method" and p in method_tags)]
         loc = [p for p in loc if not p.startswith("function-")]
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
-            msg = "unknown key"
+            msg = "unknown key" + _did_you_mean(raw)
         lines.append(f"{'.'.join(loc)}: {msg}" if loc else msg)  # a whole-config check names its keys itself
     return lines
 

@@ -116,3 +116,16 @@ def test_switching_method_with_set_drops_the_files_method_options(tmp_path):
     assert cfg.method.name == "ia3"
     with pytest.raises(ConfigError, match="method.r: unknown key"):  # options given for the new method still count
         load_config(tmp_path / "c.yaml", ["method.name=head", "method.r=8"])
+
+
+def test_unknown_keys_suggest_the_real_one():
+    # "data.lable_column: unknown key", with no hint; Hugging Face's names for hone's keys got none either
+    with pytest.raises(ConfigError) as e:
+        load_config(None, ["data.lable_column=x", "data.split.tset=0.1", "train.learning_rate=1e-4",
+                           "method.name=lora", "method.lora_alpha=8", "train.zzz=1"])
+    msg = str(e.value)
+    assert "data.lable_column: unknown key (did you mean data.label_column?)" in msg
+    assert "data.split.tset: unknown key (did you mean data.split.test?)" in msg
+    assert "train.learning_rate: unknown key (hone calls it train.lr)" in msg
+    assert "method.lora_alpha: unknown key (hone calls it method.alpha)" in msg
+    assert "train.zzz: unknown key\n" in msg + "\n" and "zzz: unknown key (" not in msg
