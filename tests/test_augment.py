@@ -243,3 +243,14 @@ def test_paraphrase_with_real_smollm2(tmp_path, monkeypatch):
         assert r["text"].strip() and normalize_text(r["text"]) != normalize_text(src["text"])
         assert P.content_overlap(r["text"], src["text"]) >= 0.5
         assert len(r["text"]) <= 3 * len(src["text"])
+
+
+def test_delete_never_drops_a_negation():
+    # "I do not want to cancel my contract" became "I do want to cancel my contract", labelled retention still
+    import random
+
+    rng = random.Random(0)
+    for text in ("I do not want to cancel my contract", "I don't want to cancel", "never charge me twice again"):
+        neg = {w.casefold() for w in text.split() if A._negation(w)}
+        outs = {A.op_delete(text, rng, 0.4) for _ in range(200)} - {None}
+        assert outs and all(neg <= {w.casefold() for w in o.split()} for o in outs), text

@@ -125,3 +125,56 @@ def test_k_shot_sampling_is_seeded_and_capped():
     assert {lab: sum(r.data["label"] == lab for r in out) for lab in "abc"} == {"a": 10, "b": 10, "c": 3}
     assert [r.line for r in sample_shots(rs, 10, seed=0)[0]] == [r.line for r in out]
     assert [r.line for r in sample_shots(rs, 10, seed=1)[0]] != [r.line for r in out]
+
+
+def _chat(system, user, reply):
+    return Record({"messages": [{"role": "system", "content": system}, {"role": "user", "content": user},
+                                {"role": "assistant", "content": reply}]}, "f.jsonl", 1, {})
+
+
+def test_near_duplicates_of_generator_rows_must_teach_the_same_thing():
+    # a shared system prompt made 192 of 512 distinct SGD conversations "near-duplicates"; antonym instructions with
+    # opposite outputs and a preference pair with its swap were merged with no label conflict counted
+    system = ("You are a helpful, polite and concise banking assistant for Example Bank. Answer the customer's "
+              "question accurately, never invent account details, and ask for confirmation before any transfer.")
+    rows = [_chat(system, f"Send {n} dollars to Amir", f"Confirm: {n} dollars to Amir from checking?") for n in
+            (100, 250)] + [_chat(system, "Send 100 dollars to Amir", "Confirm: 100 dollars to Amir from checking?")]
+    kept, rep = dedupe_records(rows, "chat", DedupeConfig(exact=False, threshold=0.6))
+    assert len(kept) == 2 and rep["near_removed"] == 1  # only the third repeats what the first teaches
+    ins = [Record({"instruction": "Classify the sentiment of this review of our mobile network coverage.",
+                   "input": f"{w} coverage everywhere!", "output": o}, "f", 1, {})
+           for w, o in (("Great", "positive"), ("Terrible", "negative"))]
+    assert len(dedupe_records(ins, "instruction", DedupeConfig(exact=False, threshold=0.5))[0]) == 2
+    pref = [Record({"prompt": "Reply to: my bill is wrong", "chosen": a, "rejected": b}, "f", 1, {})
+            for a, b in (("Sorry, let me fix it.", "Not my problem."), ("Not my problem.", "Sorry, let me fix it."))]
+    assert len(dedupe_records(pref, "preference", DedupeConfig(exact=False, threshold=0.5))[0]) == 2
+    out, rep = leakage({"train": rows[:1], "validation": rows[1:2], "test": rows[2:]}, "chat", 0.6, drop=False)
+    assert rep["pairs"] == {"validation": 0, "test": 1}
+
+
+def test_exact_duplicates_keep_emoji_and_symbols_apart():
+    rows = recs(["👍", "👎", "😀 love it", "😡 love it", "C++ course", "C course", "Hello, world!", "hello world"],
+                ["a", "b"] * 4)
+    kept, rep = dedupe_records(rows, "classification", DedupeConfig(near=False))
+    assert [r.data["text"] for r in kept] == ["👍", "👎", "😀 love it", "😡 love it", "C++ course", "C course",
+                                              "Hello, world!"]
+
+
+def test_cleaning_leaves_text_that_is_not_html_or_a_signature_alone():
+    assert strip_html("List<String> items") == "List<String> items"
+    assert strip_html("a<b and c>d, press <Enter>") == "a<b and c>d, press <Enter>"
+    assert strip_html("https://x.com/?a=1&currency=EUR&region=DE") == "https://x.com/?a=1&currency=EUR&region=DE"
+    assert strip_html("<p>Hello</p><div>world &amp; co</div>").split() == ["Hello", "world", "&", "co"]
+    assert strip_signatures("the text I sent from my phone") == "the text I sent from my phone"
+    assert strip_signatures("Hi,\nSent from my Android the app crashes when I open it").endswith("open it")
+    assert strip_signatures("Please help.\nSent from my iPhone") == "Please help."
+    assert strip_signatures("Please help. Sent from my iPhone") == "Please help."
+
+
+def test_whitespace_keeps_a_generators_indentation():
+    code = "Here:\n\n```yaml\nplan:\n    name:   unlimited\n    price: 20\n```"
+    row = Record({"prompt": "Give the plan as YAML", "completion": code}, "f", 1, {})
+    kept, _ = clean_records([row], "prompt_completion", CleanConfig())
+    assert kept[0].data["completion"] == code.replace("name:   unlimited", "name: unlimited")
+    kept, _ = clean_records(recs(["  two   spaces\n  indented"], ["a"]), "classification", CleanConfig())
+    assert kept[0].data["text"] == "two spaces\nindented"

@@ -259,3 +259,13 @@ def test_a_generators_input_and_target_columns_are_mapped(tmp_path):
     assert "dialogue" not in got[0] and "summary" not in got[0]
     r = runner.invoke(app, ["data", "check", str(f), "--prompt-column", "conversation"])
     assert r.exit_code == 2 and "column 'conversation' not found; columns are: id, dialogue, summary" in r.output
+
+
+def test_shots_on_chat_data_is_refused(tmp_path):
+    # it kept k rows in all while the log said "k per label"
+    rows = [{"messages": [{"role": "user", "content": f"question {i}"}, {"role": "assistant", "content": f"a {i}"}]}
+            for i in range(30)]
+    f = write_jsonl(tmp_path / "c.jsonl", rows)
+    cfg = load_config({"data": {"path": str(f), "shots": 2, "pii": {"enabled": False}}})
+    with pytest.raises(DataError, match="data.shots keeps k examples per label: classification data only, not chat"):
+        prepare(cfg, tmp_path / "o")

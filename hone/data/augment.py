@@ -309,9 +309,19 @@ def _tidy(text: str) -> str:
     return re.sub(r"[ \t]+([,.;:!?])", r"\1", text) if text else text
 
 
+# never deleted: without them the text says the opposite under the same label ("I do not want to cancel")
+NEGATIONS = frozenset("not no never none nothing nobody neither nor cannot cant without".split())
+
+
+def _negation(word: str) -> bool:
+    w = word.casefold()
+    return w in NEGATIONS or w.endswith(("n't", "n’t"))
+
+
 def op_delete(text: str, rng, p: float, **_: Any) -> str | None:
     toks = _tokenize(text)
-    words = _word_positions(toks)
+    every = _word_positions(toks)
+    words = [i for i in every if not _negation(toks[i].text)]
     if len(words) < 2:
         return None
     drop = {i for i in words if rng.random() < p}
@@ -319,7 +329,7 @@ def op_delete(text: str, rng, p: float, **_: Any) -> str | None:
         drop = {rng.choice(words)}
     if len(drop) == len(words):
         drop.discard(rng.choice(words))
-    first_cap = toks[words[0]].text[:1].isupper()
+    first_cap = toks[every[0]].text[:1].isupper()
     out: list[_Tok] = []
     skip_space = False
     for i, t in enumerate(toks):
@@ -336,7 +346,7 @@ def op_delete(text: str, rng, p: float, **_: Any) -> str | None:
         out.append(t)
     new = _tidy(_detok(out))
     lead = _tokenize(new)[:1]
-    if words[0] in drop and first_cap and lead and lead[0].kind == "word":  # keep the capital at the start
+    if every[0] in drop and first_cap and lead and lead[0].kind == "word":  # keep the capital at the start
         new = new[:1].upper() + new[1:]
     return new or None
 

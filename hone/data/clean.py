@@ -20,11 +20,16 @@ from hone.data.records import Record, joined_text, map_texts, texts
 _TAG = re.compile(r"<\s*(br|p|div|li|tr)\b[^>]*>|<\s*/\s*(p|div|li|tr)\s*>", re.I)
 _ANY_TAG = re.compile(r"</?[a-zA-Z][a-zA-Z0-9]*(\s+[^<>]*)?/?>")
 _ENTITY = re.compile(r"&(#\d+|#x[0-9a-fA-F]+|[a-zA-Z]{2,8});")
+# text is HTML when it closes a tag or breaks a line with one: "List<String>" or "a<b and c>d" are not
+_IS_HTML = re.compile(r"</[a-zA-Z][a-zA-Z0-9]*\s*>|<(?:br|p|hr|img)\b[^<>]*>", re.I)
 _SIGNATURE_CUTS = [
-    re.compile(r"\n--\s*\n.*\Z", re.S),  # RFC 3676 signature delimiter
+    # RFC 3676 signature delimiter, followed by a signature's few short lines (a "--" line inside content is not one)
+    re.compile(r"\n--[ \t]*\n(?:[^\n]{0,80}(?:\n|\Z)){1,6}\Z"),
     # a mobile mail app's line: where it starts a line (and everything after it goes), or as the text's short tail;
     # not anywhere ("The SMS sent from my phone to 80888 was billed ..." lost all but its first two words)
-    re.compile(r"\s*(?:(?:^|\n)[ \t]*Sent from my (?:%(d)s)\b.*|\bSent from my (?:%(d)s)\b[^\n]{0,30})\Z"
+    # not mid-sentence either ("...the text I sent from my phone"), nor a line that goes on ("Sent from my Android
+    # the app crashes ..."): a line of its own, or a sentence of its own at the end, and what is quoted below it
+    re.compile(r"\s*(?:(?:^|\n)|(?<=[.!?]))[ \t]*Sent from my (?:%(d)s)\b(?:[ \t]+[\w.-]+){0,2}[ \t]*(?:\n.*)?\Z"
                % {"d": r"iPhone|iPad|Android|Samsung[\w ]*|Galaxy[\w ]*|mobile(?: device)?|phone"}, re.S | re.I),
     re.compile(r"\s*\bGet Outlook for (iOS|Android)\b.*\Z", re.S | re.I),
 ]
@@ -50,10 +55,11 @@ def strip_html(text: str) -> str:
     keep = {m.group(0): f"\x00{i}\x00" for i, m in enumerate(_PLACEHOLDER.finditer(text))}
     for k, v in keep.items():
         text = text.replace(k, v)
-    text = _TAG.sub("\n", text)
-    text = _ANY_TAG.sub(" ", text)
-    if _ENTITY.search(text):
-        text = html.unescape(text)
+    if _IS_HTML.search(text):
+        text = _TAG.sub("\n", text)
+        text = _ANY_TAG.sub(" ", text)
+    # each well-formed entity alone: html.unescape also decodes legacy names without ";" ("&currency=" -> "¤cy=")
+    text = _ENTITY.sub(lambda m: html.unescape(m.group(0)), text)
     for k, v in keep.items():
         text = text.replace(v, k)
     return text
@@ -75,9 +81,16 @@ def strip_patterns(text: str, patterns: list[re.Pattern[str]]) -> str:
     return text
 
 
-def normalize_whitespace(text: str) -> str:
-    lines = [_HSPACE.sub(" ", ln).strip() for ln in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
-    return _BLANKS.sub("\n\n", "\n".join(lines)).strip()
+def normalize_whitespace(text: str, *, keep_indent: bool = False) -> str:
+    """Runs of spaces to one, blank-line runs to one blank line, the ends trimmed; ``keep_indent`` keeps each line's
+    leading indentation (a generator's replies and completions hold code, YAML, nested lists)."""
+    lines = []
+    for ln in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+        indent = ln[:len(ln) - len(ln.lstrip(" \t"))] if keep_indent else ""
+        body = _HSPACE.sub(" ", ln).strip()
+        lines.append(indent + body if body else "")
+    out = _BLANKS.sub("\n\n", "\n".join(lines))
+    return out.rstrip() if keep_indent else out.strip()
 
 
 def spelling_map(mapping: dict[str, str]) -> Callable[[str], str]:
@@ -145,7 +158,8 @@ def clean_records(records: list[Record], schema: str, cfg: CleanConfig) -> tuple
     if cfg.normalize:
         steps.append(("normalize", spelling_map(cfg.normalize)))
     if cfg.whitespace:
-        steps.append(("whitespace", normalize_whitespace))
+        keep = schema != "classification"  # (indentation carries meaning in what a generator learns to write)
+        steps.append(("whitespace", lambda t: normalize_whitespace(t, keep_indent=keep).lstrip("\n")))
     changed: Counter[str] = Counter()
     dropped: Counter[str] = Counter()
     langs: Counter[str] = Counter()

@@ -38,6 +38,24 @@ def _cluster_entry(recs: list[Record], schema: str, kind: str, members: list[int
             "text": joined_text(schema, recs[rep].data)[:160]}
 
 
+def _content(x: Any) -> str:
+    return x if isinstance(x, str) else " ".join(m.get("content", "") for m in x if isinstance(m, dict))
+
+
+def target(schema: str, data: dict[str, Any]) -> str | None:
+    """What a generator row teaches (its replies, completion, output, or chosen-then-rejected pair), normalized; None
+    for classification and plain text.  Near-duplicate rows of these schemas are one row only when they teach the
+    same thing: a shared system prompt or instruction made distinct conversations (and antonym pairs with opposite
+    outputs, or a preference pair and its swap) look alike."""
+    if schema == "chat":
+        return norm_text(" ".join(m["content"] for m in data["messages"] if m["role"] == "assistant"))
+    if schema in ("prompt_completion", "instruction"):
+        return norm_text(_content(data["completion" if schema == "prompt_completion" else "output"]))
+    if schema == "preference":
+        return norm_text(_content(data["chosen"])) + "\x00" + norm_text(_content(data["rejected"]))
+    return None
+
+
 def dedupe_records(records: list[Record], schema: str, cfg: DedupeConfig) -> tuple[list[Record], dict]:
     """Drop exact then near duplicates, keeping the first of each cluster; report clusters."""
     texts = [joined_text(schema, r.data) for r in records]
@@ -56,11 +74,13 @@ def dedupe_records(records: list[Record], schema: str, cfg: DedupeConfig) -> tup
     if cfg.near:
         idx = [i for i in range(len(records)) if i not in removed]
         hashes = dict(zip(idx, minhashes([texts[i] for i in idx], cfg.num_perm, cfg.shingle), strict=True))
+        teaches = {i: target(schema, records[i].data) for i in idx}
         lsh = MinHashLSH(threshold=cfg.threshold, num_perm=cfg.num_perm)
         for i in idx:
             m = hashes[i]
             cands = sorted(int(c) for c in lsh.query(m))
-            match = next((c for c in cands if m.jaccard(hashes[c]) >= cfg.threshold), None)
+            match = next((c for c in cands if m.jaccard(hashes[c]) >= cfg.threshold and teaches[c] == teaches[i]),
+                         None)
             if match is None:
                 lsh.insert(str(i), m)
             else:
@@ -85,6 +105,7 @@ def leakage(splits: dict[str, list[Record]], schema: str, threshold: float, *, d
     """Near-duplicates between train and validation/test; optionally drop them from the eval side."""
     train = splits.get("train", [])
     train_hashes = minhashes([joined_text(schema, r.data) for r in train], num_perm, k)
+    train_targets = [target(schema, r.data) for r in train]  # a generator row leaks only what it teaches
     lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
     for i, m in enumerate(train_hashes):
         lsh.insert(str(i), m)
@@ -96,7 +117,9 @@ def leakage(splits: dict[str, list[Record]], schema: str, threshold: float, *, d
         hashes = minhashes([joined_text(schema, r.data) for r in recs], num_perm, k) if recs else []
         leaked = []
         for j, m in enumerate(hashes):
-            hits = [int(c) for c in lsh.query(m) if m.jaccard(train_hashes[int(c)]) >= threshold]
+            mine = target(schema, recs[j].data)
+            hits = [int(c) for c in lsh.query(m) if m.jaccard(train_hashes[int(c)]) >= threshold
+                    and train_targets[int(c)] == mine]
             if hits:
                 leaked.append(j)
                 if len(examples) < 20:

@@ -186,6 +186,8 @@ def run_pipeline(cfg: RunConfig, *, log: Log = lambda _: None, tokenizer: Any = 
     if data.shots:
         from hone.data.balance import sample_shots
 
+        if schema != "classification":  # (it kept k rows in all, and the log said "k per label")
+            raise DataError(f"data.shots keeps k examples per label: classification data only, not {schema}")
         splits["train"], report.steps["shots"] = sample_shots(splits["train"], data.shots, cfg.seed)
         log(f"shots: kept {report.steps['shots']['rows_after']} train rows ({data.shots} per label)")
     if data.augment.enabled:
