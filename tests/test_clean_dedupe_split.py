@@ -178,3 +178,10 @@ def test_whitespace_keeps_a_generators_indentation():
     assert kept[0].data["completion"] == code.replace("name:   unlimited", "name: unlimited")
     kept, _ = clean_records(recs(["  two   spaces\n  indented"], ["a"]), "classification", CleanConfig())
     assert kept[0].data["text"] == "two spaces\nindented"
+
+
+def test_spanish_and_french_are_not_read_as_english():
+    # the English fast path counted "a", "no", "me", "on" as English function words
+    assert detect_language("No me cobraron a tiempo, no puedo pagar a mi banco") == "es"
+    assert detect_language("Je ne peux pas payer a la banque, on me dit no") == "fr"
+    assert detect_language("I was charged twice for my bill this month") == "en"

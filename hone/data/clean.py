@@ -116,9 +116,12 @@ def _langdetect():  # imported lazily: langdetect loads ~50 language profiles
     return detect_langs
 
 
-_EN_FUNCTION = frozenset("the a an and or but is are was were be been it this that my your our i you we they "
-                         "to of in on for with at from by not no do does did have has had can could will would "
-                         "please thanks thank me what why how when where which there".split())
+_EN_FUNCTION = frozenset("the and or but is are were be been it this that my your our you we they to of for with at "
+                         "from by not does did have has had can could would please thanks thank what why how when "
+                         "where which there".split())
+# English function words that Spanish, Italian, French, Portuguese or German write the same: they count only beside
+# one of the words above ("No me cobraron a tiempo, no puedo pagar a mi banco" was read as English)
+_EN_SHARED = frozenset("a an i in on do no me was will".split())
 _WORD = re.compile(r"[a-z']+")
 
 
@@ -133,7 +136,8 @@ def detect_language(text: str, min_chars: int = 20) -> str | None:
     if letters < min_chars:
         return None
     words = _WORD.findall(text.casefold())
-    if len(words) >= 4 and sum(w in _EN_FUNCTION for w in words) / len(words) >= 0.3:
+    english = sum(w in _EN_FUNCTION for w in words)
+    if len(words) >= 4 and english and (english + sum(w in _EN_SHARED for w in words)) / len(words) >= 0.3:
         return "en"
     from langdetect.lang_detect_exception import LangDetectException
 
