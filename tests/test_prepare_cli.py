@@ -269,3 +269,16 @@ def test_shots_on_chat_data_is_refused(tmp_path):
     cfg = load_config({"data": {"path": str(f), "shots": 2, "pii": {"enabled": False}}})
     with pytest.raises(DataError, match="data.shots keeps k examples per label: classification data only, not chat"):
         prepare(cfg, tmp_path / "o")
+
+
+def test_split_files_with_shared_groups_are_warned_about(tmp_path):
+    # the README says no group spans two splits; with split files given, 30 of 30 groups did, without a word
+    rows = [{**r, "customer": f"c{i % 10}"} for i, r in enumerate(clf_rows(40))]
+    tr = write_jsonl(tmp_path / "tr.jsonl", rows[:30])
+    te = write_jsonl(tmp_path / "te.jsonl", rows[30:])
+    cfg = load_config({"data": {"files": {"train": str(tr), "test": str(te)}, "pii": {"enabled": False},
+                                "split": {"group_column": "customer"}}})
+    prep = prepare(cfg, tmp_path / "o")
+    warned = [p.message for p in prep.report.warnings if "group(s)" in p.message]
+    assert warned == ["10 group(s) of data.split.group_column are in both test and train (split files are kept as "
+                      "given): the evaluation sees customers it trained on"]

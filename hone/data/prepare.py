@@ -77,6 +77,14 @@ def read_and_validate(data: DataConfig, tokenizer: Any = None) -> tuple[dict[str
         parts[part] = recs
     report.labels, report.multi_label, report.imbalance_ratio = label_stats(
         r for recs in parts.values() for r in recs)
+    if data.split.group_column and len(parts) > 1:  # split files are kept as given: say where a group spans two
+        seen = {part: {r.meta.get("group") for r in recs} for part, recs in parts.items()}
+        for part in ("validation", "test"):
+            shared = len(seen.get(part, set()) & seen.get("train", set()))
+            if shared:
+                report.add(Problem("warning", files[part], None, data.split.group_column,
+                                   f"{shared} group(s) of data.split.group_column are in both {part} and train "
+                                   "(split files are kept as given): the evaluation sees customers it trained on"))
     if not report.ok:
         shown = "\n  ".join(str(p) for p in report.errors[:20])
         more = f"\n  ... and {report.error_count - 20} more" if report.error_count > 20 else ""
