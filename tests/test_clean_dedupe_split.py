@@ -185,3 +185,14 @@ def test_spanish_and_french_are_not_read_as_english():
     assert detect_language("No me cobraron a tiempo, no puedo pagar a mi banco") == "es"
     assert detect_language("Je ne peux pas payer a la banque, on me dit no") == "fr"
     assert detect_language("I was charged twice for my bill this month") == "en"
+
+
+def test_the_dedupe_report_lists_the_clusters_whose_labels_conflict():
+    # the README says it does; it gave a count only (BANKING77: "Has my top up gone through?" pending_top_up
+    # against "Has my top-up gone through?" top_up_reverted)
+    rows = recs(["Has my top up gone through?", "Has my top-up gone through?", "card lost"],
+                ["pending_top_up", "top_up_reverted", "lost_card"])
+    kept, rep = dedupe_records(rows, "classification", DedupeConfig(near=False))
+    assert rep["label_conflicts"] == 1 and len(kept) == 2
+    (c,) = rep["conflicting_clusters"]
+    assert sorted(lab for labs in c["labels"].values() for lab in labs) == ["pending_top_up", "top_up_reverted"]

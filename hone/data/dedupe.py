@@ -86,15 +86,20 @@ def dedupe_records(records: list[Record], schema: str, cfg: DedupeConfig) -> tup
             else:
                 removed.add(i)
                 clusters.setdefault(("near", match), []).append(i)
-    for (_, rep), members in clusters.items():
+    conflicting = []
+    for (kind, rep), members in clusters.items():
         if any(labels_of(records[m].data) != labels_of(records[rep].data) for m in members):
             conflicts += 1
+            if len(conflicting) < MAX_CLUSTERS_LISTED:  # which labels disagree: one of them was dropped with its row
+                conflicting.append({**_cluster_entry(records, schema, kind, members, rep), "labels": {
+                    records[i].where: labels_of(records[i].data) for i in [rep, *members[:10]]}})
     kept = [r for i, r in enumerate(records) if i not in removed]
     ordered = sorted(clusters.items(), key=lambda kv: (-len(kv[1]), kv[0][1]))
     report = {
         "exact_removed": sum(len(v) for (k, _), v in clusters.items() if k == "exact"),
         "near_removed": sum(len(v) for (k, _), v in clusters.items() if k == "near"),
         "clusters": len(clusters), "label_conflicts": conflicts, "kept": len(kept),
+        "conflicting_clusters": conflicting,
         "largest_clusters": [_cluster_entry(records, schema, k, v, rep) for (k, rep), v in ordered[:MAX_CLUSTERS_LISTED]],
     }
     return kept, report

@@ -70,7 +70,9 @@ def _step(name: str, val: Any) -> str:
         return str(val)
     if name == "dedupe" and "exact_removed" in val:
         return (f"{val['exact_removed']} exact + {val['near_removed']} near duplicates removed in "
-                f"{val['clusters']} clusters ({val['label_conflicts']} with conflicting labels); {val['kept']} kept")
+                f"{val['clusters']} clusters ({val['label_conflicts']} with conflicting labels); {val['kept']} kept"
+                + "".join(f"\n    conflict: " + "; ".join(f"{w} {'/'.join(labs)}" for w, labs in c["labels"].items())
+                          for c in val.get("conflicting_clusters", [])[:5]))
     if name == "leakage":
         return f"{val['pairs']} eval rows near-duplicate train rows (threshold {val['threshold']}, {val['action']})"
     if name == "clean" and "records_changed" in val:
