@@ -196,3 +196,15 @@ def test_the_dedupe_report_lists_the_clusters_whose_labels_conflict():
     assert rep["label_conflicts"] == 1 and len(kept) == 2
     (c,) = rep["conflicting_clusters"]
     assert sorted(lab for labs in c["labels"].values() for lab in labs) == ["pending_top_up", "top_up_reverted"]
+
+
+def test_multi_label_rows_are_stratified_by_their_rarest_label():
+    # by first label: the only two examples of a rare second label both went to one split in many seeds
+    from hone.config import SplitConfig
+
+    rows = [Record({"text": f"t{i}", "label": ["billing"] + (["fraud"] if i % 20 == 0 else [])}, "f", i + 1, {})
+            for i in range(100)] + [Record({"text": f"o{i}", "label": ["outage"]}, "f", 200 + i, {}) for i in range(50)]
+    for seed in range(20):
+        parts = split_records(rows, SplitConfig(train=0.6, validation=0.2, test=0.2), seed)
+        where = {s for s, rs in parts.items() for r in rs if "fraud" in r.data["label"]}
+        assert "train" in where and len(where) >= 2, seed  # 5 fraud rows: in train and held out

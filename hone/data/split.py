@@ -26,7 +26,13 @@ def _units(records: list[Record], grouped: bool) -> list[list[int]]:
     return list(groups.values())  # insertion order = order of first appearance
 
 
-def _unit_label(records: list[Record], unit: list[int]) -> str:
+def _unit_label(records: list[Record], unit: list[int], rarity: Counter | None = None) -> str:
+    """The unit's stratum: its most common (first) label; for multi-label data (``rarity``: every label's count) its
+    rarest label, so a rare label's few examples are spread over the splits (by first label, a rare second label's
+    only example left train in 10 of 50 seeds)."""
+    if rarity is not None:
+        labs = {lab for i in unit for lab in labels_of(records[i].data)}
+        return min(labs, key=lambda lab: (rarity[lab], lab)) if labs else ""
     counts = Counter(lab for i in unit for lab in labels_of(records[i].data)[:1])
     if not counts:
         return ""
@@ -37,13 +43,15 @@ def _unit_label(records: list[Record], unit: list[int]) -> str:
 def split_records(records: list[Record], cfg: SplitConfig, seed: int) -> dict[str, list[Record]]:
     """Assign every record to exactly one split; each split keeps the input order."""
     units = _units(records, cfg.group_column is not None)
+    multi = any(len(labels_of(r.data)) > 1 for r in records)
+    rarity = Counter(lab for r in records for lab in labels_of(r.data)) if multi else None
     strata: dict[str, list[int]] = defaultdict(list)
     assign: dict[int, str] = {}
     for u, unit in enumerate(units):
         if any("augmented" in records[i].meta or "oversampled" in records[i].meta for i in unit):
             assign[u] = "train"  # synthetic rows in the input (a prepared train file prepared again) stay in train
             continue
-        key = _unit_label(records, unit) if cfg.stratify else ""
+        key = _unit_label(records, unit, rarity) if cfg.stratify else ""
         strata[key].append(u)
     rng = random.Random(seed)
     keys = []
