@@ -166,6 +166,20 @@ def test_eval_without_bootstrap_against_baselines_gives_point_differences(run_di
     assert "unpaired; no bootstrap CI supplied" in (tmp_path / "ev" / "report.md").read_text()
 
 
+def _oos_run(tmp_path, tiny, n_in: int, n_oos: int, steps: int, split: dict | None = None):
+    """`hone run` of a tiny classifier with an out-of-scope class: (rows, data file, CLI result)."""
+    rows = clf_rows(n_in) + [{"text": f"what is the weather like on planet {i} today", "label": "oos"}
+                             for i in range(n_oos)]
+    data = write_jsonl(tmp_path / "t.jsonl", rows)
+    cfg = {"seed": 2, "data": {"path": str(data), "pii": {"enabled": False}, **({"split": split} if split else {})},
+           "model": {"name": str(tiny), "max_length": 32}, "train": {"max_steps": steps, "batch_size": 8, "lr": 3e-3},
+           "eval": {"baselines": [], "forgetting": False, "oos_label": "oos", "bootstrap": 20}}
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
+    r = runner.invoke(app, ["run", str(tmp_path / "run.yaml"), "-o", str(tmp_path / "out")])
+    assert r.exit_code == 0, r.output
+    return rows, data, r
+
+
 def test_without_a_test_split_the_validation_split_is_scored_and_named_and_oos_tuned_on_train(tmp_path):
     """With data.split.test=0 the out-of-scope threshold was tuned on the validation split it was scored on, and
     the report called that split the test set."""
@@ -175,15 +189,7 @@ def test_without_a_test_split_the_validation_split_is_scored_and_named_and_oos_t
     from hone.train.classify import read_split
 
     tiny = build_tiny_bert(tmp_path / "bert")
-    rows = clf_rows(60) + [{"text": f"what is the weather like on planet {i} today", "label": "oos"} for i in range(20)]
-    data = write_jsonl(tmp_path / "t.jsonl", rows)
-    cfg = {"seed": 2, "data": {"path": str(data), "pii": {"enabled": False},
-                               "split": {"train": 0.8, "validation": 0.2, "test": 0.0}},
-           "model": {"name": str(tiny), "max_length": 32}, "train": {"max_steps": 6, "batch_size": 8, "lr": 3e-3},
-           "eval": {"baselines": [], "forgetting": False, "oos_label": "oos", "bootstrap": 20}}
-    (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
-    r = runner.invoke(app, ["run", str(tmp_path / "run.yaml"), "-o", str(tmp_path / "out")])
-    assert r.exit_code == 0, r.output
+    _oos_run(tmp_path, tiny, 60, 20, 6, split={"train": 0.8, "validation": 0.2, "test": 0.0})
     rep = json.loads((tmp_path / "out" / "report.json").read_text())
     assert rep["scored_split"] == "validation" and rep["oos"]["threshold_chosen_on"] == "train"
     assert rep["systems"]["fine_tuned"]["n"] == rep["data"]["validation"]
@@ -316,14 +322,7 @@ def test_model_info_times_a_seq2seq_model_on_source_target_pairs(tmp_path):
 
 def test_out_of_scope_threshold_is_chosen_on_validation_and_used_by_predict(tmp_path):
     tiny = build_tiny_bert(tmp_path / "bert")
-    rows = clf_rows(90) + [{"text": f"what is the weather like on planet {i} today", "label": "oos"} for i in range(30)]
-    data = write_jsonl(tmp_path / "t.jsonl", rows)
-    cfg = {"seed": 2, "data": {"path": str(data), "pii": {"enabled": False}},
-           "model": {"name": str(tiny), "max_length": 32}, "train": {"max_steps": 12, "batch_size": 8, "lr": 3e-3},
-           "eval": {"baselines": [], "forgetting": False, "oos_label": "oos", "bootstrap": 20}}
-    (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
-    r = runner.invoke(app, ["run", str(tmp_path / "run.yaml"), "-o", str(tmp_path / "out")])
-    assert r.exit_code == 0, r.output
+    rows, data, r = _oos_run(tmp_path, tiny, 90, 30, 12)
     rep = json.loads((tmp_path / "out" / "report.json").read_text())
     oos = rep["oos"]
     assert oos["label"] == "oos" and 0 <= oos["threshold"] <= 1 and "oos_recall" in oos and "in_scope_accuracy" in oos
