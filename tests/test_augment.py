@@ -254,3 +254,15 @@ def test_delete_never_drops_a_negation():
         neg = {w.casefold() for w in text.split() if A._negation(w)}
         outs = {A.op_delete(text, rng, 0.4) for _ in range(200)} - {None}
         assert outs and all(neg <= {w.casefold() for w in o.split()} for o in outs), text
+
+
+def test_paraphrase_cleaning_keeps_words_and_acceptance_refuses_loops():
+    # "Text-to-speech ..." lost "Text-", a lone quote was stripped, and a looping rewrite was accepted
+    assert P.clean_paraphrase("Text-to-speech on my phone stopped working") == (
+        "Text-to-speech on my phone stopped working")
+    assert P.clean_paraphrase('"My 5G keeps dropping" she said') == '"My 5G keeps dropping" she said'
+    assert P.clean_paraphrase('Sure! Rewrite: "my bill is wrong"') == "my bill is wrong"
+    src = "please can you give me a list of all the upgrade deals for my plan"
+    assert not P.accept_paraphrase("Please, I'm sorry, I'm sorry, I'm sorry, can you give me a list of all the "
+                                   "upgrade deals", src)
+    assert P.accept_paraphrase("could you list every upgrade deal available for my plan please", src)

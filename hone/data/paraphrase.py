@@ -34,7 +34,7 @@ _PREFIX_RE = re.compile(
     r"^(?:(?:sure|okay|ok|certainly)[,!.]?\s*)?"
     r"(?:here(?:'s| is)[^:]{0,60}:\s*)?"
     r"(?:(?:rewrite|rewritten(?: message| version| text)?|rewording|paraphrased?(?: message| version)?|"
-    r"new message|message|customer|output|answer|response|reply|text)\s*\d*\s*[:\-–]\s*)?",
+    r"new message|output|answer|response)\s*\d*\s*[:\-–]\s*|(?:message|customer|reply|text)\s*\d*\s*:\s*)?",
     re.IGNORECASE)
 _QUOTES = "\"'“”‘’`«»"
 
@@ -45,9 +45,7 @@ def clean_paraphrase(output: str) -> str:
         s = line.strip().lstrip("-*•>").strip()
         s = _PREFIX_RE.sub("", s, count=1).strip()
         if len(s) >= 2 and s[0] in _QUOTES and s[-1] in _QUOTES:
-            s = s[1:-1].strip()
-        else:
-            s = s.strip(_QUOTES).strip()
+            s = s[1:-1].strip()  # quotes only as a pair around the whole line ('"My 5G keeps dropping" she said')
         if s:
             return s
     return ""
@@ -115,7 +113,16 @@ def accept_paraphrase(candidate: str, source: str, *, min_overlap: float = 0.5) 
         return False
     if looks_like_reply(candidate, source):
         return False
+    if _repeats(candidate) and not _repeats(source):  # "Please, I'm sorry, I'm sorry, I'm sorry, can you ..."
+        return False
     return content_overlap(candidate, source) >= min_overlap
+
+
+def _repeats(text: str) -> bool:
+    """A word trigram that occurs twice: the loop of a small model's sampling."""
+    words = _word_seq(text)
+    grams = [tuple(words[i:i + 3]) for i in range(len(words) - 2)]
+    return len(grams) != len(set(grams))
 
 
 class Paraphraser:
