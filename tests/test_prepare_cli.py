@@ -282,3 +282,14 @@ def test_split_files_with_shared_groups_are_warned_about(tmp_path):
     warned = [p.message for p in prep.report.warnings if "group(s)" in p.message]
     assert warned == ["10 group(s) of data.split.group_column are in both test and train (split files are kept as "
                       "given): the evaluation sees customers it trained on"]
+
+
+def test_a_lone_train_file_is_split_by_the_configured_shares(tmp_path):
+    # validation and test were carved one after the other: 1,000 rows at 0.8 / 0.1 / 0.1 gave 810 / 100 / 90
+    rows = [{"text": f"ticket {i} about {w} number {i * 7}", "label": w} for i in range(1000)
+            for w in [("billing", "outage", "roaming", "upgrade")[i % 4]]]
+    tr = write_jsonl(tmp_path / "tr.jsonl", rows)
+    cfg = load_config({"data": {"files": {"train": str(tr)}, "pii": {"enabled": False}, "dedupe": {"near": False},
+                                "split": {"train": 0.8, "validation": 0.1, "test": 0.1}}})
+    prep = prepare(cfg, tmp_path / "o")
+    assert {k: len(v) for k, v in prep.splits.items()} == {"train": 800, "validation": 100, "test": 100}
