@@ -212,3 +212,27 @@ def test_baselines_of_hone_eval_use_the_artifacts_base_revision(tmp_path, monkey
     r = runner.invoke(app, ["eval", str(run.artifact), "--data", str(data), "-o", str(tmp_path / "ev")])
     assert r.exit_code == 0, r.output
     assert seen == ["v1"]
+
+
+def test_a_generators_tokenizer_pads_on_the_left_for_plain_batched_generate(tmp_path):
+    # saved with padding_side="right": a plain batched generate() on the artifact continued after the padding
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from hone.train.generative import train_generator
+
+    tiny = build_tiny_llama(tmp_path / "llama")
+    run = train_generator(_gen_cfg(tiny, "method.name=full", "gen.max_new_tokens=5"), tmp_path / "run",
+                          progress=False)
+    tok = AutoTokenizer.from_pretrained(run.artifact)
+    assert tok.padding_side == "left"
+    model = AutoModelForCausalLM.from_pretrained(run.artifact).eval()
+    chats = [[{"role": "user", "content": "my phone bill is too high"}],
+             [{"role": "user", "content": "please cancel my contract today and the router keeps restarting"}]]
+    texts = [tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in chats]
+    enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    with torch.no_grad():
+        out = model.generate(**enc, max_new_tokens=5, do_sample=False)
+    plain = [tok.decode(o[enc["input_ids"].shape[1]:], skip_special_tokens=True).strip() for o in out]
+    gen = hone.load(run.artifact)
+    ours = [g.text.strip() for g in gen.generate(chats, max_new_tokens=5)]
+    assert plain == ours

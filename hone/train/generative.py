@@ -262,7 +262,17 @@ def save_generator(model, tok, out: Path, *, cfg: RunConfig, base_path: str, obj
         model, "hone_quantization", None)
     with artifacts.staged_dir(out, overwrite=True) as stage:
         model.save_pretrained(stage, safe_serialization=True)
-        tok.save_pretrained(stage)
+        side, init_side = tok.padding_side, tok.init_kwargs.get("padding_side")
+        if not seq2seq:  # a decoder generates a batch left-padded: plain `generate` on the saved tokenizer too
+            tok.padding_side = tok.init_kwargs["padding_side"] = "left"  # (save_pretrained writes init_kwargs)
+        try:
+            tok.save_pretrained(stage)
+        finally:
+            tok.padding_side = side
+            if init_side is None:
+                tok.init_kwargs.pop("padding_side", None)
+            else:
+                tok.init_kwargs["padding_side"] = init_side
         GenerationConfig(eos_token_id=eos, pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
                          max_new_tokens=cfg.gen.max_new_tokens, do_sample=False,
                          repetition_penalty=cfg.gen.repetition_penalty).save_pretrained(stage)  # plain generate() too
