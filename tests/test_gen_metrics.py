@@ -179,3 +179,16 @@ def test_rouge_tokenizer_equals_rouge_scores_on_ascii_and_keeps_other_scripts() 
     assert ours.tokenize("您的账单 Ваш") == ["您", "的", "账", "单", "ваш"]
     g = gm.paired_gain(same, ["Привет мир", "今天天气", "こんばんは"], same, "rougeL", n=50)
     assert g["gain"] == pytest.approx(100.0) and g["low"] > 0
+
+
+def test_bleu_tokenizes_chinese_japanese_and_korean_as_sacrebleu_would_be_told_to():
+    # 13a left a sentence without spaces one word: BLEU 0 for Chinese scored against itself
+    import sacrebleu
+
+    assert gm.bleu_tokenize([["the bill is paid"]]) == "13a"
+    assert gm.bleu_tokenize([["您的账单已支付"]]) == "zh" and gm.bleu_tokenize([["お支払いが完了しました"]]) == "char"
+    for pred, ref, tok in (("您的账单已支付了", "您的账单已支付", "zh"), ("お支払いが完了した", "お支払いが完了しました", "char"),
+                           ("the bill was paid", "the bill is paid", "13a")):
+        want = sacrebleu.corpus_bleu([pred], [[ref]], tokenize=tok).score
+        assert gm.corpus_scores([pred], [[ref]], ["bleu"])["bleu"] == pytest.approx(want)
+    assert gm.corpus_scores(["您的账单已支付"], [["您的账单已支付"]], ["bleu"])["bleu"] == pytest.approx(100)

@@ -6,7 +6,8 @@ Pure functions over strings; no models, no files. Every score is on a **0-100 sc
 
 Metrics (``METRICS``):
 
-* ``bleu`` / ``chrf``: sacrebleu defaults (13a tokenisation, exp smoothing; chrF char
+* ``bleu`` / ``chrf``: sacrebleu defaults (13a tokenisation, or ``zh`` / ``char`` for Chinese / Japanese and
+  Korean references, :func:`bleu_tokenize`; exp smoothing; chrF char
   order 6, beta 2). Per example they equal ``sacrebleu.sentence_bleu`` (effective order) and
   ``sacrebleu.sentence_chrf``; for a corpus, ``sacrebleu.corpus_bleu`` / ``corpus_chrf``.
 * ``rouge1`` / ``rouge2`` / ``rougeL``: rouge-score F-measure with the Porter stemmer; corpus =
@@ -81,11 +82,25 @@ _PUNCT = frozenset(string.punctuation)
 # ----------------------------------------------------------------------------- sacrebleu statistics
 
 
+def bleu_tokenize(refs: list[list[str]]) -> str:
+    """sacrebleu's tokenizer for these references: ``zh`` (each Chinese character a word) when most of their letters
+    are Han ideographs, ``char`` when most are kana or hangul (``ja-mecab`` / ``ko-mecab`` need MeCab), else its
+    default ``13a`` (which leaves a sentence without spaces one word: BLEU 0 for Chinese text scored against itself)."""
+    text = "".join(r for rs in refs for r in rs)
+    letters = sum(c.isalpha() for c in text) or 1
+    han = sum("\u4e00" <= c <= "\u9fff" or "\u3400" <= c <= "\u4dbf" for c in text)
+    kana_hangul = sum("\u3040" <= c <= "\u30ff" or "\uac00" <= c <= "\ud7af" for c in text)
+    if (han + kana_hangul) / letters < 0.5:
+        return "13a"
+    return "zh" if han >= kana_hangul else "char"
+
+
 def _sacrebleu_stats(metric: str, predictions: Sequence[str], refs: list[list[str]]) -> np.ndarray:
-    """Per-example sufficient statistics ``(N, D)`` from sacrebleu (default settings)."""
+    """Per-example sufficient statistics ``(N, D)`` from sacrebleu (default settings; BLEU's tokenizer by
+    :func:`bleu_tokenize`)."""
     from sacrebleu.metrics import BLEU, CHRF
 
-    scorer = BLEU() if metric == "bleu" else CHRF()
+    scorer = BLEU(tokenize=bleu_tokenize(refs)) if metric == "bleu" else CHRF()
     k = max(len(r) for r in refs)
     streams = [[r[j] if j < len(r) else None for r in refs] for j in range(k)]  # None = fewer refs
     stats = scorer._extract_corpus_statistics(list(predictions), streams)
