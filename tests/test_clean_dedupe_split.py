@@ -208,3 +208,11 @@ def test_multi_label_rows_are_stratified_by_their_rarest_label():
         parts = split_records(rows, SplitConfig(train=0.6, validation=0.2, test=0.2), seed)
         where = {s for s, rs in parts.items() for r in rs if "fraud" in r.data["label"]}
         assert "train" in where and len(where) >= 2, seed  # 5 fraud rows: in train and held out
+
+
+def test_oversampling_a_multi_label_set_copies_its_rare_labels_rows():
+    rows = [Record({"text": f"t{i}", "label": ["billing"] + (["fraud"] if i < 3 else [])}, "f", i + 1, {})
+            for i in range(30)] + [Record({"text": f"o{i}", "label": ["outage"]}, "f", 100 + i, {}) for i in range(12)]
+    out, rep = balance_records(rows, "oversample", seed=0)
+    copies = [r for r in out if r.meta.get("oversampled")]
+    assert sum("fraud" in r.data["label"] for r in copies) > 0  # by first label, no fraud row was ever copied

@@ -22,10 +22,13 @@ def class_weights(records: list[Record]) -> dict[str, float]:
 
 
 def _by_label(records: list[Record]) -> dict[str, list[int]]:
+    """Row indices per label; a multi-label row counts under its rarest label (as the split stratifies it), so a rare
+    label's rows are the ones oversampling copies (by first label they were copies of the common labels' rows)."""
+    rarity = Counter(lab for r in records for lab in labels_of(r.data))
     out: dict[str, list[int]] = {}
     for i, r in enumerate(records):
         labs = labels_of(r.data)
-        out.setdefault(labs[0] if labs else "", []).append(i)
+        out.setdefault(min(labs, key=lambda lab: (rarity[lab], lab)) if labs else "", []).append(i)
     return dict(sorted(out.items()))
 
 
