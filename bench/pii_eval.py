@@ -7,7 +7,9 @@
 2. False positives on PII-free support text: the BANKING77 queries in
    ../shared/data/banking77/{train,test}.csv (skipped with a message when absent): the share
    of messages that redaction alters and how often each type fired.
-3. Speed: messages per second for ``Redactor.redact`` (one process, after start-up).
+3. PERSON spans in every turn of the SGD dialogues in ../shared/data/sgd-banking (unlabelled: real contacts
+   and, before session 28, places and venues), with the most frequent.
+4. Speed: messages per second for ``Redactor.redact`` (one process, after start-up).
 
     python bench/pii_eval.py [--errors] [--labelled PATH] [--shared DIR]
 
@@ -92,6 +94,19 @@ def banking77(folder: Path, red: Redactor, show_errors: bool = False) -> dict | 
             "fired": fired, "messages_per_s": round(len(texts) / dt, 1)}
 
 
+def sgd_person_spans(folder: Path) -> dict | None:
+    """PERSON spans found in every turn of the SGD dialogues (unlabelled: it names real contacts as well as the
+    places and venues that were false positives), and the most frequent spans."""
+    from hone.data.pii_names import find_person_spans
+
+    files = sorted(folder.glob("*/dialogues_*.json"))
+    if not files:
+        return None
+    turns = [t["utterance"] for f in files for d in json.loads(f.read_text(encoding="utf-8")) for t in d["turns"]]
+    spans = collections.Counter(t[a:b] for t in turns for a, b, _ in find_person_spans(t))
+    return {"turns": len(turns), "person_spans": sum(spans.values()), "top": spans.most_common(20)}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--labelled", type=Path, default=ROOT / "tests" / "data" / "pii_labelled.jsonl")
@@ -122,8 +137,12 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"BANKING77 (PII-free): {b77['altered']}/{b77['messages']} messages altered "
               f"({100 * b77['altered_share']:.2f}%), fired: {b77['fired']}, {b77['messages_per_s']:.0f} messages/s")
+    sgd = sgd_person_spans(args.shared / "data" / "sgd-banking")
+    if sgd is not None:
+        print(f"SGD dialogues: {sgd['person_spans']} PERSON spans in {sgd['turns']} turns; most frequent: "
+              + ", ".join(f"{s} {n}" for s, n in sgd["top"][:10]))
     print(f"start-up (Redactor(), incl. presidio import): {startup:.2f}s; labelled set: {labelled_speed:.0f} messages/s")
-    print(json.dumps({"labelled": res, "banking77": b77, "startup_s": round(startup, 2),
+    print(json.dumps({"labelled": res, "banking77": b77, "sgd": sgd, "startup_s": round(startup, 2),
                       "labelled_messages_per_s": round(labelled_speed, 1),
                       "python": platform.python_version(), "cpus": __import__("os").cpu_count()}))
     return 0

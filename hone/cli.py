@@ -285,9 +285,11 @@ def eval_cmd(artifact: Path, data: Annotated[Path, typer.Option(help="Labelled d
     clf = Classifier.load(artifact)
     trained = _artifact_config(artifact)
     if trained is not None:  # the columns it was trained on, where the file has them (else hone's text / label)
-        keys = _first_keys(data)
-        text_column = text_column or (trained.data.text_column if trained.data.text_column in keys else None)
-        label_column = label_column or (trained.data.label_column if trained.data.label_column in keys else None)
+        from hone.data.read import columns_present
+
+        cols = columns_present(data, {"text_column": trained.data.text_column,
+                                      "label_column": trained.data.label_column})
+        text_column, label_column = text_column or cols.get("text_column"), label_column or cols.get("label_column")
     texts, labels = _read_labelled(data, text_column, label_column)
     unknown = sorted({lab for row in labels for lab in (row if isinstance(row, list) else [row])
                       if lab not in clf.labels})  # (multi-label rows hold lists)
@@ -330,25 +332,10 @@ def _artifact_config(artifact: Path):
         return None
 
 
-def _first_keys(path: Path) -> set[str]:
-    """The fields (columns) of a data file's first row."""
-    from hone.data.read import read_rows
-
-    first = next(iter(read_rows(path, [])), None)
-    return set(first.obj) if first is not None and isinstance(first.obj, dict) else set()
-
-
 def _read_labelled(path: Path, text_column, label_column) -> tuple[list[str], list[str]]:
-    from hone.data.check import DataReport, validate
-    from hone.data.read import read_rows
-    from hone.errors import DataError
+    from hone.data.check import read_valid
 
-    problems: list = []
-    rep = DataReport(files=[str(path)])
-    rows = read_rows(path, problems, text_column=text_column, label_column=label_column)
-    recs = validate(rows, rep, schema="classification", read_problems=problems, min_examples=1)
-    if not rep.ok:
-        raise DataError(f"{rep.error_count} error(s) in {path}\n  " + "\n  ".join(str(p) for p in rep.errors[:20]))
+    recs, _ = read_valid(path, schema="classification", text_column=text_column, label_column=label_column)
     return [r.data["text"] for r in recs], [r.data["label"] for r in recs]
 
 
@@ -361,16 +348,18 @@ def predict_cmd(artifact: Path, texts: Annotated[Optional[list[str]], typer.Argu
     """Classify texts; prints one JSON line per text with label, score and top-k."""
     from hone.serve.engine import load
 
+    if _is_generator(artifact):
+        raise HoneError(f"{artifact}: a generator artifact, not a classifier: use hone generate")
     items = list(texts or [])
     if file is not None:
         trained = _artifact_config(artifact) if text_column is None and file.suffix.lower() not in (".txt", "") else None
-        if trained is not None and trained.data.text_column in _first_keys(file):
-            text_column = trained.data.text_column  # the column it was trained on
+        if trained is not None:  # the column it was trained on, where the file has it
+            from hone.data.read import columns_present
+
+            text_column = columns_present(file, {"text_column": trained.data.text_column}).get("text_column")
         items += _read_texts(file, text_column)
     if not items:
         raise HoneError("give texts as arguments or --file")
-    if _is_generator(artifact):
-        raise HoneError(f"{artifact}: a generator artifact, not a classifier: use hone generate")
     for res in load(artifact).predict(items, top_k=top_k):
         print(json.dumps(res, ensure_ascii=False))
 
@@ -469,18 +458,13 @@ def data_lint(file: Path, model: Annotated[str, typer.Option(help="Model whose t
               train_on: Annotated[str, typer.Option(help="assistant (prompt masking) or all.")] = "assistant") -> None:
     """Chat-data lint: role order, empty turns, lengths vs max_length, trained-token mask, EOS trained."""
     from hone.data.chat import setup_tokenizer, to_messages
-    from hone.data.check import DataReport, validate
+    from hone.data.check import read_valid
     from hone.data.lint import lint_conversations
-    from hone.data.read import read_rows
     from hone.model.load import load_tokenizer
 
-    problems: list = []
-    rep = DataReport(files=[str(file)])
-    recs = validate(read_rows(file, problems), rep, schema="auto", read_problems=problems, min_examples=1)
-    if rep.ok and rep.schema not in ("chat", "prompt_completion", "instruction"):
+    recs, rep = read_valid(file)
+    if rep.schema not in ("chat", "prompt_completion", "instruction"):
         raise HoneError(f"{file}: lint checks conversations; this file holds {rep.schema} data")
-    if not rep.ok:
-        raise HoneError(f"{rep.error_count} error(s) in {file}\n  " + "\n  ".join(str(p) for p in rep.errors[:20]))
     tok = load_tokenizer(model)
     notes = setup_tokenizer(tok, template, where=model)
     convs = [to_messages(r.data, rep.schema) for r in recs]

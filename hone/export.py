@@ -37,8 +37,8 @@ from typing import Any
 
 from hone.artifacts import (ADAPTER_CONFIG, EXPORT_GGUF, EXPORT_ONNX_DIR, EXPORT_REPORT, MANIFEST,
                             atomic_write_json, staged_dir)
-from hone.errors import ArtifactError
-from hone.model.load import EMBEDDED, _quiet_transformers, is_hub_id, resolve_model_path
+from hone.errors import ArtifactError, HoneError
+from hone.model.load import _quiet_transformers, adapter_base, is_hub_id
 from hone.model.methods import import_peft
 
 FORMATS = ("transformers", "onnx", "gguf")
@@ -150,18 +150,15 @@ def _read_json(path: Path) -> dict:
 
 
 def _base_dir(man: dict, artifact: Path, log: Callable[[str], Any]) -> Path:
-    """The local, unquantized base checkpoint an adapter is merged into (or loaded on)."""
-    recorded = str(man.get("base_model_path") or "")
-    p = Path(recorded).expanduser()
-    if not (p / "config.json").is_file():
-        if recorded and is_hub_id(recorded):  # the hub's copy, at the revision trained on (cached or downloaded)
-            p = _hub_snapshot(recorded, man.get("revision"), artifact)
-        elif str(man.get("base_model", "")).lower() not in EMBEDDED:
-            why = " (the unquantized base is needed to dequantize)" if man.get("quantized") else ""
-            raise ArtifactError(f"{artifact}: the base model is not available at base_model_path {str(p)!r}{why}: "
-                                "restore it there or fix base_model_path in manifest.json")
-        else:
-            p = Path(resolve_model_path(man["base_model"]))
+    """The local, unquantized base checkpoint an adapter is merged into (or loaded on): the one ``hone.load`` uses
+    (:func:`hone.model.load.adapter_base`), a hub base as a local snapshot at the revision trained on."""
+    why = " (the unquantized base is needed to dequantize)" if man.get("quantized") else ""
+    try:
+        src = adapter_base(man)
+        p = _hub_snapshot(src, man.get("revision")) if is_hub_id(src) else Path(src)
+    except HoneError as e:
+        raise ArtifactError(f"{artifact}: the base model is not available{why}: {e}; restore it at base_model_path "
+                            f"{man.get('base_model_path')!r} or fix base_model_path in manifest.json") from None
     if man.get("quantized"):
         if _read_json(p / "config.json").get("quantization_config"):
             raise ArtifactError(f"{artifact}: the adapter was trained on a {man['quantized']} base and {p} is itself "
@@ -171,7 +168,7 @@ def _base_dir(man: dict, artifact: Path, log: Callable[[str], Any]) -> Path:
     return p
 
 
-def _hub_snapshot(repo: str, revision: str | None, artifact: Path) -> Path:
+def _hub_snapshot(repo: str, revision: str | None) -> Path:
     """A local copy of a hub base model: the files ``from_pretrained`` reads, from the cache or downloaded."""
     from huggingface_hub import snapshot_download
 
@@ -179,8 +176,8 @@ def _hub_snapshot(repo: str, revision: str | None, artifact: Path) -> Path:
         return Path(snapshot_download(repo, revision=revision, allow_patterns=[
             "*.json", "*.safetensors", "*.jinja", "*.model", "*.txt", "*.tiktoken", "*.py"]))
     except Exception as e:  # offline without a cached copy, unknown repo or revision
-        raise ArtifactError(f"{artifact}: the base model {repo}" + (f" at revision {revision}" if revision else "")
-                            + f" cannot be loaded from the hub or its cache: {e}") from None
+        raise ArtifactError(f"{repo}" + (f" at revision {revision}" if revision else "")
+                            + f" cannot be loaded from the hub or its cache ({' '.join(str(e).split())[:300]})") from None
 
 
 def _preflight(formats: list[str], man: dict, artifact: Path, base_dir: Path | None, merge: bool) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 
-from hone.data.records import Record, labels_of
+from hone.data.records import Record, labels_of, rarest_label
 
 
 def class_weights(records: list[Record]) -> dict[str, float]:
@@ -22,13 +22,12 @@ def class_weights(records: list[Record]) -> dict[str, float]:
 
 
 def _by_label(records: list[Record]) -> dict[str, list[int]]:
-    """Row indices per label; a multi-label row counts under its rarest label (as the split stratifies it), so a rare
-    label's rows are the ones oversampling copies (by first label they were copies of the common labels' rows)."""
+    """Row indices per label; a multi-label row counts under its :func:`rarest_label`, as the split stratifies it."""
     rarity = Counter(lab for r in records for lab in labels_of(r.data))
     out: dict[str, list[int]] = {}
     for i, r in enumerate(records):
         labs = labels_of(r.data)
-        out.setdefault(min(labs, key=lambda lab: (rarity[lab], lab)) if labs else "", []).append(i)
+        out.setdefault(rarest_label(labs, rarity) if labs else "", []).append(i)
     return dict(sorted(out.items()))
 
 

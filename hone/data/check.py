@@ -13,11 +13,12 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import chain, islice
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from hone.data.read import RawRow
+from hone.data.read import RawRow, read_rows
 from hone.data.records import (
     INPUT_SCHEMAS, META_KEY, Problem, Record, detect_schema, joined_text, labels_of, norm_text, normalize,
     output_schema,
@@ -230,10 +231,22 @@ def _row_warnings(rec: Record, report: DataReport) -> None:
         report.add(Problem("warning", rec.source, rec.line, "messages", "every assistant turn has weight 0"))
 
 
+def read_valid(path: str | Path, *, schema: str = "auto", **columns: str | None) -> tuple[list[Record], DataReport]:
+    """Every row of one file, validated (``columns``: ``read_rows``' column mapping); a DataError naming the first
+    20 problems when any row is invalid (evaluation, prediction and lint files: nothing to prepare)."""
+    from hone.errors import DataError
+
+    problems: list[Problem] = []
+    report = DataReport(files=[str(path)])
+    recs = validate(read_rows(path, problems, **columns), report, schema=schema, read_problems=problems,
+                    min_examples=1)
+    if not report.ok:
+        raise DataError(f"{report.error_count} error(s) in {path}\n  " + "\n  ".join(str(p) for p in report.errors[:20]))
+    return recs, report
+
+
 def check_file(path: str, data: Any, *, tokenizer: Any = None) -> DataReport:
     """Stream-validate one file with a ``DataConfig``'s reading options; nothing is kept in memory."""
-    from hone.data.read import read_rows
-
     problems: list[Problem] = []
     report = DataReport(files=[str(path)])
     rows = read_rows(path, problems, fmt=data.format, encoding=data.encoding, txt_mode=data.txt_mode,

@@ -90,7 +90,7 @@ def normalize_whitespace(text: str, *, keep_indent: bool = False) -> str:
         body = _HSPACE.sub(" ", ln).strip()
         lines.append(indent + body if body else "")
     out = _BLANKS.sub("\n\n", "\n".join(lines))
-    return out.rstrip() if keep_indent else out.strip()
+    return out.rstrip().lstrip("\n") if keep_indent else out.strip()
 
 
 def spelling_map(mapping: dict[str, str]) -> Callable[[str], str]:
@@ -163,7 +163,7 @@ def clean_records(records: list[Record], schema: str, cfg: CleanConfig) -> tuple
         steps.append(("normalize", spelling_map(cfg.normalize)))
     if cfg.whitespace:
         keep = schema != "classification"  # (indentation carries meaning in what a generator learns to write)
-        steps.append(("whitespace", lambda t: normalize_whitespace(t, keep_indent=keep).lstrip("\n")))
+        steps.append(("whitespace", lambda t: normalize_whitespace(t, keep_indent=keep)))
     changed: Counter[str] = Counter()
     dropped: Counter[str] = Counter()
     langs: Counter[str] = Counter()

@@ -369,3 +369,11 @@ def read_rows(path: str | Path, problems: list[Problem], *, fmt: str = "auto", e
         raise DataError(f"{path}: unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
     columns = {"text": text_column, "label": label_column, "prompt": prompt_column, "completion": completion_column}
     return _map_columns(rows, problems, {k: v for k, v in columns.items() if v}, multi_label_sep)
+
+
+def columns_present(path: str | Path, columns: dict[str, str | None]) -> dict[str, str]:
+    """The entries of ``columns`` (a ``read_rows`` argument -> a user column) whose column the file's first row has:
+    a trained artifact's column names apply to files written like its training data, hone's own names to others."""
+    first = next(iter(read_rows(path, [])), None)
+    keys = set(first.obj) if first is not None and isinstance(first.obj, dict) else set()
+    return {arg: col for arg, col in columns.items() if col and col in keys}

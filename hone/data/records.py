@@ -402,6 +402,13 @@ def joined_text(schema: str, data: dict[str, Any]) -> str:
     return "\n".join(texts(schema, data))
 
 
+def rarest_label(labels: list[str], counts: dict[str, int]) -> str:
+    """The label of a multi-label row that stands for it in stratification and balancing: its rarest (``counts``:
+    every label's count in the data), ties by name; by its first label a rare second label's rows were never
+    spread over the splits or copied by oversampling."""
+    return min(labels, key=lambda lab: (counts[lab], lab))
+
+
 def labels_of(data: dict[str, Any]) -> list[str]:
     """The label(s) of a classification row as a list (empty for other schemas)."""
     label = data.get("label")

@@ -12,7 +12,7 @@ import random
 from collections import Counter, defaultdict
 
 from hone.config import SplitConfig
-from hone.data.records import Record, labels_of
+from hone.data.records import Record, labels_of, rarest_label
 
 SPLITS = ("train", "validation", "test")
 
@@ -28,11 +28,11 @@ def _units(records: list[Record], grouped: bool) -> list[list[int]]:
 
 def _unit_label(records: list[Record], unit: list[int], rarity: Counter | None = None) -> str:
     """The unit's stratum: its most common (first) label; for multi-label data (``rarity``: every label's count) its
-    rarest label, so a rare label's few examples are spread over the splits (by first label, a rare second label's
-    only example left train in 10 of 50 seeds)."""
+    rarest label (:func:`rarest_label`; by first label, a rare second label's only example left train in 10 of 50
+    seeds)."""
     if rarity is not None:
-        labs = {lab for i in unit for lab in labels_of(records[i].data)}
-        return min(labs, key=lambda lab: (rarity[lab], lab)) if labs else ""
+        labs = sorted({lab for i in unit for lab in labels_of(records[i].data)})
+        return rarest_label(labs, rarity) if labs else ""
     counts = Counter(lab for i in unit for lab in labels_of(records[i].data)[:1])
     if not counts:
         return ""

@@ -317,21 +317,18 @@ def evaluate_artifact(artifact, data_file, *, max_examples: int | None = None, b
 
     from hone import artifacts
     from hone.config import load_config
-    from hone.data.check import DataReport, validate
-    from hone.data.read import read_rows
+    from hone.data.check import read_valid
+    from hone.data.read import columns_present
     from hone.errors import DataError
 
     cfg = load_config(Path(artifact) / artifacts.RESOLVED_CONFIG, overrides)
     cfg.eval.max_examples = max_examples
     cfg.eval.baselines = ["zero_shot"] if baselines else []
     cfg.eval.forgetting = False
-    problems: list = []
-    rep = DataReport(files=[str(data_file)])
-    rows = read_rows(data_file, problems, prompt_column=cfg.data.prompt_column,  # the training data's columns
-                     completion_column=cfg.data.completion_column)
-    recs = validate(rows, rep, schema="auto", read_problems=problems, min_examples=1)
-    if not rep.ok:
-        raise DataError(f"{rep.error_count} error(s) in {data_file}\n  " + "\n  ".join(str(p) for p in rep.errors[:20]))
+    # the columns it was trained on, where the file has them (else hone's own field names)
+    cols = columns_present(data_file, {"prompt_column": cfg.data.prompt_column,
+                                       "completion_column": cfg.data.completion_column})
+    recs, rep = read_valid(data_file, **cols)
     if rep.schema not in ("chat", "prompt_completion", "instruction"):
         raise DataError(f"{data_file}: a generator is evaluated on chat / prompt_completion / instruction data, "
                         f"got {rep.schema}")

@@ -62,22 +62,11 @@ def write_reports(out_dir: str | Path, report: Mapping[str, Any]) -> dict[str, P
     out = Path(out_dir)
     files = {kind: out / name for kind, name in REPORT_FILES.items()}
     clean = to_jsonable(report)
-    view = _multi_label_on_primary(clean)
-    tables = build_tables(view, files)
+    tables = build_tables(clean, files)
     atomic_write_json(files["json"], clean)
-    atomic_write_text(files["md"], render_markdown(view, tables))
-    atomic_write_text(files["html"], render_html(view, tables))
+    atomic_write_text(files["md"], render_markdown(clean, tables))
+    atomic_write_text(files["html"], render_html(clean, tables))
     return files
-
-
-def _multi_label_on_primary(report: dict[str, Any]) -> dict[str, Any]:
-    """The report to render: a top-level ``multi_label`` section (all a report held before systems carried their own)
-    becomes the primary system's multi-label scores."""
-    p = primary_name(report)
-    ml = report.get("multi_label")
-    if not isinstance(ml, Mapping) or not p or "multi_label" in report["systems"][p]:
-        return report
-    return {**report, "systems": {**report["systems"], p: {**report["systems"][p], "multi_label": ml}}}
 
 
 # ----------------------------------------------------------------------------- markdown

@@ -17,9 +17,10 @@ from typing import Any
 import torch
 
 from hone.config import FreezeMethod, FullMethod, HeadMethod, Ia3Method, LoraMethod, PromptTuningMethod
-from hone.errors import ConfigError, DataError
+from hone.errors import ConfigError
 from hone.model.methods import apply_method, count_params, layer_groups, lora_targets
 
+SAMPLE_TEXT = "my internet has been down since yesterday and nobody called me back"  # timed without data
 WARMUP_STEPS = 4
 MEASURED_STEPS = 6
 
@@ -117,15 +118,10 @@ def read_examples(path: Path) -> tuple[list[list[dict[str, Any]]], list[str]]:
     """(conversations, texts) of a data file, read and validated as ``hone data check`` reads it: the
     conversations of chat / prompt-completion / instruction rows, else each row's text."""
     from hone.data.chat import to_messages
-    from hone.data.check import DataReport, validate
-    from hone.data.read import read_rows
+    from hone.data.check import read_valid
     from hone.data.records import joined_text
 
-    problems: list = []
-    rep = DataReport(files=[str(path)])
-    recs = validate(read_rows(path, problems), rep, schema="auto", read_problems=problems, min_examples=1)
-    if not rep.ok:
-        raise DataError(f"{rep.error_count} error(s) in {path}\n  " + "\n  ".join(str(p) for p in rep.errors[:20]))
+    recs, rep = read_valid(path)
     if rep.schema in ("chat", "prompt_completion", "instruction"):
         return [to_messages(r.data, rep.schema) for r in recs], []
     return [], [t for t in (joined_text(rep.schema, r.data) for r in recs) if t.strip()]
@@ -176,7 +172,7 @@ def _estimate_generator(name: str, model, tok, convs, texts, n: int, batch_size:
     steps = WARMUP_STEPS + MEASURED_STEPS
     seq2seq = bool(getattr(model.config, "is_encoder_decoder", False))
     if not convs and not texts:
-        texts = ["my internet has been down since yesterday and nobody called me back"]
+        texts = [SAMPLE_TEXT]
     pool = convs or texts
     sample = [pool[rng.randrange(len(pool))] for _ in range(steps * batch_size)]
     if seq2seq:  # source -> target: the last reply of a conversation, a text to itself
@@ -212,7 +208,7 @@ def _estimate(model, tok, texts, n: int, batch_size: int, max_length: int, num_l
     from hone.train.objectives import ClassificationObjective
 
     if not texts:
-        texts = ["my internet has been down since yesterday and nobody called me back"]
+        texts = [SAMPLE_TEXT]
     rng = random.Random(0)
     sample = [texts[rng.randrange(len(texts))] for _ in range((WARMUP_STEPS + MEASURED_STEPS) * batch_size)]
     labels = torch.randint(num_labels, (len(sample),), generator=torch.Generator().manual_seed(0))
